@@ -1,0 +1,271 @@
+//! Schema history of the c3 memory store.
+//!
+//! A store directory holds a sled database in `db/`. Its schema version is a
+//! raw big-endian `u32` under [`VERSION_KEY`] in the [`META_TREE`] tree, kept
+//! outside any record format so that every future layout can still read it.
+//!
+//! [`open`] brings a store up to the newest version of a migration list:
+//! it refuses stores written by a newer program, copies the whole store
+//! directory to `backups/` before touching an existing store, then applies the
+//! missing steps in order, recording the version after each one so that an
+//! interrupted upgrade resumes where it stopped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub mod v1;
+
+/// Tree holding the schema version and the store's meta records.
+pub const META_TREE: &str = "meta";
+/// Key of the schema version (big-endian u32) in [`META_TREE`].
+pub const VERSION_KEY: &[u8] = b"schema_version";
+/// Sub-directory of the store that holds the sled database.
+pub const DB_DIR: &str = "db";
+/// Sub-directory of the store that holds pre-migration backups.
+pub const BACKUP_DIR: &str = "backups";
+
+/// One step of the schema history: turns a store at version `to - 1` into
+/// one at version `to`.
+pub struct Migration {
+    pub to: u32,
+    pub name: &'static str,
+    pub apply: fn(&sled::Db) -> sled::Result<()>,
+}
+
+/// The real history of the c3 store, oldest first.
+pub const HISTORY: &[Migration] = &[Migration {
+    to: 1,
+    name: "initial layout: meta, docs, sources, chunks, latents",
+    apply: v1::create,
+}];
+
+/// The schema version this program writes.
+pub fn current_version() -> u32 {
+    latest(HISTORY)
+}
+
+fn latest(history: &[Migration]) -> u32 {
+    history.last().map_or(0, |m| m.to)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("store {dir}: schema version {found} is newer than this program supports ({supported}); upgrade c3 to open it")]
+    Newer {
+        dir: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("store {dir}: tree `meta` key `schema_version` is {len} bytes, expected 4")]
+    BadVersion { dir: PathBuf, len: usize },
+    #[error("store {dir}: the database has data but no schema version; it is not a c3 store")]
+    NotAStore { dir: PathBuf },
+    #[error(
+        "store {dir}: could not open the database ({source}); is another c3 process using it?"
+    )]
+    Open {
+        dir: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("store {dir}: {source}")]
+    Db {
+        dir: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("store {dir}: migration to version {to} ({name}) failed: {source}")]
+    Step {
+        dir: PathBuf,
+        to: u32,
+        name: &'static str,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("store {dir}: backup before migration failed: {source}")]
+    Backup {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("migration history is not consecutive at version {0}")]
+    BadHistory(u32),
+}
+
+/// An opened, up-to-date store database.
+pub struct Opened {
+    pub db: sled::Db,
+    /// Version found on disk before migrating (0 for a new store).
+    pub from_version: u32,
+    /// Where the pre-migration copy was written, if one was needed.
+    pub backup: Option<PathBuf>,
+}
+
+/// Open (creating if needed) the store in `dir` with the real history.
+pub fn open(dir: &Path) -> Result<Opened, MigrateError> {
+    open_with(dir, HISTORY)
+}
+
+/// Open the store in `dir` and migrate it through `history` (oldest first,
+/// consecutive versions starting at 1).
+pub fn open_with(dir: &Path, history: &[Migration]) -> Result<Opened, MigrateError> {
+    for (i, m) in history.iter().enumerate() {
+        if m.to != i as u32 + 1 {
+            return Err(MigrateError::BadHistory(m.to));
+        }
+    }
+    let supported = latest(history);
+    let mut db = open_db(dir)?;
+    let from_version = read_version(&db, dir)?;
+    if from_version > supported {
+        return Err(MigrateError::Newer {
+            dir: dir.to_path_buf(),
+            found: from_version,
+            supported,
+        });
+    }
+    let mut backup = None;
+    if from_version < supported && from_version > 0 {
+        // Close the database so the copy is a consistent on-disk image.
+        db.flush().map_err(|source| db_err(dir, source))?;
+        drop(db);
+        backup = Some(
+            backup_store(dir, from_version).map_err(|source| MigrateError::Backup {
+                dir: dir.to_path_buf(),
+                source,
+            })?,
+        );
+        db = open_db(dir)?;
+    }
+    for m in history.iter().filter(|m| m.to > from_version) {
+        (m.apply)(&db).map_err(|source| MigrateError::Step {
+            dir: dir.to_path_buf(),
+            to: m.to,
+            name: m.name,
+            source,
+        })?;
+        write_version(&db, m.to).map_err(|source| db_err(dir, source))?;
+        db.flush().map_err(|source| db_err(dir, source))?;
+    }
+    Ok(Opened {
+        db,
+        from_version,
+        backup,
+    })
+}
+
+fn db_err(dir: &Path, source: sled::Error) -> MigrateError {
+    MigrateError::Db {
+        dir: dir.to_path_buf(),
+        source,
+    }
+}
+
+/// Open the sled database of the store in `dir` without migrating.
+///
+/// sled releases its file lock from a background thread after the last
+/// handle is dropped, so a reopen (ours after a backup, or a test's) may find
+/// the lock still held for a moment: retry briefly before giving up.
+pub fn open_db(dir: &Path) -> Result<sled::Db, MigrateError> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let res = sled::Config::new()
+            .path(dir.join(DB_DIR))
+            // Latents are written once and read in bulk: a modest cache is
+            // enough and keeps memory bounded on large ingests.
+            .cache_capacity(256 << 20)
+            .open();
+        match res {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("lock") && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(MigrateError::Open {
+                    dir: dir.to_path_buf(),
+                    source,
+                })
+            }
+            Ok(db) => return Ok(db),
+        }
+    }
+}
+
+/// Version recorded in `db`; 0 for a database that was never initialised.
+pub fn read_version(db: &sled::Db, dir: &Path) -> Result<u32, MigrateError> {
+    let meta = db.open_tree(META_TREE).map_err(|s| db_err(dir, s))?;
+    match meta.get(VERSION_KEY).map_err(|s| db_err(dir, s))? {
+        Some(v) => {
+            let bytes: [u8; 4] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| MigrateError::BadVersion {
+                    dir: dir.to_path_buf(),
+                    len: v.len(),
+                })?;
+            Ok(u32::from_be_bytes(bytes))
+        }
+        None => {
+            let has_data = db
+                .tree_names()
+                .iter()
+                .filter_map(|n| db.open_tree(n).ok())
+                .any(|t| !t.is_empty());
+            if has_data {
+                Err(MigrateError::NotAStore {
+                    dir: dir.to_path_buf(),
+                })
+            } else {
+                Ok(0)
+            }
+        }
+    }
+}
+
+/// Record `version` as the store's schema version.
+pub fn write_version(db: &sled::Db, version: u32) -> sled::Result<()> {
+    db.open_tree(META_TREE)?
+        .insert(VERSION_KEY, &version.to_be_bytes())?;
+    Ok(())
+}
+
+/// Copy everything in the store directory except earlier backups to
+/// `backups/schema-v{version}-{unix seconds}/`.
+fn backup_store(dir: &Path, version: u32) -> std::io::Result<PathBuf> {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let root = dir.join(BACKUP_DIR);
+    let mut target = root.join(format!("schema-v{version}-{stamp}"));
+    let mut n = 1;
+    while target.exists() {
+        target = root.join(format!("schema-v{version}-{stamp}-{n}"));
+        n += 1;
+    }
+    fs::create_dir_all(&target)?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == BACKUP_DIR {
+            continue;
+        }
+        copy_recursive(&entry.path(), &target.join(entry.file_name()))?;
+    }
+    Ok(target)
+}
+
+fn copy_recursive(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.is_dir() {
+        fs::create_dir_all(to)?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            copy_recursive(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if meta.is_file() {
+        fs::copy(from, to)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Schema migrations: upgrade with backup, refusal of newer stores.
+
+use c3_migrations::{open_with, MigrateError, Migration, HISTORY, META_TREE, VERSION_KEY};
+
+/// Version 2 of a synthetic history: moves every `notes` entry to
+/// `notes_v2` with its value upper-cased.
+fn to_v2(db: &sled::Db) -> sled::Result<()> {
+    let old = db.open_tree("notes")?;
+    let new = db.open_tree("notes_v2")?;
+    for item in old.iter() {
+        let (k, v) = item?;
+        new.insert(k, v.to_ascii_uppercase())?;
+    }
+    db.drop_tree("notes")?;
+    Ok(())
+}
+
+fn v1_notes(db: &sled::Db) -> sled::Result<()> {
+    db.open_tree("notes")?;
+    Ok(())
+}
+
+const SYNTHETIC: &[Migration] = &[
+    Migration {
+        to: 1,
+        name: "notes",
+        apply: v1_notes,
+    },
+    Migration {
+        to: 2,
+        name: "notes upper-cased",
+        apply: to_v2,
+    },
+];
+
+fn version(dir: &std::path::Path) -> u32 {
+    let db = c3_migrations::open_db(dir).unwrap();
+    let v = db
+        .open_tree(META_TREE)
+        .unwrap()
+        .get(VERSION_KEY)
+        .unwrap()
+        .unwrap();
+    u32::from_be_bytes(v.as_ref().try_into().unwrap())
+}
+
+#[test]
+fn older_store_is_backed_up_then_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    // Build a version-1 store of the synthetic history, with data.
+    {
+        let o = open_with(dir.path(), &SYNTHETIC[..1]).unwrap();
+        assert_eq!((o.from_version, o.backup.is_none()), (0, true));
+        let t = o.db.open_tree("notes").unwrap();
+        t.insert("a", "hello").unwrap();
+        t.insert("b", "world").unwrap();
+        o.db.flush().unwrap();
+    }
+    assert_eq!(version(dir.path()), 1);
+    let o = open_with(dir.path(), SYNTHETIC).unwrap();
+    assert_eq!(o.from_version, 1);
+    let t = o.db.open_tree("notes_v2").unwrap();
+    assert_eq!(t.get("a").unwrap().unwrap().as_ref(), b"HELLO");
+    assert_eq!(t.get("b").unwrap().unwrap().as_ref(), b"WORLD");
+    assert!(!o.db.tree_names().iter().any(|n| n.as_ref() == b"notes"));
+    let backup = o.backup.clone().expect("a backup was made");
+    drop((t, o));
+    assert_eq!(version(dir.path()), 2);
+    // The backup is the untouched version-1 store.
+    assert_eq!(version(&backup), 1);
+    let b = c3_migrations::open_db(&backup).unwrap();
+    assert_eq!(
+        b.open_tree("notes")
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        b"hello"
+    );
+    drop(b);
+    // Already current: no further backup.
+    let again = open_with(dir.path(), SYNTHETIC).unwrap();
+    assert_eq!((again.from_version, again.backup.is_none()), (2, true));
+}
+
+#[test]
+fn newer_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = c3_migrations::open_db(dir.path()).unwrap();
+        db.open_tree(META_TREE)
+            .unwrap()
+            .insert(VERSION_KEY, &99u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    match open_with(dir.path(), HISTORY) {
+        Err(e @ MigrateError::Newer { found: 99, .. }) => assert!(e.to_string().contains("newer")),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a newer store was opened"),
+    }
+    let msg = c3::store::Store::open(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(msg.contains("99") && msg.contains("newer"), "{msg}");
+}
+
+#[test]
+fn foreign_database_and_bad_history_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = c3_migrations::open_db(dir.path()).unwrap();
+        db.insert("something", "else").unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        open_with(dir.path(), HISTORY),
+        Err(MigrateError::NotAStore { .. })
+    ));
+    let gap = &[Migration {
+        to: 2,
+        name: "gap",
+        apply: v1_notes,
+    }];
+    let d2 = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        open_with(d2.path(), gap),
+        Err(MigrateError::BadHistory(2))
+    ));
+}
+
+#[test]
+fn new_store_gets_current_version() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(c3::store::Store::open(dir.path()).unwrap());
+    assert_eq!(version(dir.path()), c3_migrations::current_version());
+    assert_eq!(c3_migrations::current_version(), 1);
+}
