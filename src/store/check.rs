@@ -1,0 +1,247 @@
+//! `c3 check`: every record decodes, and counts and indexes agree.
+
+use std::collections::HashMap;
+
+use c3_migrations::v1;
+
+use super::records::{ChunkRecord, DocRecord, LatentRecord, MetaRecord};
+use super::{codec, keys, latent, Store};
+use crate::Result;
+
+/// Outcome of a check: what was visited and every problem found, each naming
+/// its tree and key.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct CheckReport {
+    pub documents: u64,
+    pub chunks: u64,
+    pub latents: u64,
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+pub fn run(store: &Store) -> Result<CheckReport> {
+    let mut r = CheckReport::default();
+    let shape = check_meta(store, &mut r);
+    let next_id = store.next_doc_id().unwrap_or_else(|e| {
+        r.problems.push(e.to_string());
+        u64::MAX
+    });
+    // doc id -> chunk count, for the orphan scan.
+    let mut docs: HashMap<u64, u32> = HashMap::new();
+    for item in store.docs.iter() {
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                r.problems.push(format!("tree `docs`: read failed: {e}"));
+                break;
+            }
+        };
+        r.documents += 1;
+        let doc: DocRecord = match codec::decode(v1::DOCS, &k, &v) {
+            Ok(d) => d,
+            Err(e) => {
+                r.problems.push(e.to_string());
+                continue;
+            }
+        };
+        let here = format!("tree `docs` key {}", keys::describe(v1::DOCS, &k));
+        if keys::parse_doc_key(&k) != Some(doc.id) {
+            r.problems
+                .push(format!("{here}: record says id {}", doc.id));
+        }
+        if doc.id >= next_id {
+            r.problems
+                .push(format!("{here}: id is not below next_doc_id {next_id}"));
+        }
+        match store.sources.get(doc.source.as_bytes()) {
+            Ok(Some(v)) if keys::parse_doc_key(&v) == Some(doc.id) => {}
+            _ => r.problems.push(format!(
+                "{here}: tree `sources` has no entry {:?} pointing to it",
+                doc.source
+            )),
+        }
+        docs.insert(doc.id, doc.chunk_count);
+        check_chunks(store, &doc, shape.as_deref(), &mut r);
+    }
+    check_sources(store, &mut r);
+    for (tree, name) in [(&store.chunks, v1::CHUNKS), (&store.latents, v1::LATENTS)] {
+        for item in tree.iter().keys() {
+            let Ok(k) = item else {
+                r.problems.push(format!("tree `{name}`: read failed"));
+                break;
+            };
+            let owned = keys::parse_chunk_key(&k)
+                .is_some_and(|(d, o)| docs.get(&d).is_some_and(|&n| o < n));
+            if !owned {
+                r.problems.push(format!(
+                    "tree `{name}` key {}: belongs to no document",
+                    keys::describe(name, &k)
+                ));
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Decode the meta record; returns the latent shape of the bound model.
+fn check_meta(store: &Store, r: &mut CheckReport) -> Option<Vec<u32>> {
+    for key in [v1::NEXT_DOC_ID_KEY, v1::GENERATION_KEY] {
+        if let Err(e) = store.counter(key) {
+            r.problems.push(e.to_string());
+        }
+    }
+    match store.meta.get(v1::STORE_KEY) {
+        Ok(Some(v)) => match codec::decode::<MetaRecord>(v1::META, v1::STORE_KEY, &v) {
+            Ok(m) => m.model.map(|m| vec![m.latent_len, m.hidden_size]),
+            Err(e) => {
+                r.problems.push(e.to_string());
+                None
+            }
+        },
+        _ => {
+            r.problems.push("tree `meta` key \"store\": missing".into());
+            None
+        }
+    }
+}
+
+fn check_chunks(store: &Store, doc: &DocRecord, shape: Option<&[u32]>, r: &mut CheckReport) {
+    let mut hasher = blake3::Hasher::new();
+    let mut pos = 0u64;
+    let mut tokens = 0u64;
+    let mut text_ok = true;
+    for ord in 0..doc.chunk_count {
+        let key = keys::chunk_key(doc.id, ord);
+        let here = |tree: &str| format!("tree `{tree}` key {}", keys::describe(tree, &key));
+        match store.chunks.get(key) {
+            Ok(Some(v)) => {
+                r.chunks += 1;
+                match codec::decode::<ChunkRecord>(v1::CHUNKS, &key, &v) {
+                    Ok(c) => {
+                        if c.doc_id != doc.id || c.ordinal != ord {
+                            r.problems.push(format!(
+                                "{}: record says doc {} chunk {}",
+                                here(v1::CHUNKS),
+                                c.doc_id,
+                                c.ordinal
+                            ));
+                        }
+                        if c.start != pos || c.end < c.start {
+                            r.problems.push(format!(
+                                "{}: range {}..{} does not continue at byte {pos}",
+                                here(v1::CHUNKS),
+                                c.start,
+                                c.end
+                            ));
+                        }
+                        pos = c.end;
+                        tokens += c.tokens as u64;
+                        match store.chunk_text(&c) {
+                            Ok(t) => {
+                                hasher.update(t.as_bytes());
+                            }
+                            Err(e) => {
+                                text_ok = false;
+                                r.problems.push(e.to_string());
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        text_ok = false;
+                        r.problems.push(e.to_string());
+                    }
+                }
+            }
+            _ => {
+                text_ok = false;
+                r.problems.push(format!("{}: missing", here(v1::CHUNKS)));
+            }
+        }
+        match store.latents.get(key) {
+            Ok(Some(v)) => {
+                r.latents += 1;
+                check_latent(&key, &v, shape, r);
+            }
+            _ => r.problems.push(format!("{}: missing", here(v1::LATENTS))),
+        }
+    }
+    let here = format!(
+        "tree `docs` key {}",
+        keys::describe(v1::DOCS, &keys::doc_key(doc.id))
+    );
+    if text_ok {
+        if pos != doc.size {
+            r.problems.push(format!(
+                "{here}: chunks cover {pos} bytes, record says {}",
+                doc.size
+            ));
+        }
+        if hasher.finalize().as_bytes() != &doc.content_hash {
+            r.problems.push(format!(
+                "{here}: chunk texts do not hash to the content hash"
+            ));
+        }
+    }
+    if tokens != doc.token_count {
+        r.problems.push(format!(
+            "{here}: chunks hold {tokens} tokens, record says {}",
+            doc.token_count
+        ));
+    }
+}
+
+fn check_latent(key: &[u8], v: &[u8], shape: Option<&[u32]>, r: &mut CheckReport) {
+    let buf = match codec::aligned(v1::LATENTS, key, v) {
+        Ok(b) => b,
+        Err(e) => return r.problems.push(e.to_string()),
+    };
+    let rec = match codec::access::<LatentRecord>(v1::LATENTS, key, &buf) {
+        Ok(rec) => rec,
+        Err(e) => return r.problems.push(e.to_string()),
+    };
+    let dims: Vec<u32> = rec.shape.iter().map(|d| d.to_native()).collect();
+    let here = format!("tree `latents` key {}", keys::describe(v1::LATENTS, key));
+    if shape.is_some_and(|s| s != dims.as_slice()) {
+        r.problems.push(format!(
+            "{here}: shape {dims:?}, the store's model makes {shape:?}"
+        ));
+    }
+    if latent::expected_len(&rec.dtype, &dims) != Some(rec.data.len()) {
+        r.problems.push(format!(
+            "{here}: {} bytes do not fit dtype {} and shape {dims:?}",
+            rec.data.len(),
+            rec.dtype.as_str()
+        ));
+    }
+}
+
+fn check_sources(store: &Store, r: &mut CheckReport) {
+    for item in store.sources.iter() {
+        let Ok((k, v)) = item else {
+            r.problems.push("tree `sources`: read failed".into());
+            break;
+        };
+        let here = format!("tree `sources` key {}", keys::describe(v1::SOURCES, &k));
+        let Some(id) = keys::parse_doc_key(&v) else {
+            r.problems.push(format!("{here}: value is not a doc id"));
+            continue;
+        };
+        match store.document(id) {
+            Ok(Some(d)) if d.source.as_bytes() == k.as_ref() => {}
+            Ok(Some(d)) => r.problems.push(format!(
+                "{here}: points to doc {id}, whose source is {:?}",
+                d.source
+            )),
+            Ok(None) => r
+                .problems
+                .push(format!("{here}: points to missing doc {id}")),
+            // A corrupt doc record is already reported by the docs scan.
+            Err(_) => {}
+        }
+    }
+}

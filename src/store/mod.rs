@@ -1,0 +1,662 @@
+//! The memory store: documents, chunk texts and latents in an embedded sled
+//! database under one directory (layout: `c3_migrations::v1`).
+//!
+//! Writes follow one rule: a document becomes visible only through the single
+//! transaction that inserts its `docs` record, so a crash at any moment leaves
+//! either the old document or the new one, never a mix. Chunks written for a
+//! document that never committed carry an id at or above `next_doc_id` and
+//! are swept when the store is next opened.
+
+mod check;
+mod codec;
+pub mod export;
+mod keys;
+pub mod latent;
+pub mod records;
+
+use std::path::{Path, PathBuf};
+
+use c3_migrations::v1;
+use candle_core::Tensor;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+pub use check::CheckReport;
+pub use records::{ChunkRecord, DocRecord, LatentRecord, MetaRecord, ModelRecord};
+
+use crate::{Error, Result};
+
+/// An open store. Only one process can hold a store open at a time (sled
+/// locks the database).
+pub struct Store {
+    dir: PathBuf,
+    db: sled::Db,
+    meta: sled::Tree,
+    docs: sled::Tree,
+    sources: sled::Tree,
+    chunks: sled::Tree,
+    latents: sled::Tree,
+}
+
+fn sled_err(tree: &str, e: impl std::fmt::Display) -> Error {
+    Error::Store(format!("tree `{tree}`: {e}"))
+}
+
+/// Current time in unix milliseconds. `SOURCE_DATE_EPOCH` (seconds) pins it,
+/// which makes exports of separate runs byte-identical.
+pub fn now_ms() -> i64 {
+    if let Some(secs) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+    {
+        return secs * 1000;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Summary counts of a store.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    pub documents: u64,
+    pub chunks: u64,
+    pub text_bytes: u64,
+    pub text_tokens: u64,
+    pub latent_tokens: u64,
+    /// text tokens / latent tokens (0 for an empty store).
+    pub compression_ratio: f64,
+    pub bytes_on_disk: u64,
+    pub generation: u64,
+}
+
+/// Fields of a document record that the writer does not compute itself.
+#[derive(Debug, Clone)]
+pub struct NewDoc {
+    pub source: String,
+    pub content_hash: [u8; 32],
+    pub size: u64,
+    pub mtime_ms: Option<i64>,
+    pub ingested_at_ms: i64,
+    pub kind: String,
+    pub chunk_tokens: u32,
+}
+
+impl Store {
+    /// Open (creating if needed) the store in `dir`, upgrading an older
+    /// schema after a backup and refusing a newer one.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let opened = c3_migrations::open(dir).map_err(|e| Error::Store(e.to_string()))?;
+        let db = opened.db;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| sled_err(name, e));
+        let store = Store {
+            dir: dir.to_path_buf(),
+            meta: tree(v1::META)?,
+            docs: tree(v1::DOCS)?,
+            sources: tree(v1::SOURCES)?,
+            chunks: tree(v1::CHUNKS)?,
+            latents: tree(v1::LATENTS)?,
+            db,
+        };
+        if store
+            .meta
+            .get(v1::STORE_KEY)
+            .map_err(|e| sled_err(v1::META, e))?
+            .is_none()
+        {
+            let rec = MetaRecord {
+                created_at_ms: now_ms(),
+                model: None,
+            };
+            store.put_meta(&rec)?;
+            store.flush()?;
+        }
+        store.sweep_uncommitted()?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.db
+            .flush()
+            .map_err(|e| Error::Store(format!("flush: {e}")))?;
+        Ok(())
+    }
+
+    pub fn meta(&self) -> Result<MetaRecord> {
+        let v = self
+            .meta
+            .get(v1::STORE_KEY)
+            .map_err(|e| sled_err(v1::META, e))?
+            .ok_or_else(|| Error::Store("tree `meta`: key \"store\" is missing".into()))?;
+        codec::decode(v1::META, v1::STORE_KEY, &v)
+    }
+
+    fn put_meta(&self, rec: &MetaRecord) -> Result<()> {
+        self.meta
+            .insert(v1::STORE_KEY, codec::encode(rec)?)
+            .map_err(|e| sled_err(v1::META, e))?;
+        Ok(())
+    }
+
+    /// Tie the store to `model`, or fail if it already belongs to another.
+    pub fn bind_model(&self, model: &ModelRecord) -> Result<()> {
+        let mut meta = self.meta()?;
+        match &meta.model {
+            Some(m) if m == model => Ok(()),
+            Some(m) => Err(Error::Store(format!(
+                "store {} belongs to model {} (latents {} x {}); the loaded model is {} (latents {} x {}). \
+                 Latents of different models cannot be mixed: use another --store",
+                self.dir.display(),
+                m.fingerprint,
+                m.latent_len,
+                m.hidden_size,
+                model.fingerprint,
+                model.latent_len,
+                model.hidden_size
+            ))),
+            None => {
+                meta.model = Some(model.clone());
+                self.put_meta(&meta)?;
+                self.flush()
+            }
+        }
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64> {
+        match self.meta.get(key).map_err(|e| sled_err(v1::META, e))? {
+            None => Ok(0),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| codec::corrupt(v1::META, key, "counter is not 8 bytes"))?;
+                Ok(u64::from_be_bytes(b))
+            }
+        }
+    }
+
+    /// Change counter: bumped by every committed change (for derived indexes).
+    pub fn generation(&self) -> Result<u64> {
+        self.counter(v1::GENERATION_KEY)
+    }
+
+    /// Id the next committed document gets.
+    pub fn next_doc_id(&self) -> Result<u64> {
+        self.counter(v1::NEXT_DOC_ID_KEY)
+    }
+
+    pub fn document(&self, id: u64) -> Result<Option<DocRecord>> {
+        let key = keys::doc_key(id);
+        match self.docs.get(key).map_err(|e| sled_err(v1::DOCS, e))? {
+            None => Ok(None),
+            Some(v) => codec::decode(v1::DOCS, &key, &v).map(Some),
+        }
+    }
+
+    /// Document currently stored for `source`.
+    pub fn find_source(&self, source: &str) -> Result<Option<DocRecord>> {
+        let Some(v) = self
+            .sources
+            .get(source.as_bytes())
+            .map_err(|e| sled_err(v1::SOURCES, e))?
+        else {
+            return Ok(None);
+        };
+        let id = keys::parse_doc_key(&v)
+            .ok_or_else(|| codec::corrupt(v1::SOURCES, source.as_bytes(), "not a doc id"))?;
+        self.document(id)?.map(Some).ok_or_else(|| {
+            Error::Store(format!(
+                "tree `sources` key {source:?} points to doc {id}, which is missing"
+            ))
+        })
+    }
+
+    /// All documents in id order.
+    pub fn documents(&self) -> impl Iterator<Item = Result<DocRecord>> + '_ {
+        self.docs.iter().map(|item| {
+            let (k, v) = item.map_err(|e| sled_err(v1::DOCS, e))?;
+            codec::decode(v1::DOCS, &k, &v)
+        })
+    }
+
+    /// Find a document by id or by source (exact, or a path that
+    /// canonicalizes to a stored source).
+    pub fn resolve(&self, spec: &str) -> Result<DocRecord> {
+        if let Ok(id) = spec.parse::<u64>() {
+            if let Some(d) = self.document(id)? {
+                return Ok(d);
+            }
+        }
+        if let Some(d) = self.find_source(spec)? {
+            return Ok(d);
+        }
+        if let Ok(p) = std::fs::canonicalize(spec) {
+            if let Some(d) = self.find_source(&p.to_string_lossy())? {
+                return Ok(d);
+            }
+        }
+        Err(Error::Input(format!(
+            "no document `{spec}` in store {}",
+            self.dir.display()
+        )))
+    }
+
+    /// Chunk record (text still compressed) of a document.
+    pub fn chunk_record(&self, doc: u64, ordinal: u32) -> Result<ChunkRecord> {
+        let key = keys::chunk_key(doc, ordinal);
+        let v = self
+            .chunks
+            .get(key)
+            .map_err(|e| sled_err(v1::CHUNKS, e))?
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "tree `chunks`: doc {doc} chunk {ordinal} is missing"
+                ))
+            })?;
+        codec::decode(v1::CHUNKS, &key, &v)
+    }
+
+    /// Exact text of a chunk.
+    pub fn chunk_text(&self, rec: &ChunkRecord) -> Result<String> {
+        let key = keys::chunk_key(rec.doc_id, rec.ordinal);
+        let bytes = zstd::decode_all(rec.text_zstd.as_slice())
+            .map_err(|e| codec::corrupt(v1::CHUNKS, &key, &format!("zstd: {e}")))?;
+        if bytes.len() as u64 != rec.end - rec.start {
+            return Err(codec::corrupt(
+                v1::CHUNKS,
+                &key,
+                "text length differs from its byte range",
+            ));
+        }
+        String::from_utf8(bytes).map_err(|_| codec::corrupt(v1::CHUNKS, &key, "text is not UTF-8"))
+    }
+
+    /// Raw encoder states of one chunk, `[latent_len, H_enc]` in the stored dtype.
+    pub fn latent(&self, doc: u64, ordinal: u32) -> Result<Tensor> {
+        let key = keys::chunk_key(doc, ordinal);
+        let v = self
+            .latents
+            .get(key)
+            .map_err(|e| sled_err(v1::LATENTS, e))?
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "tree `latents`: doc {doc} chunk {ordinal} is missing"
+                ))
+            })?;
+        latent_from_value(&key, &v)
+    }
+
+    /// Latents of all chunks of a document, in order, read without touching
+    /// chunk text.
+    pub fn doc_latents(&self, doc: u64) -> Result<Vec<Tensor>> {
+        self.latents
+            .scan_prefix(keys::doc_key(doc))
+            .map(|item| {
+                let (k, v) = item.map_err(|e| sled_err(v1::LATENTS, e))?;
+                latent_from_value(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Start writing a new document. `id` requests a specific id (import);
+    /// it must not be below `next_doc_id`.
+    pub fn begin(&self, id: Option<u64>) -> Result<DocWriter<'_>> {
+        let next = self.next_doc_id()?;
+        let id = match id {
+            Some(id) if id >= next => id,
+            _ => next,
+        };
+        let model = self.meta()?.model.ok_or_else(|| {
+            Error::Store(format!(
+                "store {} has no model yet: bind one before writing",
+                self.dir.display()
+            ))
+        })?;
+        Ok(DocWriter {
+            store: self,
+            shape: vec![model.latent_len, model.hidden_size],
+            id,
+            chunks: 0,
+            tokens: 0,
+            end: 0,
+            committed: false,
+        })
+    }
+
+    /// Remove a document and its chunks in one transaction. Returns whether
+    /// it existed.
+    pub fn remove(&self, id: u64) -> Result<bool> {
+        let Some(doc) = self.document(id)? else {
+            return Ok(false);
+        };
+        self.transact(|t| {
+            t.remove_doc(&doc)?;
+            t.bump_generation()
+        })?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// Bytes the store directory occupies on disk.
+    pub fn bytes_on_disk(&self) -> u64 {
+        dir_size(&self.dir.join(c3_migrations::DB_DIR))
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let mut s = Stats::default();
+        let latent_len = self.meta()?.model.map_or(0, |m| m.latent_len as u64);
+        for d in self.documents() {
+            let d = d?;
+            s.documents += 1;
+            s.chunks += d.chunk_count as u64;
+            s.text_bytes += d.size;
+            s.text_tokens += d.token_count;
+        }
+        s.latent_tokens = s.chunks * latent_len;
+        s.compression_ratio = if s.latent_tokens == 0 {
+            0.0
+        } else {
+            s.text_tokens as f64 / s.latent_tokens as f64
+        };
+        s.bytes_on_disk = self.bytes_on_disk();
+        s.generation = self.generation()?;
+        Ok(s)
+    }
+
+    /// Verify every record and index; see [`CheckReport`].
+    pub fn check(&self) -> Result<CheckReport> {
+        check::run(self)
+    }
+
+    /// Delete chunks and latents left by documents that never committed.
+    fn sweep_uncommitted(&self) -> Result<()> {
+        let next = self.next_doc_id()?;
+        let from = keys::chunk_key(next, 0);
+        let mut swept = false;
+        for (tree, name) in [(&self.chunks, v1::CHUNKS), (&self.latents, v1::LATENTS)] {
+            let mut batch = sled::Batch::default();
+            for item in tree.range(from..) {
+                let (k, _) = item.map_err(|e| sled_err(name, e))?;
+                batch.remove(k);
+                swept = true;
+            }
+            tree.apply_batch(batch).map_err(|e| sled_err(name, e))?;
+        }
+        if swept {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn transact<F>(&self, f: F) -> Result<()>
+    where
+        F: Fn(&Tx<'_>) -> std::result::Result<(), ConflictableTransactionError<Error>>,
+    {
+        (
+            &self.meta,
+            &self.docs,
+            &self.sources,
+            &self.chunks,
+            &self.latents,
+        )
+            .transaction(|(meta, docs, sources, chunks, latents)| {
+                f(&Tx {
+                    meta,
+                    docs,
+                    sources,
+                    chunks,
+                    latents,
+                })
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => Error::Store(format!("transaction: {e}")),
+            })
+    }
+}
+
+fn latent_from_value(key: &[u8], v: &[u8]) -> Result<Tensor> {
+    let buf = codec::aligned(v1::LATENTS, key, v)?;
+    let rec = codec::access::<LatentRecord>(v1::LATENTS, key, &buf)?;
+    let shape: Vec<u32> = rec.shape.iter().map(|d| d.to_native()).collect();
+    if latent::expected_len(&rec.dtype, &shape) != Some(rec.data.len()) {
+        return Err(codec::corrupt(
+            v1::LATENTS,
+            key,
+            "data length does not match dtype and shape",
+        ));
+    }
+    latent::to_tensor(&rec.dtype, &shape, &rec.data)
+        .map_err(|e| codec::corrupt(v1::LATENTS, key, &e.to_string()))
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+/// The five trees inside one transaction.
+struct Tx<'a> {
+    meta: &'a sled::transaction::TransactionalTree,
+    docs: &'a sled::transaction::TransactionalTree,
+    sources: &'a sled::transaction::TransactionalTree,
+    chunks: &'a sled::transaction::TransactionalTree,
+    latents: &'a sled::transaction::TransactionalTree,
+}
+
+fn abort(e: Error) -> ConflictableTransactionError<Error> {
+    ConflictableTransactionError::Abort(e)
+}
+
+impl Tx<'_> {
+    fn counter(&self, key: &[u8]) -> TxResult<u64> {
+        match self.meta.get(key)? {
+            None => Ok(0),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| abort(codec::corrupt(v1::META, key, "counter is not 8 bytes")))?;
+                Ok(u64::from_be_bytes(b))
+            }
+        }
+    }
+
+    fn bump_generation(&self) -> TxResult<()> {
+        let g = self.counter(v1::GENERATION_KEY)? + 1;
+        self.meta.insert(v1::GENERATION_KEY, &g.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn remove_doc(&self, doc: &DocRecord) -> TxResult<()> {
+        self.docs.remove(&keys::doc_key(doc.id))?;
+        // Only drop the source index if it still points at this document.
+        if let Some(v) = self.sources.get(doc.source.as_bytes())? {
+            if keys::parse_doc_key(&v) == Some(doc.id) {
+                self.sources.remove(doc.source.as_bytes())?;
+            }
+        }
+        for ord in 0..doc.chunk_count {
+            let k = keys::chunk_key(doc.id, ord);
+            self.chunks.remove(&k)?;
+            self.latents.remove(&k)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one document's chunks, then commits it atomically.
+///
+/// Dropping a writer without [`commit`](DocWriter::commit) leaves its chunks
+/// invisible; they are swept on the next open.
+pub struct DocWriter<'s> {
+    store: &'s Store,
+    /// Latent shape the store's model produces.
+    shape: Vec<u32>,
+    id: u64,
+    chunks: u32,
+    tokens: u64,
+    end: u64,
+    committed: bool,
+}
+
+impl DocWriter<'_> {
+    /// Id the document will have once committed.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Append the next chunk (byte range `start..end` of the document, which
+    /// must follow the previous chunk without a gap).
+    pub fn put_chunk(
+        &mut self,
+        start: u64,
+        tokens: u32,
+        text: &str,
+        latent: &Tensor,
+    ) -> Result<()> {
+        if start != self.end {
+            return Err(Error::Store(format!(
+                "doc {}: chunk {} starts at byte {start}, previous ended at {}",
+                self.id, self.chunks, self.end
+            )));
+        }
+        let end = start + text.len() as u64;
+        let rec = ChunkRecord {
+            doc_id: self.id,
+            ordinal: self.chunks,
+            start,
+            end,
+            tokens,
+            text_zstd: compress_text(text)?,
+        };
+        self.put_raw(&rec, &latent::to_record(latent)?)
+    }
+
+    /// Append a chunk record and latent record as they are (import).
+    pub fn put_raw(&mut self, chunk: &ChunkRecord, latent: &LatentRecord) -> Result<()> {
+        if chunk.ordinal != self.chunks || chunk.start != self.end || chunk.end < chunk.start {
+            return Err(Error::Store(format!(
+                "doc {}: chunk {} out of order (range {}..{}, expected ordinal {} at byte {})",
+                self.id, chunk.ordinal, chunk.start, chunk.end, self.chunks, self.end
+            )));
+        }
+        if latent.shape != self.shape
+            || latent::expected_len(&latent.dtype, &latent.shape) != Some(latent.data.len())
+        {
+            return Err(Error::Store(format!(
+                "doc {}: chunk {} latent is {} {:?} ({} bytes); the store's model makes {:?}",
+                self.id,
+                chunk.ordinal,
+                latent.dtype,
+                latent.shape,
+                latent.data.len(),
+                self.shape
+            )));
+        }
+        let mut chunk = chunk.clone();
+        chunk.doc_id = self.id;
+        let key = keys::chunk_key(self.id, chunk.ordinal);
+        let s = self.store;
+        s.chunks
+            .insert(key, codec::encode(&chunk)?)
+            .map_err(|e| sled_err(v1::CHUNKS, e))?;
+        s.latents
+            .insert(key, codec::encode(latent)?)
+            .map_err(|e| sled_err(v1::LATENTS, e))?;
+        self.chunks += 1;
+        self.tokens += chunk.tokens as u64;
+        self.end = chunk.end;
+        Ok(())
+    }
+
+    pub fn chunks_written(&self) -> u32 {
+        self.chunks
+    }
+
+    /// Make the document visible, replacing any earlier document with the
+    /// same source, in one transaction; then flush.
+    pub fn commit(mut self, doc: NewDoc) -> Result<DocRecord> {
+        if doc.size != self.end {
+            return Err(Error::Store(format!(
+                "doc {} ({}): chunks cover {} bytes, the document has {}",
+                self.id, doc.source, self.end, doc.size
+            )));
+        }
+        let rec = DocRecord {
+            id: self.id,
+            source: doc.source,
+            content_hash: doc.content_hash,
+            size: doc.size,
+            mtime_ms: doc.mtime_ms,
+            chunk_count: self.chunks,
+            token_count: self.tokens,
+            ingested_at_ms: doc.ingested_at_ms,
+            kind: doc.kind,
+            chunk_tokens: doc.chunk_tokens,
+        };
+        let s = self.store;
+        let old = s.find_source(&rec.source)?;
+        let value = codec::encode(&rec)?;
+        // Chunks first reach disk, then the switch: the switch never points
+        // at chunks that were lost.
+        s.flush()?;
+        s.transact(|t| {
+            if let Some(old) = &old {
+                t.remove_doc(old)?;
+            }
+            t.docs.insert(&keys::doc_key(rec.id), value.clone())?;
+            t.sources
+                .insert(rec.source.as_bytes(), &keys::doc_key(rec.id))?;
+            let next = t.counter(v1::NEXT_DOC_ID_KEY)?.max(rec.id + 1);
+            t.meta.insert(v1::NEXT_DOC_ID_KEY, &next.to_be_bytes())?;
+            t.bump_generation()
+        })?;
+        s.flush()?;
+        self.committed = true;
+        Ok(rec)
+    }
+}
+
+impl Drop for DocWriter<'_> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        // Best effort: an abandoned writer's chunks are also swept on open.
+        for ord in 0..self.chunks {
+            let k = keys::chunk_key(self.id, ord);
+            let _ = self.store.chunks.remove(k);
+            let _ = self.store.latents.remove(k);
+        }
+    }
+}
+
+/// zstd level 3 with a content checksum.
+pub fn compress_text(text: &str) -> Result<Vec<u8>> {
+    let mut enc =
+        zstd::Encoder::new(Vec::new(), 3).map_err(|e| Error::Store(format!("zstd: {e}")))?;
+    enc.include_checksum(true)
+        .map_err(|e| Error::Store(format!("zstd: {e}")))?;
+    std::io::Write::write_all(&mut enc, text.as_bytes())
+        .map_err(|e| Error::Store(format!("zstd: {e}")))?;
+    enc.finish().map_err(|e| Error::Store(format!("zstd: {e}")))
+}
