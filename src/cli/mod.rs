@@ -1,0 +1,3 @@
+//! Command-line front end.
+pub mod engine;
+pub mod store_cmds;

@@ -1,0 +1,426 @@
+//! Store commands: ingest, ls, show, rm, stats, check, export, import.
+//!
+//! Each returns the process exit code: 0 on success, 1 when some input
+//! failed or a check found problems. Errors that stop the command are `Err`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use c3::chunk::{Chunker, DEFAULT_CHUNK_TOKENS, WARN_CHUNK_TOKENS};
+use c3::encode::Compressor;
+use c3::ingest::{self, IngestOptions, Input};
+use c3::store::{export, latent, DocRecord, Store};
+use candle_core::{DType, Tensor};
+use serde_json::json;
+use text_splitter::ChunkSizer;
+
+/// Default store: the platform data dir, e.g. `~/.local/share/c3/store`.
+pub fn default_store_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("c3")
+        .join("store")
+}
+
+#[derive(clap::Args, Debug)]
+pub struct IngestArgs {
+    /// Files and directories to ingest; `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Label for standard input (stored as `stdin:LABEL`; its extension picks the splitter).
+    #[arg(long, value_name = "LABEL", default_value = "-")]
+    pub name: String,
+    /// Maximum tokens per chunk (C3 fidelity drops above ~1000).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHUNK_TOKENS)]
+    pub chunk_tokens: usize,
+    /// Chunks encoded per model call.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub batch: usize,
+    /// Remove stored documents under PATHs whose files are gone.
+    #[arg(long)]
+    pub prune: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LsArgs {
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// Document id or source path.
+    pub doc: String,
+    /// Show one chunk (text, range, latent stats).
+    #[arg(long, value_name = "N")]
+    pub chunk: Option<u32>,
+    /// Also print the whole document text.
+    #[arg(long, conflicts_with = "chunk")]
+    pub text: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RmArgs {
+    /// Document ids or source paths.
+    #[arg(required = true)]
+    pub docs: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Output file (safetensors with a JSON Lines manifest).
+    pub file: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// A file written by `c3 export`.
+    pub file: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn open(store_dir: &Path) -> anyhow::Result<Store> {
+    Ok(Store::open(store_dir)?)
+}
+
+/// `c3 ingest`.
+pub fn run_ingest(
+    store_dir: &Path,
+    model: Option<&Path>,
+    args: &IngestArgs,
+) -> anyhow::Result<i32> {
+    let Some(model_dir) = model else {
+        bail!("ingest needs a model: pass --model DIR or set C3_MODEL");
+    };
+    let (compressor, sizer) = super::engine::load(model_dir)?;
+    ingest_with(store_dir, compressor.as_ref(), sizer, args)
+}
+
+/// `c3 ingest` with an already loaded model (also used by tests).
+pub fn ingest_with<S: ChunkSizer>(
+    store_dir: &Path,
+    model: &dyn Compressor,
+    sizer: S,
+    args: &IngestArgs,
+) -> anyhow::Result<i32> {
+    if args.chunk_tokens > WARN_CHUNK_TOKENS {
+        eprintln!(
+            "c3: warning: --chunk-tokens {} is above {WARN_CHUNK_TOKENS}: C3 loses the end of longer chunks",
+            args.chunk_tokens
+        );
+    }
+    let chunker = Chunker::new(sizer, args.chunk_tokens)?;
+    let inputs: Vec<Input> = args
+        .paths
+        .iter()
+        .map(|p| {
+            if p == "-" {
+                Input::Stdin {
+                    label: args.name.clone(),
+                }
+            } else {
+                Input::Path(PathBuf::from(p))
+            }
+        })
+        .collect();
+    let store = open(store_dir)?;
+    let opts = IngestOptions {
+        prune: args.prune,
+        batch_size: args.batch,
+        progress: !args.json,
+    };
+    let report = ingest::ingest(&store, model, &chunker, &inputs, &opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!(
+            "c3: {} added, {} replaced, {} unchanged, {} pruned, {} failed; {} chunks, {} tokens in {:.1}s",
+            report.added,
+            report.replaced,
+            report.unchanged,
+            report.pruned,
+            report.failed.len(),
+            report.chunks,
+            report.tokens,
+            report.seconds
+        );
+    }
+    Ok(if report.ok() { 0 } else { 1 })
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn doc_json(d: &DocRecord) -> serde_json::Value {
+    json!({
+        "id": d.id,
+        "source": d.source,
+        "chunks": d.chunk_count,
+        "bytes": d.size,
+        "tokens": d.token_count,
+        "kind": d.kind,
+        "content_hash": export::hex(&d.content_hash),
+        "mtime_ms": d.mtime_ms,
+        "ingested_at": rfc3339(d.ingested_at_ms),
+        "chunk_tokens": d.chunk_tokens,
+    })
+}
+
+/// `c3 ls`.
+pub fn run_ls(store_dir: &Path, args: &LsArgs) -> anyhow::Result<i32> {
+    let store = open(store_dir)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let docs = store
+            .documents()
+            .map(|d| d.map(|d| doc_json(&d)))
+            .collect::<c3::Result<Vec<_>>>()?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{:>6} {:>7} {:>9} {:>10}  {:<12} SOURCE",
+        "ID", "CHUNKS", "TOKENS", "BYTES", "KIND"
+    )?;
+    for d in store.documents() {
+        let d = d?;
+        writeln!(
+            out,
+            "{:>6} {:>7} {:>9} {:>10}  {:<12} {}",
+            d.id, d.chunk_count, d.token_count, d.size, d.kind, d.source
+        )?;
+    }
+    Ok(0)
+}
+
+/// Summary statistics of latent values (computed in f32).
+fn latent_stats(ts: &[Tensor]) -> anyhow::Result<serde_json::Value> {
+    if ts.is_empty() {
+        return Ok(json!(null));
+    }
+    let dtype = latent::dtype_name(ts[0].dtype())?;
+    let shape = ts[0].dims().to_vec();
+    let all = Tensor::cat(
+        &ts.iter()
+            .map(|t| t.to_dtype(DType::F32)?.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?,
+        0,
+    )?;
+    let v = all.to_vec1::<f32>()?;
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+    let min = v.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let finite = v.iter().all(|x| x.is_finite());
+    Ok(json!({
+        "dtype": dtype, "shape": shape, "count": ts.len(),
+        "mean": mean, "std": var.sqrt(), "min": min, "max": max, "all_finite": finite,
+    }))
+}
+
+/// `c3 show`.
+pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
+    let store = open(store_dir)?;
+    let d = store.resolve(&args.doc)?;
+    let mut out = std::io::stdout().lock();
+    if let Some(n) = args.chunk {
+        if n >= d.chunk_count {
+            bail!(
+                "doc {} ({}) has {} chunks; there is no chunk {n}",
+                d.id,
+                d.source,
+                d.chunk_count
+            );
+        }
+        let c = store.chunk_record(d.id, n)?;
+        let text = store.chunk_text(&c)?;
+        let stats = latent_stats(&[store.latent(d.id, n)?])?;
+        let v = json!({
+            "doc": d.id, "source": d.source, "chunk": n,
+            "start": c.start, "end": c.end, "tokens": c.tokens,
+            "latents": stats, "text": text,
+        });
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        } else {
+            writeln!(
+                out,
+                "doc {} chunk {n} of {}: bytes {}..{}, {} tokens",
+                d.id, d.chunk_count, c.start, c.end, c.tokens
+            )?;
+            writeln!(out, "source   {}", d.source)?;
+            writeln!(out, "latents  {stats}")?;
+            writeln!(out, "---")?;
+            out.write_all(text.as_bytes())?;
+            writeln!(out)?;
+        }
+        return Ok(0);
+    }
+    let mut chunks = Vec::with_capacity(d.chunk_count as usize);
+    for n in 0..d.chunk_count {
+        let c = store.chunk_record(d.id, n)?;
+        chunks.push(json!({"chunk": n, "start": c.start, "end": c.end, "tokens": c.tokens}));
+    }
+    let stats = latent_stats(&store.doc_latents(d.id)?)?;
+    let text = if args.text {
+        let mut s = String::with_capacity(d.size as usize);
+        for n in 0..d.chunk_count {
+            s.push_str(&store.chunk_text(&store.chunk_record(d.id, n)?)?);
+        }
+        Some(s)
+    } else {
+        None
+    };
+    if args.json {
+        let mut v = doc_json(&d);
+        v["chunk_list"] = json!(chunks);
+        v["latents"] = stats;
+        if let Some(t) = text {
+            v["text"] = json!(t);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        writeln!(out, "doc {}  {}", d.id, d.source)?;
+        writeln!(
+            out,
+            "kind {}, {} bytes, {} tokens, {} chunks (window {})",
+            d.kind, d.size, d.token_count, d.chunk_count, d.chunk_tokens
+        )?;
+        writeln!(out, "blake3 {}", export::hex(&d.content_hash))?;
+        writeln!(out, "ingested {}", rfc3339(d.ingested_at_ms))?;
+        writeln!(out, "latents {stats}")?;
+        for c in &chunks {
+            writeln!(
+                out,
+                "  chunk {:>4}  bytes {:>9}..{:<9} {:>5} tokens",
+                c["chunk"], c["start"], c["end"], c["tokens"]
+            )?;
+        }
+        if let Some(t) = text {
+            writeln!(out, "---")?;
+            out.write_all(t.as_bytes())?;
+        }
+    }
+    Ok(0)
+}
+
+/// `c3 rm`.
+pub fn run_rm(store_dir: &Path, args: &RmArgs) -> anyhow::Result<i32> {
+    let store = open(store_dir)?;
+    for spec in &args.docs {
+        let d = store.resolve(spec)?;
+        store
+            .remove(d.id)
+            .with_context(|| format!("removing doc {}", d.id))?;
+        eprintln!("c3: removed doc {} ({})", d.id, d.source);
+    }
+    Ok(0)
+}
+
+/// `c3 stats`.
+pub fn run_stats(store_dir: &Path, args: &StatsArgs) -> anyhow::Result<i32> {
+    let store = open(store_dir)?;
+    let s = store.stats()?;
+    let model = store.meta()?.model;
+    if args.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["model"] = json!(model.map(|m| json!({
+            "fingerprint": m.fingerprint, "latent_len": m.latent_len, "hidden_size": m.hidden_size
+        })));
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("documents          {}", s.documents);
+        println!("chunks             {}", s.chunks);
+        println!("text bytes         {}", s.text_bytes);
+        println!("text tokens        {}", s.text_tokens);
+        println!("latent tokens      {}", s.latent_tokens);
+        println!("compression ratio  {:.2}x", s.compression_ratio);
+        println!("bytes on disk      {}", s.bytes_on_disk);
+        if let Some(m) = model {
+            println!(
+                "model              {} ({} x {})",
+                m.fingerprint, m.latent_len, m.hidden_size
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `c3 check`.
+pub fn run_check(store_dir: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
+    let store = open(store_dir)?;
+    let r = store.check()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for p in &r.problems {
+            println!("{p}");
+        }
+        eprintln!(
+            "c3: checked {} documents, {} chunks, {} latents: {}",
+            r.documents,
+            r.chunks,
+            r.latents,
+            if r.ok() {
+                "ok".to_string()
+            } else {
+                format!("{} problems", r.problems.len())
+            }
+        );
+    }
+    Ok(if r.ok() { 0 } else { 1 })
+}
+
+/// `c3 export`.
+pub fn run_export(store_dir: &Path, args: &ExportArgs) -> anyhow::Result<i32> {
+    let store = open(store_dir)?;
+    let t = export::export(&store, &args.file)?;
+    eprintln!(
+        "c3: exported {} documents, {} chunks ({} bytes) to {}",
+        t.documents,
+        t.chunks,
+        t.bytes,
+        args.file.display()
+    );
+    Ok(0)
+}
+
+/// `c3 import`.
+pub fn run_import(store_dir: &Path, args: &ImportArgs) -> anyhow::Result<i32> {
+    let store = open(store_dir)?;
+    let t = export::import(&store, &args.file)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        eprintln!(
+            "c3: imported {} documents, {} chunks; {} unchanged",
+            t.documents, t.chunks, t.skipped_unchanged
+        );
+    }
+    Ok(0)
+}
