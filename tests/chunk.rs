@@ -1,12 +1,12 @@
 //! Chunker: windows tile the document and respect the token budget.
 
-mod common;
+mod store_support;
 
 use std::path::Path;
 
 use c3::chunk::{Chunker, DocKind, Lang};
-use common::ByteSizer;
 use proptest::prelude::*;
+use store_support::ByteSizer;
 use text_splitter::ChunkSizer;
 
 fn assert_tiles(text: &str, chunks: &[c3::chunk::Chunk]) {
@@ -48,7 +48,7 @@ proptest! {
 
 #[test]
 fn book_chunks_tile_and_fit() {
-    let text = std::fs::read_to_string(common::corpus("alice-in-wonderland.txt")).unwrap();
+    let text = std::fs::read_to_string(store_support::corpus("alice-in-wonderland.txt")).unwrap();
     let chunker = Chunker::new(ByteSizer, 1000).unwrap();
     let chunks = chunker.split(&text, DocKind::Text);
     assert_tiles(&text, &chunks);

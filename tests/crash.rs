@@ -4,7 +4,7 @@
 //! The ingest runs in a child process: this test binary re-executed with
 //! `C3_CRASH_CHILD` set, running only `crash_child`.
 
-mod common;
+mod store_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use c3::chunk::Chunker;
 use c3::ingest::{ingest, IngestOptions, Input};
 use c3::store::{export, Store};
-use common::{ByteSizer, FakeCompressor};
+use store_support::{ByteSizer, FakeCompressor};
 
 /// Runs an ingest when spawned by the crash test; a no-op otherwise.
 #[test]
@@ -55,7 +55,7 @@ fn child(store: &Path, src: &Path) -> Command {
 }
 
 fn corpus(dir: &Path) {
-    let book = std::fs::read_to_string(common::corpus("alice-in-wonderland.txt")).unwrap();
+    let book = std::fs::read_to_string(store_support::corpus("alice-in-wonderland.txt")).unwrap();
     // Documents of varied sizes cut from the book: a few of them span many chunks.
     let mut pos = 0;
     for i in 0..14 {

@@ -1,6 +1,6 @@
 //! Ingest of books, source trees and stdin-like inputs with a fake encoder.
 
-mod common;
+mod store_support;
 
 use std::fs;
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::path::Path;
 use c3::chunk::Chunker;
 use c3::ingest::{ingest, IngestOptions, Input};
 use c3::store::Store;
-use common::{ByteSizer, FakeCompressor};
+use store_support::{ByteSizer, FakeCompressor};
 
 fn run(
     store: &Store,
@@ -71,8 +71,8 @@ fn books_and_tree_then_second_run_writes_nothing() {
     source_tree(tree.path());
     let enc = FakeCompressor::new("fp");
     let store = Store::open(store_dir.path()).unwrap();
-    let pp = common::corpus("pride-and-prejudice.txt");
-    let alice = common::corpus("alice-in-wonderland.txt");
+    let pp = store_support::corpus("pride-and-prejudice.txt");
+    let alice = store_support::corpus("alice-in-wonderland.txt");
     let r = run(&store, &enc, &[&pp, &alice, tree.path()], false);
 
     // Stored: 2 books + README, main.rs, util.py, app.ts, lib.go.

@@ -1,46 +1,11 @@
 //! Store records, transactions, corruption detection and export/import.
 
-mod common;
+mod store_support;
 
 use c3::encode::Compressor;
-use c3::store::{export, ModelRecord, NewDoc, Store};
+use c3::store::{export, Store};
 use candle_core::Tensor;
-use common::FakeCompressor;
-
-fn model(c: &FakeCompressor) -> ModelRecord {
-    ModelRecord {
-        fingerprint: c.fingerprint(),
-        latent_len: c.latent_len as u32,
-        hidden_size: c.hidden as u32,
-    }
-}
-
-/// Store `pieces` as one document of `source` through the writer API.
-fn put_doc(
-    store: &Store,
-    enc: &FakeCompressor,
-    source: &str,
-    pieces: &[&str],
-) -> c3::store::DocRecord {
-    let text: String = pieces.concat();
-    let mut w = store.begin(None).unwrap();
-    let lat = enc.compress(pieces).unwrap();
-    let mut pos = 0u64;
-    for (p, l) in pieces.iter().zip(&lat) {
-        w.put_chunk(pos, p.len() as u32, p, l).unwrap();
-        pos += p.len() as u64;
-    }
-    w.commit(NewDoc {
-        source: source.into(),
-        content_hash: *blake3::hash(text.as_bytes()).as_bytes(),
-        size: text.len() as u64,
-        mtime_ms: Some(1),
-        ingested_at_ms: 2,
-        kind: "text".into(),
-        chunk_tokens: 1000,
-    })
-    .unwrap()
-}
+use store_support::{model, put_doc, FakeCompressor};
 
 fn same(a: &Tensor, b: &Tensor) -> bool {
     a.dtype() == b.dtype()

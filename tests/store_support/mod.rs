@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use c3::encode::Compressor;
+use c3::store::{DocRecord, ModelRecord, NewDoc, Store};
 use candle_core::{DType, Device, Tensor};
 
 /// Deterministic stand-in for the C3 encoder: each chunk's states are drawn
@@ -85,4 +86,34 @@ pub fn corpus(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/corpus")
         .join(name)
+}
+
+pub fn model(c: &FakeCompressor) -> ModelRecord {
+    ModelRecord {
+        fingerprint: c.fingerprint(),
+        latent_len: c.latent_len as u32,
+        hidden_size: c.hidden as u32,
+    }
+}
+
+/// Store `pieces` as one document of `source` through the writer API.
+pub fn put_doc(store: &Store, enc: &FakeCompressor, source: &str, pieces: &[&str]) -> DocRecord {
+    let text: String = pieces.concat();
+    let mut w = store.begin(None).unwrap();
+    let lat = enc.compress(pieces).unwrap();
+    let mut pos = 0u64;
+    for (p, l) in pieces.iter().zip(&lat) {
+        w.put_chunk(pos, p.len() as u32, p, l).unwrap();
+        pos += p.len() as u64;
+    }
+    w.commit(NewDoc {
+        source: source.into(),
+        content_hash: *blake3::hash(text.as_bytes()).as_bytes(),
+        size: text.len() as u64,
+        mtime_ms: Some(1),
+        ingested_at_ms: 2,
+        kind: "text".into(),
+        chunk_tokens: 1000,
+    })
+    .unwrap()
 }
