@@ -254,3 +254,47 @@ fn symlink_loops_are_safe() {
     assert_eq!(r.added, 1, "{r:?}");
     assert!(r.ok(), "{:?}", r.failed);
 }
+
+#[test]
+fn large_files_are_streamed_in_sections() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    let book = fs::read(store_support::corpus("alice-in-wonderland.txt")).unwrap();
+    let big = tree.path().join("big.txt");
+    fs::write(&big, &book).unwrap();
+    let mut bad = book.clone();
+    let at = bad.len() - 1000;
+    bad[at] = 0xff;
+    let late_bad = tree.path().join("late-bad.txt");
+    fs::write(&late_bad, &bad).unwrap();
+    let store = Store::open(store_dir.path()).unwrap();
+    let chunker = Chunker::new(ByteSizer, 1000).unwrap();
+    let opts = IngestOptions {
+        section_bytes: 20_000,
+        ..Default::default()
+    };
+    let inputs = [Input::Path(big.clone()), Input::Path(late_bad.clone())];
+    let enc = FakeCompressor::new("fp");
+    let r = ingest(&store, &enc, &chunker, &inputs, &opts).unwrap();
+    assert_eq!(r.added, 1);
+    assert_eq!(r.failed.len(), 1);
+    assert!(
+        r.failed[0].error.contains(&format!("offset {at}")),
+        "{:?}",
+        r.failed
+    );
+    let check = store.check().unwrap();
+    assert!(check.ok(), "{:?}", check.problems);
+    assert_eq!(check.chunks, r.chunks);
+    let d = store.resolve(big.to_str().unwrap()).unwrap();
+    let mut text = String::new();
+    for i in 0..d.chunk_count {
+        let c = store.chunk_record(d.id, i).unwrap();
+        assert!(c.tokens <= 1000);
+        text.push_str(&store.chunk_text(&c).unwrap());
+    }
+    assert_eq!(text.as_bytes(), &book[..]);
+    // Unchanged on a second run, also when streamed.
+    let r = ingest(&store, &enc, &chunker, &inputs[..1], &opts).unwrap();
+    assert_eq!((r.added, r.unchanged), (0, 1));
+}

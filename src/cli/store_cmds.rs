@@ -148,6 +148,7 @@ pub fn ingest_with<S: ChunkSizer>(
         prune: args.prune,
         batch_size: args.batch,
         progress: !args.json,
+        ..Default::default()
     };
     let report = ingest::ingest(&store, model, &chunker, &inputs, &opts)?;
     if args.json {

@@ -6,20 +6,22 @@
 //! content hash.
 
 mod progress;
+mod sections;
 mod walk;
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use text_splitter::ChunkSizer;
 
 use crate::chunk::{Chunker, DocKind};
 use crate::encode::Compressor;
-use crate::store::{ModelRecord, NewDoc, Store};
+use crate::store::{DocWriter, ModelRecord, NewDoc, Store};
 use crate::{Error, Result};
 pub use progress::Progress;
+use sections::Sections;
 pub use walk::{discover, Candidate, Input};
 
 /// Knobs of one ingest run.
@@ -31,6 +33,8 @@ pub struct IngestOptions {
     pub batch_size: usize,
     /// Draw a progress bar (only meaningful on a terminal).
     pub progress: bool,
+    /// Files larger than this are read and chunked in sections of this size.
+    pub section_bytes: usize,
 }
 
 impl Default for IngestOptions {
@@ -39,6 +43,7 @@ impl Default for IngestOptions {
             prune: false,
             batch_size: 8,
             progress: false,
+            section_bytes: 8 << 20,
         }
     }
 }
@@ -121,47 +126,40 @@ pub fn ingest<S: ChunkSizer>(
     };
     for input in inputs {
         if let Input::Stdin { label } = input {
+            // stdin cannot be read twice, so it is held in memory.
             let mut buf = Vec::new();
             let source = format!("stdin:{label}");
+            let kind = DocKind::from_path(Path::new(label));
             match std::io::stdin().read_to_end(&mut buf) {
-                Ok(_) => run.document(
-                    source,
-                    buf,
-                    None,
-                    DocKind::from_path(Path::new(label)),
-                    true,
-                )?,
+                Ok(_) => run.document(source, Body::Bytes(buf), None, kind, true)?,
                 Err(e) => run.fail(source, format!("cannot read: {e}")),
             }
         }
     }
     for f in &files {
         let source = f.path.to_string_lossy().into_owned();
-        let mtime = std::fs::metadata(&f.path)
-            .and_then(|m| m.modified())
+        let meta = std::fs::metadata(&f.path);
+        let mtime = meta
+            .as_ref()
             .ok()
+            .and_then(|m| m.modified().ok())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64);
-        match std::fs::read(&f.path) {
-            Ok(bytes) => {
-                if !f.explicit && bytes.iter().take(8192).any(|&b| b == 0) {
-                    run.skip(source, "binary file".into());
+        let size = meta.map(|m| m.len()).unwrap_or(f.size);
+        let body = if size as usize <= opts.section_bytes {
+            match std::fs::read(&f.path) {
+                Ok(bytes) => Body::Bytes(bytes),
+                Err(e) => {
+                    run.fail(source, format!("cannot read: {e}"));
                     run.bar.skip(f.size);
                     continue;
                 }
-                run.document(
-                    source,
-                    bytes,
-                    mtime,
-                    DocKind::from_path(&f.path),
-                    f.explicit,
-                )?;
             }
-            Err(e) => {
-                run.fail(source, format!("cannot read: {e}"));
-                run.bar.skip(f.size);
-            }
-        }
+        } else {
+            Body::File(&f.path)
+        };
+        let kind = DocKind::from_path(&f.path);
+        run.document(source, body, mtime, kind, f.explicit)?;
     }
     if opts.prune {
         prune(store, inputs, &mut report)?;
@@ -169,6 +167,45 @@ pub fn ingest<S: ChunkSizer>(
     bar.finish();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// A document's bytes: in memory, or a large file read in sections.
+enum Body<'p> {
+    Bytes(Vec<u8>),
+    File(&'p Path),
+}
+
+/// What the first pass over a document found.
+struct Scan {
+    size: u64,
+    hash: [u8; 32],
+    binary: bool,
+}
+
+impl Body<'_> {
+    /// Hash, size and a NUL-byte sniff of the first 8 KiB, in one pass.
+    fn scan(&self) -> std::io::Result<Scan> {
+        match self {
+            Body::Bytes(b) => Ok(Scan {
+                size: b.len() as u64,
+                hash: *blake3::hash(b).as_bytes(),
+                binary: b.iter().take(8192).any(|&c| c == 0),
+            }),
+            Body::File(p) => {
+                let mut f = std::fs::File::open(p)?;
+                let mut head = Vec::with_capacity(8192);
+                (&mut f).take(8192).read_to_end(&mut head)?;
+                let mut h = blake3::Hasher::new();
+                h.update(&head);
+                h.update_reader(&mut f)?;
+                Ok(Scan {
+                    size: f.stream_position()?,
+                    hash: *h.finalize().as_bytes(),
+                    binary: head.contains(&0),
+                })
+            }
+        }
+    }
 }
 
 /// State of one ingest run.
@@ -181,6 +218,20 @@ struct Run<'a, S> {
     bar: &'a mut Progress,
 }
 
+/// Why a document's writing stopped early.
+enum Stop {
+    /// Reported per file; the run goes on.
+    Failed(String),
+    /// The store failed: the run stops.
+    Fatal(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Fatal(e)
+    }
+}
+
 impl<S: ChunkSizer> Run<'_, S> {
     fn fail(&mut self, source: String, error: String) {
         self.bar.println(&format!("c3: {source}: {error}"));
@@ -191,103 +242,151 @@ impl<S: ChunkSizer> Run<'_, S> {
         self.report.skipped.push(Problem { source, error });
     }
 
-    /// Store one document unless it is unchanged. `strict`: an empty input
-    /// is a failure (named explicitly) rather than a skip (found by walking).
+    /// Store one document unless it is unchanged. `explicit`: named on the
+    /// command line, so an empty or binary input is a failure rather than a
+    /// skip (as for files found by walking a directory).
     fn document(
         &mut self,
         source: String,
-        bytes: Vec<u8>,
+        body: Body<'_>,
         mtime_ms: Option<i64>,
         kind: DocKind,
-        strict: bool,
+        explicit: bool,
     ) -> Result<()> {
-        let size = bytes.len() as u64;
-        if bytes.is_empty() {
-            if strict {
-                self.fail(source, "empty input".into());
-            } else {
-                self.skip(source, "empty file".into());
-            }
-            self.bar.doc_done();
-            return Ok(());
-        }
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
+        let scan = match body.scan() {
+            Ok(s) => s,
             Err(e) => {
-                let at = e.utf8_error().valid_up_to();
-                self.fail(
-                    source,
-                    format!("not UTF-8 text (invalid byte at offset {at})"),
-                );
-                self.bar.skip(size);
+                self.fail(source, format!("cannot read: {e}"));
+                self.bar.doc_done();
                 return Ok(());
             }
         };
-        let hash = *blake3::hash(text.as_bytes()).as_bytes();
-        let old = self.store.find_source(&source)?;
-        if old.as_ref().is_some_and(|d| d.content_hash == hash) {
-            self.report.unchanged += 1;
-            self.bar.skip(size);
+        if scan.size == 0 || (scan.binary && !explicit) {
+            let why = if scan.size == 0 {
+                "empty file"
+            } else {
+                "binary file"
+            };
+            if explicit {
+                self.fail(source, why.into());
+            } else {
+                self.skip(source, why.into());
+            }
+            self.bar.skip(scan.size);
             return Ok(());
         }
-        let t0 = Instant::now();
-        let chunks = self.chunker.split(&text, kind);
-        self.report.chunk_seconds += t0.elapsed().as_secs_f64();
+        let old = self.store.find_source(&source)?;
+        if old.as_ref().is_some_and(|d| d.content_hash == scan.hash) {
+            self.report.unchanged += 1;
+            self.bar.skip(scan.size);
+            return Ok(());
+        }
         let mut writer = self.store.begin(None)?;
-        let mut encode = Duration::ZERO;
-        let mut store_time = Duration::ZERO;
-        for batch in chunks.chunks(self.opts.batch_size.max(1)) {
-            let texts: Vec<&str> = batch.iter().map(|c| &text[c.start..c.end]).collect();
-            let t = Instant::now();
-            let latents = match self.model.compress(&texts) {
-                Ok(l) if l.len() == texts.len() => l,
-                Ok(l) => {
-                    let msg = format!(
-                        "encoder returned {} latents for {} chunks",
-                        l.len(),
-                        texts.len()
-                    );
-                    return Err(Error::Store(msg));
-                }
-                Err(e) => {
-                    // The model failed on this text: report it, keep the rest.
-                    drop(writer);
-                    self.fail(source, format!("encoding failed: {e}"));
-                    self.bar.skip(size);
-                    return Ok(());
-                }
-            };
-            encode += t.elapsed();
-            let t = Instant::now();
-            for (c, l) in batch.iter().zip(&latents) {
-                writer.put_chunk(c.start as u64, c.tokens as u32, &text[c.start..c.end], l)?;
-                self.report.tokens += c.tokens as u64;
+        let written = match body {
+            Body::Bytes(b) => self.write_section(&mut writer, 0, b, kind),
+            Body::File(p) => self.write_file(&mut writer, p, &scan, kind),
+        };
+        let done = writer.bytes_written();
+        match written {
+            Ok(()) => {}
+            Err(Stop::Fatal(e)) => return Err(e),
+            Err(Stop::Failed(msg)) => {
+                drop(writer);
+                self.fail(source, msg);
+                self.bar.skip(scan.size.saturating_sub(done));
+                return Ok(());
             }
-            store_time += t.elapsed();
-            let done: usize = batch.iter().map(|c| c.end - c.start).sum();
-            self.bar.advance(done as u64, batch.len() as u64);
         }
         let t = Instant::now();
         let rec = writer.commit(NewDoc {
             source,
-            content_hash: hash,
-            size,
+            content_hash: scan.hash,
+            size: scan.size,
             mtime_ms,
             ingested_at_ms: crate::store::now_ms(),
             kind: kind.label(),
             chunk_tokens: self.chunker.max_tokens() as u32,
         })?;
-        store_time += t.elapsed();
-        self.report.encode_seconds += encode.as_secs_f64();
-        self.report.store_seconds += store_time.as_secs_f64();
+        self.report.store_seconds += t.elapsed().as_secs_f64();
         self.report.chunks += rec.chunk_count as u64;
-        self.report.bytes += size;
+        self.report.bytes += scan.size;
         if old.is_some() {
             self.report.replaced += 1;
         } else {
             self.report.added += 1;
         }
         self.bar.doc_done();
+        Ok(())
+    }
+
+    /// Stream a large file through the writer section by section, checking
+    /// it still hashes as in the first pass.
+    fn write_file(
+        &mut self,
+        writer: &mut DocWriter<'_>,
+        path: &Path,
+        scan: &Scan,
+        kind: DocKind,
+    ) -> std::result::Result<(), Stop> {
+        let read_err = |e: std::io::Error| Stop::Failed(format!("cannot read: {e}"));
+        let f = std::fs::File::open(path).map_err(read_err)?;
+        let mut sections = Sections::new(f, self.opts.section_bytes);
+        let mut hasher = blake3::Hasher::new();
+        let mut base = 0u64;
+        while let Some(sec) = sections.next_section().map_err(read_err)? {
+            hasher.update(&sec);
+            let len = sec.len() as u64;
+            self.write_section(writer, base, sec, kind)?;
+            base += len;
+        }
+        if base != scan.size || hasher.finalize().as_bytes() != &scan.hash {
+            return Err(Stop::Failed(
+                "file changed while it was being ingested".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Chunk, encode and write `bytes`, which start at byte `base` of the document.
+    fn write_section(
+        &mut self,
+        writer: &mut DocWriter<'_>,
+        base: u64,
+        bytes: Vec<u8>,
+        kind: DocKind,
+    ) -> std::result::Result<(), Stop> {
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = base + e.utf8_error().valid_up_to() as u64;
+            Stop::Failed(format!("not UTF-8 text (invalid byte at offset {at})"))
+        })?;
+        let t0 = Instant::now();
+        let chunks = self.chunker.split(&text, kind);
+        self.report.chunk_seconds += t0.elapsed().as_secs_f64();
+        for batch in chunks.chunks(self.opts.batch_size.max(1)) {
+            let texts: Vec<&str> = batch.iter().map(|c| &text[c.start..c.end]).collect();
+            let t = Instant::now();
+            let latents = self
+                .model
+                .compress(&texts)
+                .map_err(|e| Stop::Failed(format!("encoding failed: {e}")))?;
+            if latents.len() != texts.len() {
+                return Err(Stop::Fatal(Error::Store(format!(
+                    "encoder returned {} latents for {} chunks",
+                    latents.len(),
+                    texts.len()
+                ))));
+            }
+            self.report.encode_seconds += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for (c, l) in batch.iter().zip(&latents) {
+                let start = base + c.start as u64;
+                writer.put_chunk(start, c.tokens as u32, &text[c.start..c.end], l)?;
+                self.report.tokens += c.tokens as u64;
+            }
+            self.report.store_seconds += t.elapsed().as_secs_f64();
+            let done: usize = batch.iter().map(|c| c.end - c.start).sum();
+            self.bar.advance(done as u64, batch.len() as u64);
+        }
         Ok(())
     }
 }

@@ -33,6 +33,8 @@ pub fn run(store: &Store) -> Result<CheckReport> {
     });
     // doc id -> chunk count, for the orphan scan.
     let mut docs: HashMap<u64, u32> = HashMap::new();
+    // Ids whose doc record is unreadable: their chunks are not orphans.
+    let mut damaged: Vec<u64> = Vec::new();
     for item in store.docs.iter() {
         let (k, v) = match item {
             Ok(kv) => kv,
@@ -46,6 +48,11 @@ pub fn run(store: &Store) -> Result<CheckReport> {
             Ok(d) => d,
             Err(e) => {
                 r.problems.push(e.to_string());
+                // Still vet the damaged document's chunks one by one.
+                if let Some(id) = keys::parse_doc_key(&k) {
+                    damaged.push(id);
+                    check_orphaned_records(store, id, shape.as_deref(), &mut r);
+                }
                 continue;
             }
         };
@@ -76,7 +83,7 @@ pub fn run(store: &Store) -> Result<CheckReport> {
                 break;
             };
             let owned = keys::parse_chunk_key(&k)
-                .is_some_and(|(d, o)| docs.get(&d).is_some_and(|&n| o < n));
+                .is_some_and(|(d, o)| docs.get(&d).is_some_and(|&n| o < n) || damaged.contains(&d));
             if !owned {
                 r.problems.push(format!(
                     "tree `{name}` key {}: belongs to no document",
@@ -192,6 +199,23 @@ fn check_chunks(store: &Store, doc: &DocRecord, shape: Option<&[u32]>, r: &mut C
             "{here}: chunks hold {tokens} tokens, record says {}",
             doc.token_count
         ));
+    }
+}
+
+/// Decode every chunk and latent record under a doc id whose doc record is
+/// unreadable.
+fn check_orphaned_records(store: &Store, id: u64, shape: Option<&[u32]>, r: &mut CheckReport) {
+    for item in store.chunks.scan_prefix(keys::doc_key(id)) {
+        let Ok((k, v)) = item else { break };
+        r.chunks += 1;
+        if let Err(e) = codec::decode::<ChunkRecord>(v1::CHUNKS, &k, &v) {
+            r.problems.push(e.to_string());
+        }
+    }
+    for item in store.latents.scan_prefix(keys::doc_key(id)) {
+        let Ok((k, v)) = item else { break };
+        r.latents += 1;
+        check_latent(&k, &v, shape, r);
     }
 }
 

@@ -592,6 +592,11 @@ impl DocWriter<'_> {
         self.chunks
     }
 
+    /// Bytes of the document covered so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.end
+    }
+
     /// Make the document visible, replacing any earlier document with the
     /// same source, in one transaction; then flush.
     pub fn commit(mut self, doc: NewDoc) -> Result<DocRecord> {
