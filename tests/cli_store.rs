@@ -148,6 +148,10 @@ fn export_then_import_round_trips() {
 #[test]
 fn ingest_without_model_and_newer_store_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("typo");
+    let o = c3(&none, &["ls"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no store at"));
+    assert!(!none.exists(), "ls created a store");
     let o = c3(dir.path(), &["ingest", "x.txt"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--model"));

@@ -99,7 +99,13 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
+/// Open an existing store (read, remove, export).
 fn open(store_dir: &Path) -> anyhow::Result<Store> {
+    Ok(Store::open_existing(store_dir)?)
+}
+
+/// Open or create a store (ingest, import).
+fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
     Ok(Store::open(store_dir)?)
 }
 
@@ -143,7 +149,7 @@ pub fn ingest_with<S: ChunkSizer>(
             }
         })
         .collect();
-    let store = open(store_dir)?;
+    let store = open_or_create(store_dir)?;
     let opts = IngestOptions {
         prune: args.prune,
         batch_size: args.batch,
@@ -413,7 +419,7 @@ pub fn run_export(store_dir: &Path, args: &ExportArgs) -> anyhow::Result<i32> {
 
 /// `c3 import`.
 pub fn run_import(store_dir: &Path, args: &ImportArgs) -> anyhow::Result<i32> {
-    let store = open(store_dir)?;
+    let store = open_or_create(store_dir)?;
     let t = export::import(&store, &args.file)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&t)?);

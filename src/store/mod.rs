@@ -120,6 +120,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Open a store that must already exist (for commands that only read
+    /// or remove), so a mistyped `--store` does not create an empty one.
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        if !dir.join(c3_migrations::DB_DIR).is_dir() {
+            return Err(Error::Store(format!(
+                "no store at {} (run `c3 ingest` first, or pass --store DIR)",
+                dir.display()
+            )));
+        }
+        Self::open(dir)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
