@@ -1,0 +1,163 @@
+//! Writing an export: lay out the header from metadata, then stream data.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::{
+    hex, io_err, st_dtype, DocJson, Header, ModelJson, Transfer, FORMAT, MANIFEST, VERSION,
+};
+use crate::store::records::{DocRecord, LatentRecord};
+use crate::store::{codec, keys, latent, Store};
+use crate::{Error, Result};
+
+/// Write every document of `store` to `path` (atomically: a temporary file
+/// renamed into place).
+pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
+    let model = store.meta()?.model.ok_or_else(|| {
+        Error::Store(format!(
+            "store {} is empty: nothing to export",
+            store.dir().display()
+        ))
+    })?;
+    // Pass 1: metadata only, to lay out the header.
+    let mut manifest = serde_json::to_vec(&Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        model: ModelJson {
+            fingerprint: model.fingerprint.clone(),
+            latent_len: model.latent_len,
+            hidden_size: model.hidden_size,
+        },
+        documents: 0,
+    })
+    .map_err(|e| Error::Store(e.to_string()))?;
+    manifest.push(b'\n');
+    let mut docs = Vec::new();
+    let mut lines = Vec::new();
+    for d in store.documents() {
+        let d = d?;
+        let dtype = doc_dtype(store, &d)?;
+        let mut chunks = Vec::with_capacity(d.chunk_count as usize);
+        for ord in 0..d.chunk_count {
+            let c = store.chunk_record(d.id, ord)?;
+            chunks.push((c.start, c.end, c.tokens));
+        }
+        let line = DocJson {
+            id: d.id,
+            source: d.source.clone(),
+            content_hash: hex(&d.content_hash),
+            size: d.size,
+            mtime_ms: d.mtime_ms,
+            ingested_at_ms: d.ingested_at_ms,
+            kind: d.kind.clone(),
+            chunk_tokens: d.chunk_tokens,
+            token_count: d.token_count,
+            latent_dtype: dtype.clone(),
+            chunks,
+        };
+        lines.push(serde_json::to_vec(&line).map_err(|e| Error::Store(e.to_string()))?);
+        docs.push((d, dtype));
+    }
+    // Rewrite the header line now that the count is known.
+    let mut head: Header =
+        serde_json::from_slice(&manifest).map_err(|e| Error::Store(e.to_string()))?;
+    head.documents = docs.len() as u64;
+    manifest = serde_json::to_vec(&head).map_err(|e| Error::Store(e.to_string()))?;
+    manifest.push(b'\n');
+    for l in lines {
+        manifest.extend_from_slice(&l);
+        manifest.push(b'\n');
+    }
+
+    let per_chunk = (model.latent_len * model.hidden_size) as u64;
+    let mut entries = serde_json::Map::new();
+    entries.insert(
+        "__metadata__".into(),
+        json!({"format": FORMAT, "version": VERSION.to_string()}),
+    );
+    let mut off = 0u64;
+    let mut add = |name: String, dtype: &str, shape: Vec<u64>, len: u64| {
+        entries.insert(
+            name,
+            json!({"dtype": dtype, "shape": shape, "data_offsets": [off, off + len]}),
+        );
+        off += len;
+    };
+    add(
+        MANIFEST.into(),
+        "U8",
+        vec![manifest.len() as u64],
+        manifest.len() as u64,
+    );
+    for (d, dtype) in &docs {
+        add(format!("doc.{}.text", d.id), "U8", vec![d.size], d.size);
+        let esize = latent::dtype_size(dtype).unwrap_or(0) as u64;
+        let n = d.chunk_count as u64;
+        let st = st_dtype(dtype).unwrap_or("F32");
+        add(
+            format!("doc.{}.latents", d.id),
+            st,
+            vec![n, model.latent_len as u64, model.hidden_size as u64],
+            n * per_chunk * esize,
+        );
+    }
+    let mut header =
+        serde_json::to_vec(&Value::Object(entries)).map_err(|e| Error::Store(e.to_string()))?;
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+
+    // Pass 2: stream the data.
+    let tmp = path.with_extension("c3tmp");
+    let f = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut w = BufWriter::new(f);
+    let mut t = Transfer::default();
+    let write = |w: &mut BufWriter<File>, b: &[u8]| w.write_all(b).map_err(io_err(&tmp));
+    write(&mut w, &(header.len() as u64).to_le_bytes())?;
+    write(&mut w, &header)?;
+    write(&mut w, &manifest)?;
+    for (d, dtype) in &docs {
+        for ord in 0..d.chunk_count {
+            let c = store.chunk_record(d.id, ord)?;
+            write(&mut w, store.chunk_text(&c)?.as_bytes())?;
+        }
+        for ord in 0..d.chunk_count {
+            let rec = latent_record(store, d.id, ord)?;
+            if &rec.dtype != dtype {
+                return Err(Error::Store(format!(
+                    "doc {} chunk {ord}: latent dtype {} differs from the document's {dtype}",
+                    d.id, rec.dtype
+                )));
+            }
+            write(&mut w, &rec.data)?;
+        }
+        t.documents += 1;
+        t.chunks += d.chunk_count as u64;
+    }
+    w.flush().map_err(io_err(&tmp))?;
+    w.get_ref().sync_all().map_err(io_err(&tmp))?;
+    drop(w);
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    t.bytes = 8 + header.len() as u64 + off;
+    Ok(t)
+}
+
+fn latent_record(store: &Store, doc: u64, ord: u32) -> Result<LatentRecord> {
+    let key = keys::chunk_key(doc, ord);
+    let v = store
+        .latents
+        .get(key)
+        .map_err(|e| Error::Store(format!("tree `latents`: {e}")))?
+        .ok_or_else(|| Error::Store(format!("tree `latents`: doc {doc} chunk {ord} is missing")))?;
+    codec::decode(c3_migrations::v1::LATENTS, &key, &v)
+}
+
+fn doc_dtype(store: &Store, d: &DocRecord) -> Result<String> {
+    if d.chunk_count == 0 {
+        return Ok("f32".into());
+    }
+    Ok(latent_record(store, d.id, 0)?.dtype)
+}
