@@ -1,8 +1,12 @@
 //! c3: Context Cascade Compression memory.
 //!
 //! Pipeline: tokenize → chunk → encode → store → retrieve → decode.
+//! `model` holds what encode and decode share (checkpoint, Qwen2 forward).
+pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod model;
+pub mod npy;
 pub mod tokenize;
 
 pub use error::{Error, Result};
