@@ -4,7 +4,9 @@
 use super::ngram::NoRepeatNgram;
 use super::prompt::{build_prompt, Prompt, REPEAT};
 use super::sampling::{Sampler, Sampling};
+use crate::model::config::Qwen2Config;
 use crate::model::projector::Projector;
+use crate::model::weights::Weights;
 use crate::model::{C3Checkpoint, KvCache, Qwen2};
 use crate::tokenize::{special, C3Tokenizer};
 use crate::{Error, Result};
@@ -51,12 +53,28 @@ pub struct C3Decoder {
 impl C3Decoder {
     pub fn load(ckpt: &C3Checkpoint, dtype: DType, device: &Device) -> Result<Self> {
         let w = ckpt.decoder_weights(dtype, device)?;
-        let enc_hidden = ckpt.encoder_config.hidden_size;
+        Self::from_weights(
+            &ckpt.config.llm,
+            ckpt.latent_len(),
+            ckpt.encoder_config.hidden_size,
+            &w,
+            ckpt.tokenizer()?,
+        )
+    }
+
+    /// Builds the decoder from already opened weights (Qwen2 + projector).
+    pub fn from_weights(
+        cfg: &Qwen2Config,
+        latent_len: usize,
+        enc_hidden: usize,
+        w: &Weights,
+        tokenizer: C3Tokenizer,
+    ) -> Result<Self> {
         Ok(Self {
-            llm: Qwen2::load(&w, &ckpt.config.llm, device, dtype)?,
-            projector: Projector::load(&w, enc_hidden, ckpt.config.llm.hidden_size)?,
-            tokenizer: ckpt.tokenizer()?,
-            latent_len: ckpt.latent_len(),
+            llm: Qwen2::load(w, cfg, w.device(), w.dtype())?,
+            projector: Projector::load(w, enc_hidden, cfg.hidden_size)?,
+            tokenizer,
+            latent_len,
             enc_hidden,
         })
     }

@@ -2,7 +2,10 @@
 //! small Qwen2; the final-normed states at the query rows are the memory.
 
 use super::Compressor;
+use crate::model::checkpoint::{fingerprint, QUERY_TENSOR};
+use crate::model::config::Qwen2Config;
 use crate::model::projector::Projector;
+use crate::model::weights::Weights;
 use crate::model::{C3Checkpoint, Qwen2};
 use crate::tokenize::{special, C3Tokenizer};
 use crate::{Error, Result};
@@ -27,22 +30,35 @@ impl C3Encoder {
     pub fn load(ckpt: &C3Checkpoint, dtype: DType, device: &Device) -> Result<Self> {
         let dec_w = ckpt.decoder_weights(dtype, device)?;
         let enc_w = ckpt.encoder_weights(dtype, device)?;
-        let enc = &ckpt.encoder_config;
-        let latent_len = ckpt.latent_len();
-        let query = dec_w.get(
-            crate::model::checkpoint::QUERY_TENSOR,
-            &[latent_len, enc.hidden_size],
-        )?;
-        let projector = Projector::load(&dec_w, enc.hidden_size, ckpt.config.llm.hidden_size)?;
-        let storage_dtype = dec_w.stored_dtype(crate::model::checkpoint::QUERY_TENSOR)?;
+        Self::from_weights(
+            &ckpt.encoder_config,
+            ckpt.latent_len(),
+            ckpt.config.llm.hidden_size,
+            &enc_w,
+            &dec_w,
+            ckpt.tokenizer()?,
+        )
+    }
+
+    /// Builds the encoder from already opened weights: `enc_w` holds the
+    /// Qwen2 encoder, `dec_w` the C3 parts (`Q`, projector).
+    pub fn from_weights(
+        enc: &Qwen2Config,
+        latent_len: usize,
+        dec_hidden: usize,
+        enc_w: &Weights,
+        dec_w: &Weights,
+        tokenizer: C3Tokenizer,
+    ) -> Result<Self> {
+        let query = dec_w.get(QUERY_TENSOR, &[latent_len, enc.hidden_size])?;
         Ok(Self {
-            llm: Qwen2::load(&enc_w, enc, device, dtype)?,
-            fingerprint: ckpt.fingerprint(&dec_w)?,
-            tokenizer: ckpt.tokenizer()?,
+            llm: Qwen2::load(enc_w, enc, enc_w.device(), enc_w.dtype())?,
+            projector: Projector::load(dec_w, enc.hidden_size, dec_hidden)?,
+            fingerprint: fingerprint(enc, latent_len, dec_w)?,
+            storage_dtype: dec_w.stored_dtype(QUERY_TENSOR)?,
+            tokenizer,
             query,
-            projector,
             latent_len,
-            storage_dtype,
         })
     }
 

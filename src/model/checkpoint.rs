@@ -67,21 +67,30 @@ impl C3Checkpoint {
         Weights::open(&self.dir.join(ENCODER_DIR), dtype, device)
     }
 
-    /// Hex blake3 of what determines the latents' meaning: the encoder config,
-    /// `Q` and the projector, hashed from their on-disk bytes (so it does not
-    /// depend on the dtype they are loaded in).
+    /// This checkpoint's fingerprint (see [`fingerprint`]).
     pub fn fingerprint(&self, decoder_weights: &Weights) -> Result<String> {
-        let mut h = blake3::Hasher::new();
-        let cfg = serde_json::to_vec(&self.encoder_config).map_err(|e| Error::Checkpoint {
-            path: self.dir.clone(),
-            msg: format!("cannot serialise encoder config: {e}"),
-        })?;
-        h.update(&cfg);
-        h.update(&(self.latent_len() as u64).to_le_bytes());
-        for name in [QUERY_TENSOR, PROJ_WEIGHT, PROJ_BIAS] {
-            h.update(name.as_bytes());
-            h.update(decoder_weights.raw_bytes(name)?);
-        }
-        Ok(h.finalize().to_hex().to_string())
+        fingerprint(&self.encoder_config, self.latent_len(), decoder_weights)
     }
+}
+
+/// Hex blake3 of what determines the latents' meaning: the encoder config,
+/// `Q` and the projector, hashed from their stored bytes (so it does not
+/// depend on the dtype they are loaded in).
+pub fn fingerprint(
+    encoder: &Qwen2Config,
+    latent_len: usize,
+    decoder_weights: &Weights,
+) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    let cfg = serde_json::to_vec(encoder).map_err(|e| Error::Checkpoint {
+        path: decoder_weights.dir().to_path_buf(),
+        msg: format!("cannot serialise encoder config: {e}"),
+    })?;
+    h.update(&cfg);
+    h.update(&(latent_len as u64).to_le_bytes());
+    for name in [QUERY_TENSOR, PROJ_WEIGHT, PROJ_BIAS] {
+        h.update(name.as_bytes());
+        h.update(&decoder_weights.raw_bytes(name)?);
+    }
+    Ok(h.finalize().to_hex().to_string())
 }

@@ -1,20 +1,27 @@
-//! Memory-mapped safetensors weights (single file or sharded), with checks
-//! that name the tensor at fault: missing, wrong shape, NaN/Inf.
+//! Model weights: memory-mapped safetensors (single file or sharded), or
+//! tensors built in memory (benchmarks at release geometry), with checks that
+//! name the tensor at fault: missing, wrong shape, NaN/Inf.
 
 use crate::{Error, Result};
 use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// The weights of one model directory (`DIR/model.safetensors` or
 /// `DIR/model.safetensors.index.json` + shards).
 pub struct Weights {
     dir: PathBuf,
-    st: MmapedSafetensors,
+    source: Source,
     names: BTreeSet<String>,
     dtype: DType,
     device: Device,
+}
+
+enum Source {
+    Mapped(MmapedSafetensors),
+    Memory(HashMap<String, Tensor>),
 }
 
 const INDEX: &str = "model.safetensors.index.json";
@@ -99,7 +106,7 @@ impl Weights {
         let names = st.tensors().into_iter().map(|(n, _)| n).collect();
         Ok(Self {
             dir: dir.to_path_buf(),
-            st,
+            source: Source::Mapped(st),
             names,
             dtype,
             device: device.clone(),
@@ -110,57 +117,96 @@ impl Weights {
         &self.dir
     }
 
+    /// The dtype tensors are cast to when loaded.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.names.contains(name)
     }
 
-    /// Raw on-disk bytes of a tensor (for fingerprints).
-    pub fn raw_bytes(&self, name: &str) -> Result<&[u8]> {
-        let view = self
-            .st
-            .get(name)
-            .map_err(|_| ckpt_err(&self.dir, format!("missing tensor `{name}`")))?;
-        Ok(view.data())
+    /// Weights held in memory; `label` stands for the directory in messages.
+    pub fn from_tensors(label: &str, tensors: HashMap<String, Tensor>, dtype: DType) -> Self {
+        let device = tensors
+            .values()
+            .next()
+            .map(|t| t.device().clone())
+            .unwrap_or(Device::Cpu);
+        Self {
+            dir: PathBuf::from(label),
+            names: tensors.keys().cloned().collect(),
+            source: Source::Memory(tensors),
+            dtype,
+            device,
+        }
     }
 
-    /// The dtype a tensor has on disk.
+    fn missing(&self, name: &str) -> Error {
+        ckpt_err(&self.dir, format!("missing tensor `{name}`"))
+    }
+
+    /// Bytes of a tensor as stored (for fingerprints).
+    pub fn raw_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>> {
+        match &self.source {
+            Source::Mapped(st) => Ok(Cow::Borrowed(
+                st.get(name).map_err(|_| self.missing(name))?.data(),
+            )),
+            Source::Memory(m) => {
+                let t = m.get(name).ok_or_else(|| self.missing(name))?;
+                let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                Ok(Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            }
+        }
+    }
+
+    /// The dtype a tensor has on disk (or in memory).
     pub fn stored_dtype(&self, name: &str) -> Result<DType> {
-        let view = self
-            .st
-            .get(name)
-            .map_err(|_| ckpt_err(&self.dir, format!("missing tensor `{name}`")))?;
-        DType::try_from(view.dtype())
-            .map_err(|e| ckpt_err(&self.dir, format!("tensor `{name}`: {e}")))
+        match &self.source {
+            Source::Mapped(st) => {
+                let view = st.get(name).map_err(|_| self.missing(name))?;
+                DType::try_from(view.dtype())
+                    .map_err(|e| ckpt_err(&self.dir, format!("tensor `{name}`: {e}")))
+            }
+            Source::Memory(m) => Ok(m.get(name).ok_or_else(|| self.missing(name))?.dtype()),
+        }
     }
 
     /// Loads `name`, checking its shape and that every value is finite.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        if !self.contains(name) {
-            return Err(ckpt_err(&self.dir, format!("missing tensor `{name}`")));
-        }
-        let view = self
-            .st
-            .get(name)
-            .map_err(|e| ckpt_err(&self.dir, format!("tensor `{name}`: {e}")))?;
-        if view.shape() != shape {
-            return Err(ckpt_err(
+        let shape_err = |found: &[usize]| {
+            ckpt_err(
                 &self.dir,
-                format!(
-                    "tensor `{name}` has shape {:?}, expected {:?}",
-                    view.shape(),
-                    shape
-                ),
-            ));
-        }
-        if let Some(bad) = first_non_finite(view.dtype(), view.data()) {
-            return Err(ckpt_err(
-                &self.dir,
-                format!("tensor `{name}` contains NaN or Inf (element {bad})"),
-            ));
-        }
-        let t = view
-            .load(&self.device)
-            .map_err(|e| ckpt_err(&self.dir, format!("tensor `{name}`: {e}")))?;
+                format!("tensor `{name}` has shape {found:?}, expected {shape:?}"),
+            )
+        };
+        let t = match &self.source {
+            Source::Mapped(st) => {
+                let view = st.get(name).map_err(|_| self.missing(name))?;
+                if view.shape() != shape {
+                    return Err(shape_err(view.shape()));
+                }
+                if let Some(bad) = first_non_finite(view.dtype(), view.data()) {
+                    return Err(ckpt_err(
+                        &self.dir,
+                        format!("tensor `{name}` contains NaN or Inf (element {bad})"),
+                    ));
+                }
+                view.load(&self.device)
+                    .map_err(|e| ckpt_err(&self.dir, format!("tensor `{name}`: {e}")))?
+            }
+            Source::Memory(m) => {
+                let t = m.get(name).ok_or_else(|| self.missing(name))?;
+                if t.dims() != shape {
+                    return Err(shape_err(t.dims()));
+                }
+                t.clone()
+            }
+        };
         Ok(t.to_dtype(self.dtype)?)
     }
 }
