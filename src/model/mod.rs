@@ -5,6 +5,7 @@ pub mod linear;
 pub mod projector;
 pub mod qwen2;
 pub mod rope;
+pub mod synthetic;
 pub mod weights;
 
 pub use checkpoint::C3Checkpoint;
