@@ -8,7 +8,8 @@
 //!
 //! Modules: `rankfile` parses the rank file, `table` holds the hash tables,
 //! `bpe` is the merge loop, `merges` derives the merge list, `bytemap` spells bytes for the
-//! pipeline, `pipeline` assembles it and [`special`] names the control ids.
+//! pipeline, `pipeline` assembles it, [`special`] names the control ids and
+//! `stream` decodes incrementally.
 
 mod bpe;
 mod bytemap;
@@ -18,11 +19,13 @@ mod pipeline;
 mod presplit;
 mod rankfile;
 pub mod special;
+mod stream;
 mod table;
 
 use std::path::Path;
 
 pub use pipeline::SPLIT_REGEX;
+pub use stream::StreamDecoder;
 
 use crate::{Error, Result};
 
@@ -118,7 +121,7 @@ impl C3Tokenizer {
         self.token_slice(id).map(<[u8]>::to_vec)
     }
 
-    fn token_slice(&self, id: u32) -> Option<&[u8]> {
+    pub(crate) fn token_slice(&self, id: u32) -> Option<&[u8]> {
         let i = id as usize;
         let (start, end) = (*self.offsets.get(i)?, *self.offsets.get(i + 1)?);
         self.bytes.get(start..end)
