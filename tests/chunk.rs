@@ -111,3 +111,38 @@ fn kinds_by_extension() {
     }
     assert!(Chunker::new(ByteSizer, 0).is_err());
 }
+
+#[test]
+fn headings_between_strong_breaks_join_their_section() {
+    // Chapters end with four line breaks and headings are followed by three,
+    // as in the Gutenberg books: text-splitter alone makes each heading a chunk.
+    let para = "Some sentence of the chapter goes here. ".repeat(12);
+    let mut text = String::new();
+    for ch in 1..=6 {
+        text.push_str(&format!("Chapter {ch}\r\n\r\n\r\n"));
+        for _ in 0..5 {
+            text.push_str(&para);
+            text.push_str("\r\n\r\n");
+        }
+        text.push_str("\r\n\r\n");
+    }
+    let max = 400;
+    let chunker = Chunker::new(ByteSizer, max).unwrap();
+    let chunks = chunker.split(&text, DocKind::Text);
+    assert_tiles(&text, &chunks);
+    for c in &chunks {
+        assert!(c.tokens <= max);
+        assert!(
+            c.tokens >= max / 4,
+            "fragment of {} tokens: {:?}",
+            c.tokens,
+            &text[c.start..c.end]
+        );
+    }
+    // Headings start their chunk rather than trail the previous chapter.
+    let starts = chunks
+        .iter()
+        .filter(|c| text[c.start..].starts_with("Chapter"))
+        .count();
+    assert_eq!(starts, 6);
+}

@@ -5,6 +5,7 @@
 //! chunks and lets `c3 check` verify it against the content hash.
 
 mod lang;
+mod sizer;
 
 pub use lang::{DocKind, Lang};
 use text_splitter::{ChunkConfig, ChunkSizer, CodeSplitter, MarkdownSplitter, TextSplitter};
@@ -61,13 +62,52 @@ impl<S: ChunkSizer> Chunker<S> {
                 }
             },
         };
-        pieces
+        let chunks = pieces
             .into_iter()
             .map(|(start, s)| Chunk {
                 start,
                 end: start + s.len(),
                 tokens: self.sizer.size(s),
             })
-            .collect()
+            .collect();
+        self.merge_fragments(text, chunks)
+    }
+
+    /// Fold fragments (under a quarter window) into a neighbour when the
+    /// union still fits. text-splitter never crosses a stronger boundary, so
+    /// a heading between two such boundaries ("Chapter 3" after a chapter
+    /// break) would otherwise cost a whole 32-latent encode on its own.
+    fn merge_fragments(&self, text: &str, chunks: Vec<Chunk>) -> Vec<Chunk> {
+        let small = self.max_tokens / 4;
+        let joined = |a: &Chunk, b: &Chunk| {
+            let tokens = self.sizer.size(&text[a.start..b.end]);
+            (tokens <= self.max_tokens).then_some(Chunk {
+                start: a.start,
+                end: b.end,
+                tokens,
+            })
+        };
+        let mut out: Vec<Chunk> = Vec::with_capacity(chunks.len());
+        let mut iter = chunks.into_iter().peekable();
+        while let Some(mut c) = iter.next() {
+            // Forward first: a heading belongs with what follows it.
+            while c.tokens < small {
+                match iter.peek().and_then(|n| joined(&c, n)) {
+                    Some(m) => {
+                        c = m;
+                        iter.next();
+                    }
+                    None => break,
+                }
+            }
+            if c.tokens < small {
+                if let Some(m) = out.last().and_then(|p| joined(p, &c)) {
+                    *out.last_mut().expect("checked by last()") = m;
+                    continue;
+                }
+            }
+            out.push(c);
+        }
+        out
     }
 }

@@ -1,13 +1,20 @@
-//! Loads the compression model and its tokenizer for `c3 ingest`.
+//! Loads the C3 encoder for `c3 ingest`.
 
-use std::path::Path;
+use anyhow::bail;
+use c3::encode::C3Encoder;
 
-use c3::encode::Compressor;
+use super::model_cmds::{device, ModelCtx};
 
-/// The encoder and the tokenizer that sizes chunks.
-pub fn load(model_dir: &Path) -> anyhow::Result<(Box<dyn Compressor>, tokenizers::Tokenizer)> {
-    anyhow::bail!(
-        "cannot load {}: the C3 encoder is not part of this build yet",
-        model_dir.display()
-    )
+/// The encoder of `--model`; its tokenizer sizes the chunks. `chunk_tokens`
+/// must fit the encoder's positions.
+pub fn load(ctx: &ModelCtx, chunk_tokens: usize) -> anyhow::Result<C3Encoder> {
+    let ckpt = ctx.checkpoint()?;
+    let enc = C3Encoder::load(&ckpt, ctx.dtype, &device()?)?;
+    if chunk_tokens > enc.max_text_tokens() {
+        bail!(
+            "--chunk-tokens {chunk_tokens} exceeds the encoder's limit of {} tokens",
+            enc.max_text_tokens()
+        );
+    }
+    Ok(enc)
 }

@@ -1,3 +1,94 @@
-//! Command-line front end.
+//! The `c3` command line: global options and subcommand dispatch.
+
 pub mod engine;
+pub mod input;
+pub mod model_cmds;
 pub mod store_cmds;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "c3",
+    version,
+    about = "Compressed long-context memory (Context Cascade Compression)"
+)]
+pub struct Cli {
+    /// C3 checkpoint directory (config.json, model.safetensors, llm1/, qwen.tiktoken).
+    #[arg(long, global = true, env = "C3_MODEL", value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Compute dtype for the model weights.
+    #[arg(long, global = true, value_enum, default_value_t = DTypeArg::F32)]
+    pub dtype: DTypeArg,
+    /// Memory store directory [default: the platform data dir, e.g. ~/.local/share/c3/store].
+    #[arg(long, global = true, env = "C3_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DTypeArg {
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            DTypeArg::F32 => candle_core::DType::F32,
+            DTypeArg::F16 => candle_core::DType::F16,
+            DTypeArg::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the token ids of a text as a JSON array.
+    Tokenize(model_cmds::TokenizeArgs),
+    /// Compress a text (one chunk) into latents, written as a .npy file.
+    Encode(model_cmds::EncodeArgs),
+    /// Compress a text and reconstruct it from its latents (the paper's task).
+    Repeat(model_cmds::RepeatArgs),
+    /// Chunk, compress and store files, directories or stdin.
+    Ingest(store_cmds::IngestArgs),
+    /// List stored documents.
+    Ls(store_cmds::LsArgs),
+    /// Show a document or one of its chunks.
+    Show(store_cmds::ShowArgs),
+    /// Remove documents.
+    Rm(store_cmds::RmArgs),
+    /// Store totals: documents, chunks, tokens, compression ratio, bytes on disk.
+    Stats(store_cmds::StatsArgs),
+    /// Verify every record and index of the store.
+    Check(store_cmds::CheckArgs),
+    /// Write the store to a portable file.
+    Export(store_cmds::ExportArgs),
+    /// Read a file written by `c3 export`.
+    Import(store_cmds::ImportArgs),
+}
+
+/// Runs the parsed command; the result is the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let store = cli.store.unwrap_or_else(store_cmds::default_store_dir);
+    let ctx = model_cmds::ModelCtx {
+        model: cli.model,
+        dtype: cli.dtype.dtype(),
+    };
+    match cli.command {
+        Command::Tokenize(a) => model_cmds::tokenize(&ctx, &a),
+        Command::Encode(a) => model_cmds::encode(&ctx, &a),
+        Command::Repeat(a) => model_cmds::repeat(&ctx, &a),
+        Command::Ingest(a) => store_cmds::run_ingest(&store, &ctx, &a),
+        Command::Ls(a) => store_cmds::run_ls(&store, &a),
+        Command::Show(a) => store_cmds::run_show(&store, &a),
+        Command::Rm(a) => store_cmds::run_rm(&store, &a),
+        Command::Stats(a) => store_cmds::run_stats(&store, &a),
+        Command::Check(a) => store_cmds::run_check(&store, &a),
+        Command::Export(a) => store_cmds::run_export(&store, &a),
+        Command::Import(a) => store_cmds::run_import(&store, &a),
+    }
+}

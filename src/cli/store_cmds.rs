@@ -15,6 +15,8 @@ use candle_core::{DType, Tensor};
 use serde_json::json;
 use text_splitter::ChunkSizer;
 
+use super::model_cmds::ModelCtx;
+
 /// Default store: the platform data dir, e.g. `~/.local/share/c3/store`.
 pub fn default_store_dir() -> PathBuf {
     dirs::data_dir()
@@ -110,16 +112,9 @@ fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
 }
 
 /// `c3 ingest`.
-pub fn run_ingest(
-    store_dir: &Path,
-    model: Option<&Path>,
-    args: &IngestArgs,
-) -> anyhow::Result<i32> {
-    let Some(model_dir) = model else {
-        bail!("ingest needs a model: pass --model DIR or set C3_MODEL");
-    };
-    let (compressor, sizer) = super::engine::load(model_dir)?;
-    ingest_with(store_dir, compressor.as_ref(), sizer, args)
+pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
+    let enc = super::engine::load(ctx, args.chunk_tokens)?;
+    ingest_with(store_dir, &enc, enc.tokenizer(), args)
 }
 
 /// `c3 ingest` with an already loaded model (also used by tests).

@@ -16,3 +16,6 @@ pub trait Compressor {
     /// tensor in the checkpoint dtype, on the CPU.
     fn compress(&self, texts: &[&str]) -> crate::Result<Vec<Tensor>>;
 }
+
+pub mod encoder;
+pub use encoder::C3Encoder;

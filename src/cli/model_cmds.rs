@@ -1,0 +1,155 @@
+//! `c3 tokenize`, `c3 encode`, `c3 repeat`: the model on one chunk of text.
+
+use super::input::read_text;
+use anyhow::{Context, Result};
+use c3::decode::{C3Decoder, GenOptions, Sampling};
+use c3::encode::encoder::TRAINED_TOKENS;
+use c3::encode::C3Encoder;
+use c3::model::C3Checkpoint;
+use candle_core::{DType, Device};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct ModelCtx {
+    pub model: Option<PathBuf>,
+    pub dtype: DType,
+}
+
+impl ModelCtx {
+    pub fn checkpoint(&self) -> Result<C3Checkpoint> {
+        let dir = self.model.as_deref().context(
+            "no model: pass --model DIR or set C3_MODEL (see README: downloading the weights)",
+        )?;
+        Ok(C3Checkpoint::open(dir)?)
+    }
+}
+
+/// CUDA when built with the `cuda` feature and a GPU is present, else CPU.
+pub fn device() -> Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        if candle_core::utils::cuda_is_available() {
+            return Ok(Device::new_cuda(0)?);
+        }
+    }
+    Ok(Device::Cpu)
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// Text file, or - for stdin.
+    #[arg(long, default_value = "-", value_name = "FILE|-")]
+    pub text: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    /// Text file, or - for stdin.
+    #[arg(long, default_value = "-", value_name = "FILE|-")]
+    pub text: PathBuf,
+    /// Output .npy file (little-endian f32).
+    #[arg(long, value_name = "FILE.npy")]
+    pub out: PathBuf,
+    /// Write the raw encoder states [32, H_enc] instead of the projected latents [32, H_dec].
+    #[arg(long)]
+    pub raw: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RepeatArgs {
+    /// Text file, or - for stdin.
+    #[arg(long, default_value = "-", value_name = "FILE|-")]
+    pub text: PathBuf,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = c3::decode::decoder::DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    /// Print the generated ids as a JSON array instead of the text.
+    #[arg(long)]
+    pub ids: bool,
+    /// Sample with this temperature instead of greedy decoding.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Nucleus mass kept when sampling.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn sampling(temperature: Option<f32>, top_p: f32, seed: u64) -> Sampling {
+    match temperature {
+        Some(t) if t > 0.0 => Sampling::TopP {
+            temperature: t,
+            top_p: top_p.clamp(f32::MIN_POSITIVE, 1.0),
+            seed,
+        },
+        _ => Sampling::Greedy,
+    }
+}
+
+pub fn tokenize(ctx: &ModelCtx, a: &TokenizeArgs) -> Result<i32> {
+    let tok = ctx.checkpoint()?.tokenizer()?;
+    let text = read_text(&a.text)?;
+    let ids = tok.encode_text(&text)?;
+    println!("{}", serde_json::to_string(&ids)?);
+    Ok(0)
+}
+
+/// Tokenizes `path`'s text and encodes it, warning when it is longer than C3
+/// was trained on.
+fn encode_file(enc: &C3Encoder, path: &Path) -> Result<candle_core::Tensor> {
+    let text = read_text(path)?;
+    let ids = enc.tokenizer().encode_text(&text)?;
+    if ids.len() > TRAINED_TOKENS {
+        eprintln!(
+            "warning: {} tokens in one chunk; C3 was trained on up to ~{TRAINED_TOKENS} \
+             and loses the end of longer chunks (use `c3 ingest` to chunk long input)",
+            ids.len()
+        );
+    }
+    let t0 = Instant::now();
+    let raw = enc.encode_ids(&ids)?;
+    eprintln!(
+        "encoded {} tokens into {} latents in {:.2?}",
+        ids.len(),
+        raw.dims()[0],
+        t0.elapsed()
+    );
+    Ok(raw)
+}
+
+pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
+    let ckpt = ctx.checkpoint()?;
+    let enc = C3Encoder::load(&ckpt, ctx.dtype, &device()?)?;
+    let raw = encode_file(&enc, &a.text)?;
+    let out = if a.raw { raw } else { enc.project(&raw)? };
+    let shape = out.dims().to_vec();
+    let data = out.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    c3::npy::write_f32(&a.out, &shape, &data)?;
+    Ok(0)
+}
+
+pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
+    let ckpt = ctx.checkpoint()?;
+    let dev = device()?;
+    let enc = C3Encoder::load(&ckpt, ctx.dtype, &dev)?;
+    let raw = encode_file(&enc, &a.text)?;
+    drop(enc);
+    let dec = C3Decoder::load(&ckpt, ctx.dtype, &dev)?;
+    let opts = GenOptions {
+        max_new_tokens: a.max_new_tokens,
+        sampling: sampling(a.temperature, a.top_p, a.seed),
+        ..GenOptions::default()
+    };
+    let t0 = Instant::now();
+    let gen = dec.repeat(&raw, &opts, |_| true)?;
+    eprintln!("generated {} tokens in {:.2?}", gen.ids.len(), t0.elapsed());
+    if a.ids {
+        println!("{}", serde_json::to_string(&gen.ids)?);
+    } else {
+        println!("{}", gen.text);
+    }
+    Ok(0)
+}

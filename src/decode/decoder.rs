@@ -1,0 +1,215 @@
+//! The C3 decoder: reads latents spliced into its prompt and generates text
+//! with the release's rules (greedy, no-repeat 20-grams, its stop tokens).
+
+use super::ngram::NoRepeatNgram;
+use super::prompt::{build_prompt, Prompt, REPEAT};
+use super::sampling::{Sampler, Sampling};
+use crate::model::config::Qwen2Config;
+use crate::model::projector::Projector;
+use crate::model::weights::Weights;
+use crate::model::{C3Checkpoint, KvCache, Qwen2};
+use crate::tokenize::{special, C3Tokenizer};
+use crate::{Error, Result};
+use candle_core::{DType, Device, IndexOp, Tensor};
+
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 4096;
+pub const NO_REPEAT_NGRAM: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    pub max_new_tokens: usize,
+    pub no_repeat_ngram: usize,
+    pub sampling: Sampling,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
+            no_repeat_ngram: NO_REPEAT_NGRAM,
+            sampling: Sampling::Greedy,
+        }
+    }
+}
+
+/// What one generation produced.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Generated ids, the stop token included when one ended the run.
+    pub ids: Vec<u32>,
+    /// Cleaned text (see [`clean_output`]).
+    pub text: String,
+    pub prompt_tokens: usize,
+}
+
+pub struct C3Decoder {
+    llm: Qwen2,
+    projector: Projector,
+    tokenizer: C3Tokenizer,
+    latent_len: usize,
+    enc_hidden: usize,
+}
+
+impl C3Decoder {
+    pub fn load(ckpt: &C3Checkpoint, dtype: DType, device: &Device) -> Result<Self> {
+        let w = ckpt.decoder_weights(dtype, device)?;
+        Self::from_weights(
+            &ckpt.config.llm,
+            ckpt.latent_len(),
+            ckpt.encoder_config.hidden_size,
+            &w,
+            ckpt.tokenizer()?,
+        )
+    }
+
+    /// Builds the decoder from already opened weights (Qwen2 + projector).
+    pub fn from_weights(
+        cfg: &Qwen2Config,
+        latent_len: usize,
+        enc_hidden: usize,
+        w: &Weights,
+        tokenizer: C3Tokenizer,
+    ) -> Result<Self> {
+        Ok(Self {
+            llm: Qwen2::load(w, cfg, w.device(), w.dtype())?,
+            projector: Projector::load(w, enc_hidden, cfg.hidden_size)?,
+            tokenizer,
+            latent_len,
+            enc_hidden,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &C3Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn latent_len(&self) -> usize {
+        self.latent_len
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.llm.config().max_position_embeddings
+    }
+
+    /// The reconstruction prompt for `blocks` chunks.
+    pub fn repeat_prompt(&self, blocks: usize) -> Result<Prompt> {
+        build_prompt(&self.tokenizer, blocks, self.latent_len, REPEAT)
+    }
+
+    /// Projects raw encoder states [latent_len, H_enc] to decoder latents.
+    pub fn project(&self, raw: &Tensor) -> Result<Tensor> {
+        let dims = raw.dims();
+        if dims != [self.latent_len, self.enc_hidden] {
+            return Err(Error::Input(format!(
+                "latent block has shape {dims:?}, expected [{}, {}]",
+                self.latent_len, self.enc_hidden
+            )));
+        }
+        self.projector.project(raw)
+    }
+
+    /// Prompt embeddings [len, H_dec] with each block's rows replaced by its
+    /// projected latents.
+    pub fn prompt_embeddings(&self, prompt: &Prompt, latents: &[Tensor]) -> Result<Tensor> {
+        if latents.len() != prompt.latent_starts.len() {
+            return Err(Error::Input(format!(
+                "{} latent blocks for a prompt with {} slots",
+                latents.len(),
+                prompt.latent_starts.len()
+            )));
+        }
+        let mut parts = Vec::with_capacity(2 * latents.len() + 1);
+        let mut at = 0;
+        for (&start, lat) in prompt.latent_starts.iter().zip(latents) {
+            if start > at {
+                parts.push(self.llm.embed(&prompt.ids[at..start])?);
+            }
+            parts.push(lat.to_dtype(self.llm.dtype())?);
+            at = start + prompt.latent_len;
+        }
+        if at < prompt.ids.len() {
+            parts.push(self.llm.embed(&prompt.ids[at..])?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Generates from `prompt` with `latents` (projected, one per block).
+    /// `on_token` sees each id as it is chosen; returning `false` stops.
+    pub fn generate(
+        &self,
+        prompt: &Prompt,
+        latents: &[Tensor],
+        opts: &GenOptions,
+        mut on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Generation> {
+        let x = self.prompt_embeddings(prompt, latents)?;
+        let limit = self.max_positions();
+        if prompt.ids.len() >= limit {
+            return Err(Error::Input(format!(
+                "prompt of {} positions does not fit the decoder's {limit}",
+                prompt.ids.len()
+            )));
+        }
+        // Positions past the model's limit cannot be generated.
+        let max_new = opts.max_new_tokens.min(limit - prompt.ids.len());
+        let vocab = self.llm.config().vocab_size;
+        let mut cache = KvCache::new();
+        let mut ngram = NoRepeatNgram::new(opts.no_repeat_ngram, &prompt.ids);
+        let mut sampler = Sampler::new(opts.sampling);
+        let mut ids = Vec::new();
+
+        let h = self.llm.forward(&x.unsqueeze(0)?, Some(&mut cache))?;
+        let mut last = h.i((0, prompt.ids.len() - 1))?.unsqueeze(0)?;
+        for step in 0..max_new {
+            let mut logits = self.llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
+            logits.truncate(vocab);
+            for b in ngram.banned() {
+                if let Some(l) = logits.get_mut(b as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            let Some(tok) = sampler.pick(&logits) else {
+                break;
+            };
+            ids.push(tok);
+            ngram.push(tok);
+            let go_on = on_token(tok);
+            let stop = tok == special::ENDOFTEXT || (tok == special::IM_END && step >= 1);
+            if stop || !go_on || step + 1 == max_new {
+                break;
+            }
+            let x = self.llm.embed(&[tok])?.unsqueeze(0)?;
+            last = self.llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
+        }
+        Ok(Generation {
+            text: clean_output(&self.tokenizer, &ids)?,
+            ids,
+            prompt_tokens: prompt.ids.len(),
+        })
+    }
+
+    /// The paper's task on one chunk: latents → text.
+    pub fn repeat(
+        &self,
+        raw: &Tensor,
+        opts: &GenOptions,
+        on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Generation> {
+        let prompt = self.repeat_prompt(1)?;
+        let lat = self.project(raw)?;
+        self.generate(&prompt, &[lat], opts, on_token)
+    }
+}
+
+/// The release's clean-up: decode, strip, drop a trailing `<|im_end|>`,
+/// strip again. A final `<|endoftext|>` is the end signal, not content.
+pub fn clean_output(tok: &C3Tokenizer, ids: &[u32]) -> Result<String> {
+    let body = match ids.last() {
+        Some(&special::ENDOFTEXT) => &ids[..ids.len() - 1],
+        _ => ids,
+    };
+    let text = tok.decode(body)?;
+    let text = text.trim();
+    let text = text.strip_suffix("<|im_end|>").unwrap_or(text);
+    Ok(text.trim().to_string())
+}

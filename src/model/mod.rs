@@ -1,0 +1,12 @@
+//! The C3 model: checkpoint loading and the Qwen2 forward pass both halves share.
+pub mod checkpoint;
+pub mod config;
+pub mod linear;
+pub mod projector;
+pub mod qwen2;
+pub mod rope;
+pub mod synthetic;
+pub mod weights;
+
+pub use checkpoint::C3Checkpoint;
+pub use qwen2::{KvCache, Qwen2};

@@ -1,0 +1,288 @@
+//! Qwen2 decoder stack that takes input embeddings (so latents can be spliced
+//! in), with causal attention, grouped KV heads, f32 RoPE and a KV cache.
+
+use super::config::Qwen2Config;
+use super::linear::Linear;
+use super::rope::Rope;
+use super::weights::Weights;
+use crate::Result;
+use candle_core::{DType, Device, Tensor};
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Block {
+    input_norm: Tensor,
+    attn: Attention,
+    post_norm: Tensor,
+    mlp: Mlp,
+}
+
+/// Keys and values of the positions seen so far, per layer:
+/// each [B, kv_heads, S, head_dim].
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map(|(k, _)| k.dims()[2])
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub struct Qwen2 {
+    cfg: Qwen2Config,
+    embed: Tensor,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    /// `None` when the output matrix is tied to `embed`.
+    lm_head: Option<Tensor>,
+    rope: Rope,
+    dtype: DType,
+}
+
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    // Computed in f32 whatever the model dtype, as the reference does.
+    let dtype = x.dtype();
+    let xf = x.to_dtype(DType::F32)?;
+    let wf = w.to_dtype(DType::F32)?;
+    candle_nn::ops::rms_norm(&xf, &wf, eps as f32)?.to_dtype(dtype)
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        start: usize,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
+            y.reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.q.forward(x)?, self.heads)?;
+        let k = split(self.k.forward(x)?, self.kv_heads)?;
+        let v = split(self.v.forward(x)?, self.kv_heads)?;
+        let q = rope.apply(&q, start)?;
+        let k = rope.apply(&k, start)?;
+
+        let (k, v) = match cache {
+            Some(slot) => {
+                let kv = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                    None => (k, v),
+                };
+                *slot = Some(kv.clone());
+                kv
+            }
+            None => (k, v),
+        };
+        let s = k.dim(2)?;
+        // Each KV head serves a contiguous block of query heads.
+        let rep = self.heads / self.kv_heads;
+        let expand = |y: Tensor| -> candle_core::Result<Tensor> {
+            if rep == 1 {
+                return Ok(y);
+            }
+            y.unsqueeze(2)?
+                .expand((b, self.kv_heads, rep, s, self.head_dim))?
+                .reshape((b, self.heads, s, self.head_dim))
+        };
+        let k = expand(k)?;
+        let v = expand(v)?;
+
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q
+            .to_dtype(DType::F32)?
+            .matmul(&k.to_dtype(DType::F32)?.t()?)?
+            * scale)?;
+        let scores = if t > 1 {
+            scores.broadcast_add(&causal_mask(t, s, x.device())?)?
+        } else {
+            scores
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let out = probs.matmul(&v)?; // [b, heads, t, head_dim]
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, t, self.heads * self.head_dim))?;
+        self.o.forward(&out)
+    }
+}
+
+/// [t, s] additive mask: query i (at absolute position s - t + i) sees keys
+/// 0..=s - t + i.
+fn causal_mask(t: usize, s: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let offset = s - t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..s).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(mask, (t, s), device)
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let g = candle_nn::ops::silu(&self.gate.forward(x)?)?;
+        self.down.forward(&(g * self.up.forward(x)?)?)
+    }
+}
+
+impl Qwen2 {
+    /// Loads the Qwen2 tensors under `model.` from `w`, checking every shape
+    /// against `cfg`.
+    pub fn load(w: &Weights, cfg: &Qwen2Config, device: &Device, dtype: DType) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let hd = cfg.head_dim();
+        let kv = cfg.num_key_value_heads * hd;
+        let i = cfg.intermediate_size;
+        let lin = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+            let weight = w.get(&format!("{name}.weight"), &[out, inp])?;
+            let bias = if bias {
+                Some(w.get(&format!("{name}.bias"), &[out])?)
+            } else {
+                None
+            };
+            Ok(Linear::new(weight, bias))
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            blocks.push(Block {
+                input_norm: w.get(&format!("{p}.input_layernorm.weight"), &[h])?,
+                post_norm: w.get(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
+                attn: Attention {
+                    q: lin(&format!("{p}.self_attn.q_proj"), h, h, true)?,
+                    k: lin(&format!("{p}.self_attn.k_proj"), kv, h, true)?,
+                    v: lin(&format!("{p}.self_attn.v_proj"), kv, h, true)?,
+                    o: lin(&format!("{p}.self_attn.o_proj"), h, h, false)?,
+                    heads: cfg.num_attention_heads,
+                    kv_heads: cfg.num_key_value_heads,
+                    head_dim: hd,
+                },
+                mlp: Mlp {
+                    gate: lin(&format!("{p}.mlp.gate_proj"), i, h, false)?,
+                    up: lin(&format!("{p}.mlp.up_proj"), i, h, false)?,
+                    down: lin(&format!("{p}.mlp.down_proj"), h, i, false)?,
+                },
+            });
+        }
+        let embed = w.get("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
+        let lm_head = if w.contains("lm_head.weight") {
+            Some(w.get("lm_head.weight", &[cfg.vocab_size, h])?)
+        } else if cfg.tie_word_embeddings {
+            None
+        } else {
+            return Err(crate::Error::Checkpoint {
+                path: w.dir().to_path_buf(),
+                msg: "missing tensor `lm_head.weight` (and `tie_word_embeddings` is false)".into(),
+            });
+        };
+        Ok(Self {
+            rope: Rope::new(hd, cfg.rope_theta, cfg.max_position_embeddings, device)?,
+            norm: w.get("model.norm.weight", &[h])?,
+            embed,
+            blocks,
+            lm_head,
+            cfg: cfg.clone(),
+            dtype,
+        })
+    }
+
+    pub fn config(&self) -> &Qwen2Config {
+        &self.cfg
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
+    /// Embedding rows of `ids`: [len, H].
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
+            return Err(crate::Error::Input(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.cfg.vocab_size
+            )));
+        }
+        let idx = Tensor::new(ids, self.device())?;
+        Ok(self.embed.index_select(&idx, 0)?)
+    }
+
+    /// Runs the stack over `x` [B, T, H] at positions `start..start+T`
+    /// (`start` = cached length when a cache is given) and returns the final
+    /// RMS-normed hidden states [B, T, H].
+    pub fn forward(&self, x: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let start = cache.as_ref().map(|c| c.len()).unwrap_or(0);
+        let t = x.dim(1)?;
+        if start + t > self.rope.max_positions() {
+            return Err(crate::Error::Input(format!(
+                "{} positions exceed the model's limit of {} (max_position_embeddings)",
+                start + t,
+                self.rope.max_positions()
+            )));
+        }
+        if let Some(c) = cache.as_deref_mut() {
+            c.layers.resize_with(self.blocks.len(), || None);
+        }
+        let mut h = x.to_dtype(self.dtype)?;
+        for (l, block) in self.blocks.iter().enumerate() {
+            let n = rms_norm(&h, &block.input_norm, self.cfg.rms_norm_eps)?;
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[l]);
+            let a = block.attn.forward(&n, &self.rope, start, slot)?;
+            h = (h + a)?;
+            let n = rms_norm(&h, &block.post_norm, self.cfg.rms_norm_eps)?;
+            h = (&h + block.mlp.forward(&n)?)?;
+        }
+        Ok(rms_norm(&h, &self.norm, self.cfg.rms_norm_eps)?)
+    }
+
+    /// Logits [N, V] in f32 for hidden rows `h` [N, H].
+    pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        let out = self.lm_head.as_ref().unwrap_or(&self.embed);
+        Ok(h.to_dtype(self.dtype)?
+            .matmul(&out.t()?)?
+            .to_dtype(DType::F32)?)
+    }
+}

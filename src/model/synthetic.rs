@@ -1,0 +1,118 @@
+//! Random weights at any geometry, built in memory: benchmarks run the
+//! release shapes (Qwen2.5-1.5B encoder, -3B decoder) without a download.
+
+use super::config::{C3Config, Qwen2Config};
+use crate::Result;
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+
+/// Qwen2.5-1.5B, the release encoder.
+pub fn release_encoder_config() -> Qwen2Config {
+    qwen2(151_936, 1536, 8960, 28, 12, 2)
+}
+
+/// Qwen2.5-3B with the C3 vocabulary, the release decoder.
+pub fn release_decoder_config() -> C3Config {
+    C3Config {
+        llm: Qwen2Config {
+            model_type: "C3".into(),
+            ..qwen2(151_860, 2048, 11_008, 36, 16, 2)
+        },
+        latent_token_len: 32,
+        contexts_compression_llm_hidden_size: 1536,
+        use_im_start_end: true,
+        im_patch_token: 151_859,
+        im_start_token: 151_857,
+        im_end_token: 151_858,
+    }
+}
+
+fn qwen2(v: usize, h: usize, i: usize, layers: usize, heads: usize, kv: usize) -> Qwen2Config {
+    Qwen2Config {
+        vocab_size: v,
+        hidden_size: h,
+        intermediate_size: i,
+        num_hidden_layers: layers,
+        num_attention_heads: heads,
+        num_key_value_heads: kv,
+        max_position_embeddings: 32_768,
+        rms_norm_eps: 1e-6,
+        rope_theta: 1e6,
+        tie_word_embeddings: true,
+        hidden_act: "silu".into(),
+        use_sliding_window: false,
+        rope_scaling: None,
+        model_type: "qwen2".into(),
+    }
+}
+
+/// Uniform(-scale, scale) tensor; norms get ones so activations stay sane.
+fn rand(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    let scale = 0.02f32;
+    Ok(Tensor::rand(-scale, scale, shape, device)?.to_dtype(dtype)?)
+}
+
+/// Random Qwen2 tensors under the checkpoint names for `cfg`.
+pub fn random_qwen2(
+    cfg: &Qwen2Config,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let h = cfg.hidden_size;
+    let kv = cfg.num_key_value_heads * cfg.head_dim();
+    let i = cfg.intermediate_size;
+    let mut m = HashMap::new();
+    let ones = |n: usize| Tensor::ones(n, dtype, device);
+    m.insert(
+        "model.embed_tokens.weight".into(),
+        rand(&[cfg.vocab_size, h], dtype, device)?,
+    );
+    m.insert("model.norm.weight".into(), ones(h)?);
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        for (name, shape) in [
+            ("self_attn.q_proj.weight", vec![h, h]),
+            ("self_attn.q_proj.bias", vec![h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.k_proj.bias", vec![kv]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.bias", vec![kv]),
+            ("self_attn.o_proj.weight", vec![h, h]),
+            ("mlp.gate_proj.weight", vec![i, h]),
+            ("mlp.up_proj.weight", vec![i, h]),
+            ("mlp.down_proj.weight", vec![h, i]),
+        ] {
+            m.insert(format!("{p}.{name}"), rand(&shape, dtype, device)?);
+        }
+        m.insert(format!("{p}.input_layernorm.weight"), ones(h)?);
+        m.insert(format!("{p}.post_attention_layernorm.weight"), ones(h)?);
+    }
+    Ok(m)
+}
+
+/// Random C3 parts (`Q`, projector) added to decoder tensors.
+pub fn add_random_c3_parts(
+    m: &mut HashMap<String, Tensor>,
+    cfg: &C3Config,
+    dtype: DType,
+    device: &Device,
+) -> Result<()> {
+    let (q, e, d) = (
+        cfg.latent_token_len,
+        cfg.contexts_compression_llm_hidden_size,
+        cfg.llm.hidden_size,
+    );
+    m.insert(
+        super::checkpoint::QUERY_TENSOR.into(),
+        rand(&[q, e], dtype, device)?,
+    );
+    m.insert(
+        super::checkpoint::PROJ_WEIGHT.into(),
+        rand(&[d, e], dtype, device)?,
+    );
+    m.insert(
+        super::checkpoint::PROJ_BIAS.into(),
+        rand(&[d], dtype, device)?,
+    );
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The `c3` binary on the golden model: tokenize, encode, repeat and their errors.
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn c3(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_c3"))
+        .args(args)
+        .env_remove("C3_MODEL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text_path(name: &str) -> String {
+    fixtures()
+        .join(format!("golden/texts/{name}.txt"))
+        .display()
+        .to_string()
+}
+
+fn stdout_ids(out: &Output) -> Vec<u32> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn repeat_ids_print_the_golden_ids() {
+    let model = golden_model().display().to_string();
+    for case in golden_cases() {
+        let n = case.repeat_ids.len().to_string();
+        // --model after the subcommand: it is a global option.
+        let out = c3(&[
+            "repeat",
+            "--text",
+            &text_path(&case.name),
+            "--ids",
+            "--max-new-tokens",
+            &n,
+            "--model",
+            &model,
+        ]);
+        assert_eq!(stdout_ids(&out), case.repeat_ids, "{}", case.name);
+    }
+}
+
+#[test]
+fn tokenize_prints_golden_ids_and_model_comes_from_env() {
+    for case in golden_cases() {
+        let out = Command::new(env!("CARGO_BIN_EXE_c3"))
+            .args(["tokenize", "--text", &text_path(&case.name)])
+            .env("C3_MODEL", golden_model())
+            .output()
+            .unwrap();
+        assert_eq!(stdout_ids(&out), case.text_ids, "{}", case.name);
+    }
+}
+
+#[test]
+fn encode_writes_golden_npy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = golden_model().display().to_string();
+    let text = text_path("english");
+    for (flag, kind) in [(None, "latents"), (Some("--raw"), "encoder_hidden")] {
+        let out_path = tmp.path().join(format!("{kind}.npy"));
+        let mut args = vec![
+            "--model",
+            &model,
+            "encode",
+            "--text",
+            &text,
+            "--out",
+            out_path.to_str().unwrap(),
+        ];
+        args.extend(flag);
+        let out = c3(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (shape, got) = c3::npy::read_f32(&out_path).unwrap();
+        let (want_shape, want) = golden_npy("english", kind);
+        assert_eq!(shape, want_shape);
+        assert!(max_abs_diff(&got, &want) < 1e-4, "{kind}");
+    }
+}
+
+fn expect_error(args: &[&str], needles: &[&str]) {
+    let out = c3(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in needles {
+        assert!(err.contains(n), "stderr {err:?} should mention {n:?}");
+    }
+}
+
+#[test]
+fn bad_input_text_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = golden_model().display().to_string();
+    let empty = tmp.path().join("empty.txt");
+    std::fs::write(&empty, "  \n").unwrap();
+    let binary = tmp.path().join("bin.txt");
+    std::fs::write(&binary, b"ok\xff\xfe").unwrap();
+    let missing = tmp.path().join("nope.txt");
+    for cmd in ["tokenize", "repeat"] {
+        expect_error(
+            &["--model", &model, cmd, "--text", empty.to_str().unwrap()],
+            &["empty.txt", "empty"],
+        );
+        expect_error(
+            &["--model", &model, cmd, "--text", binary.to_str().unwrap()],
+            &["bin.txt", "not UTF-8", "offset 2"],
+        );
+        expect_error(
+            &["--model", &model, cmd, "--text", missing.to_str().unwrap()],
+            &["nope.txt"],
+        );
+    }
+}
+
+#[test]
+fn missing_model_is_reported() {
+    expect_error(&["tokenize", "--text", "-"], &["--model"]);
+    expect_error(
+        &["--model", "/definitely/not/here", "repeat", "--text", "-"],
+        &["/definitely/not/here", "not a directory"],
+    );
+}
+
+#[test]
+fn long_text_warns_or_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = golden_model().display().to_string();
+    // ~1,500 tokens: over the trained length, inside the position limit.
+    let long = tmp.path().join("long.txt");
+    std::fs::write(
+        &long,
+        "The quick brown fox jumps over the lazy dog. ".repeat(150),
+    )
+    .unwrap();
+    let out = c3(&[
+        "--model",
+        &model,
+        "repeat",
+        "--text",
+        long.to_str().unwrap(),
+        "--max-new-tokens",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
+
+    // Past the encoder's 32,768 positions: refused, pointing at chunking.
+    let huge = tmp.path().join("huge.txt");
+    std::fs::write(&huge, "word ".repeat(33_000)).unwrap();
+    expect_error(
+        &[
+            "--model",
+            &model,
+            "encode",
+            "--text",
+            huge.to_str().unwrap(),
+            "--out",
+            "x.npy",
+        ],
+        &["limit", "c3 ingest"],
+    );
+    assert!(!Path::new("x.npy").exists());
+}
