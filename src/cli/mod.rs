@@ -4,6 +4,7 @@ pub mod engine;
 pub mod input;
 pub mod model_cmds;
 pub mod store_cmds;
+pub mod store_show;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

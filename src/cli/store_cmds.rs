@@ -6,16 +6,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use c3::chunk::{Chunker, DEFAULT_CHUNK_TOKENS, WARN_CHUNK_TOKENS};
 use c3::encode::Compressor;
 use c3::ingest::{self, IngestOptions, Input};
-use c3::store::{export, latent, DocRecord, Store};
-use candle_core::{DType, Tensor};
+use c3::store::{export, DocRecord, Store};
 use serde_json::json;
 use text_splitter::ChunkSizer;
 
 use super::model_cmds::ModelCtx;
+pub use super::store_show::run_show;
 
 /// Default store: the platform data dir, e.g. `~/.local/share/c3/store`.
 pub fn default_store_dir() -> PathBuf {
@@ -102,7 +102,7 @@ pub struct ImportArgs {
 }
 
 /// Open an existing store (read, remove, export).
-fn open(store_dir: &Path) -> anyhow::Result<Store> {
+pub(super) fn open(store_dir: &Path) -> anyhow::Result<Store> {
     Ok(Store::open_existing(store_dir)?)
 }
 
@@ -170,13 +170,13 @@ pub fn ingest_with<S: ChunkSizer>(
     Ok(if report.ok() { 0 } else { 1 })
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
 }
 
-fn doc_json(d: &DocRecord) -> serde_json::Value {
+pub(super) fn doc_json(d: &DocRecord) -> serde_json::Value {
     json!({
         "id": d.id,
         "source": d.source,
@@ -215,118 +215,6 @@ pub fn run_ls(store_dir: &Path, args: &LsArgs) -> anyhow::Result<i32> {
             "{:>6} {:>7} {:>9} {:>10}  {:<12} {}",
             d.id, d.chunk_count, d.token_count, d.size, d.kind, d.source
         )?;
-    }
-    Ok(0)
-}
-
-/// Summary statistics of latent values (computed in f32).
-fn latent_stats(ts: &[Tensor]) -> anyhow::Result<serde_json::Value> {
-    if ts.is_empty() {
-        return Ok(json!(null));
-    }
-    let dtype = latent::dtype_name(ts[0].dtype())?;
-    let shape = ts[0].dims().to_vec();
-    let all = Tensor::cat(
-        &ts.iter()
-            .map(|t| t.to_dtype(DType::F32)?.flatten_all())
-            .collect::<candle_core::Result<Vec<_>>>()?,
-        0,
-    )?;
-    let v = all.to_vec1::<f32>()?;
-    let n = v.len() as f64;
-    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
-    let min = v.iter().copied().fold(f32::INFINITY, f32::min);
-    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let finite = v.iter().all(|x| x.is_finite());
-    Ok(json!({
-        "dtype": dtype, "shape": shape, "count": ts.len(),
-        "mean": mean, "std": var.sqrt(), "min": min, "max": max, "all_finite": finite,
-    }))
-}
-
-/// `c3 show`.
-pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
-    let store = open(store_dir)?;
-    let d = store.resolve(&args.doc)?;
-    let mut out = std::io::stdout().lock();
-    if let Some(n) = args.chunk {
-        if n >= d.chunk_count {
-            bail!(
-                "doc {} ({}) has {} chunks; there is no chunk {n}",
-                d.id,
-                d.source,
-                d.chunk_count
-            );
-        }
-        let c = store.chunk_record(d.id, n)?;
-        let text = store.chunk_text(&c)?;
-        let stats = latent_stats(&[store.latent(d.id, n)?])?;
-        let v = json!({
-            "doc": d.id, "source": d.source, "chunk": n,
-            "start": c.start, "end": c.end, "tokens": c.tokens,
-            "latents": stats, "text": text,
-        });
-        if args.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        } else {
-            writeln!(
-                out,
-                "doc {} chunk {n} of {}: bytes {}..{}, {} tokens",
-                d.id, d.chunk_count, c.start, c.end, c.tokens
-            )?;
-            writeln!(out, "source   {}", d.source)?;
-            writeln!(out, "latents  {stats}")?;
-            writeln!(out, "---")?;
-            out.write_all(text.as_bytes())?;
-            writeln!(out)?;
-        }
-        return Ok(0);
-    }
-    let mut chunks = Vec::with_capacity(d.chunk_count as usize);
-    for n in 0..d.chunk_count {
-        let c = store.chunk_record(d.id, n)?;
-        chunks.push(json!({"chunk": n, "start": c.start, "end": c.end, "tokens": c.tokens}));
-    }
-    let stats = latent_stats(&store.doc_latents(d.id)?)?;
-    let text = if args.text {
-        let mut s = String::with_capacity(d.size as usize);
-        for n in 0..d.chunk_count {
-            s.push_str(&store.chunk_text(&store.chunk_record(d.id, n)?)?);
-        }
-        Some(s)
-    } else {
-        None
-    };
-    if args.json {
-        let mut v = doc_json(&d);
-        v["chunk_list"] = json!(chunks);
-        v["latents"] = stats;
-        if let Some(t) = text {
-            v["text"] = json!(t);
-        }
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-    } else {
-        writeln!(out, "doc {}  {}", d.id, d.source)?;
-        writeln!(
-            out,
-            "kind {}, {} bytes, {} tokens, {} chunks (window {})",
-            d.kind, d.size, d.token_count, d.chunk_count, d.chunk_tokens
-        )?;
-        writeln!(out, "blake3 {}", export::hex(&d.content_hash))?;
-        writeln!(out, "ingested {}", rfc3339(d.ingested_at_ms))?;
-        writeln!(out, "latents {stats}")?;
-        for c in &chunks {
-            writeln!(
-                out,
-                "  chunk {:>4}  bytes {:>9}..{:<9} {:>5} tokens",
-                c["chunk"], c["start"], c["end"], c["tokens"]
-            )?;
-        }
-        if let Some(t) = text {
-            writeln!(out, "---")?;
-            out.write_all(t.as_bytes())?;
-        }
     }
     Ok(0)
 }

@@ -1,0 +1,163 @@
+//! `c3 show`: a document (metadata, chunk table, latent statistics, text) or
+//! one chunk of it.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::bail;
+use c3::store::{export, latent};
+use candle_core::{DType, Tensor};
+use serde::Serialize;
+use serde_json::json;
+
+use super::store_cmds::{doc_json, open, rfc3339, ShowArgs};
+
+/// Summary of latent values, computed in f32.
+#[derive(Serialize)]
+struct LatentStats {
+    dtype: &'static str,
+    shape: Vec<usize>,
+    count: usize,
+    mean: f64,
+    std: f64,
+    min: f32,
+    max: f32,
+    all_finite: bool,
+}
+
+impl LatentStats {
+    fn of(ts: &[Tensor]) -> anyhow::Result<Option<Self>> {
+        let Some(first) = ts.first() else {
+            return Ok(None);
+        };
+        let flat = ts
+            .iter()
+            .map(|t| t.to_dtype(DType::F32)?.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = Tensor::cat(&flat, 0)?.to_vec1::<f32>()?;
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        Ok(Some(LatentStats {
+            dtype: latent::dtype_name(first.dtype())?,
+            shape: first.dims().to_vec(),
+            count: ts.len(),
+            mean,
+            std: var.sqrt(),
+            min: v.iter().copied().fold(f32::INFINITY, f32::min),
+            max: v.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            all_finite: v.iter().all(|x| x.is_finite()),
+        }))
+    }
+}
+
+impl fmt::Display for LatentStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} x {:?} {}: mean {:.4}, std {:.4}, min {:.4}, max {:.4}{}",
+            self.count,
+            self.shape,
+            self.dtype,
+            self.mean,
+            self.std,
+            self.min,
+            self.max,
+            if self.all_finite { "" } else { ", NOT FINITE" }
+        )
+    }
+}
+
+fn show_stats(s: &Option<LatentStats>) -> String {
+    s.as_ref().map_or_else(|| "none".into(), |s| s.to_string())
+}
+
+/// `c3 show`.
+pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
+    let store = open(store_dir)?;
+    let d = store.resolve(&args.doc)?;
+    let mut out = std::io::stdout().lock();
+    if let Some(n) = args.chunk {
+        if n >= d.chunk_count {
+            bail!(
+                "doc {} ({}) has {} chunks; there is no chunk {n}",
+                d.id,
+                d.source,
+                d.chunk_count
+            );
+        }
+        let c = store.chunk_record(d.id, n)?;
+        let text = store.chunk_text(&c)?;
+        let stats = LatentStats::of(&[store.latent(d.id, n)?])?;
+        if args.json {
+            let v = json!({
+                "doc": d.id, "source": d.source, "chunk": n,
+                "start": c.start, "end": c.end, "tokens": c.tokens,
+                "latents": stats, "text": text,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        } else {
+            writeln!(
+                out,
+                "doc {} chunk {n} of {}: bytes {}..{}, {} tokens",
+                d.id, d.chunk_count, c.start, c.end, c.tokens
+            )?;
+            writeln!(out, "source   {}", d.source)?;
+            writeln!(out, "latents  {}", show_stats(&stats))?;
+            writeln!(out, "---")?;
+            out.write_all(text.as_bytes())?;
+            writeln!(out)?;
+        }
+        return Ok(0);
+    }
+    let chunks = (0..d.chunk_count)
+        .map(|n| store.chunk_record(d.id, n))
+        .collect::<c3::Result<Vec<_>>>()?;
+    let stats = LatentStats::of(&store.doc_latents(d.id)?)?;
+    let text = if args.text {
+        let mut s = String::with_capacity(d.size as usize);
+        for c in &chunks {
+            s.push_str(&store.chunk_text(c)?);
+        }
+        Some(s)
+    } else {
+        None
+    };
+    if args.json {
+        let mut v = doc_json(&d);
+        v["chunk_list"] = chunks
+            .iter()
+            .map(
+                |c| json!({"chunk": c.ordinal, "start": c.start, "end": c.end, "tokens": c.tokens}),
+            )
+            .collect();
+        v["latents"] = json!(stats);
+        if let Some(t) = text {
+            v["text"] = json!(t);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(0);
+    }
+    writeln!(out, "doc {}  {}", d.id, d.source)?;
+    writeln!(
+        out,
+        "kind {}, {} bytes, {} tokens, {} chunks (window {})",
+        d.kind, d.size, d.token_count, d.chunk_count, d.chunk_tokens
+    )?;
+    writeln!(out, "blake3   {}", export::hex(&d.content_hash))?;
+    writeln!(out, "ingested {}", rfc3339(d.ingested_at_ms))?;
+    writeln!(out, "latents  {}", show_stats(&stats))?;
+    for c in &chunks {
+        writeln!(
+            out,
+            "  chunk {:>4}  bytes {:>9}..{:<9} {:>5} tokens",
+            c.ordinal, c.start, c.end, c.tokens
+        )?;
+    }
+    if let Some(t) = text {
+        writeln!(out, "---")?;
+        out.write_all(t.as_bytes())?;
+    }
+    Ok(0)
+}
