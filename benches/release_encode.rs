@@ -25,7 +25,11 @@ fn main() -> anyhow::Result<()> {
         dec_cfg.contexts_compression_llm_hidden_size = 64;
     }
     let t0 = Instant::now();
-    let enc_w = Weights::from_tensors("random-encoder", random_qwen2(&enc_cfg, DType::F32, &dev)?, DType::F32);
+    let enc_w = Weights::from_tensors(
+        "random-encoder",
+        random_qwen2(&enc_cfg, DType::F32, &dev)?,
+        DType::F32,
+    );
     let mut parts = Default::default();
     add_random_c3_parts(&mut parts, &dec_cfg, DType::F32, &dev)?;
     let dec_w = Weights::from_tensors("random-c3-parts", parts, DType::F32);

@@ -53,13 +53,20 @@ fn rand(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
 }
 
 /// Random Qwen2 tensors under the checkpoint names for `cfg`.
-pub fn random_qwen2(cfg: &Qwen2Config, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
+pub fn random_qwen2(
+    cfg: &Qwen2Config,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let h = cfg.hidden_size;
     let kv = cfg.num_key_value_heads * cfg.head_dim();
     let i = cfg.intermediate_size;
     let mut m = HashMap::new();
     let ones = |n: usize| Tensor::ones(n, dtype, device);
-    m.insert("model.embed_tokens.weight".into(), rand(&[cfg.vocab_size, h], dtype, device)?);
+    m.insert(
+        "model.embed_tokens.weight".into(),
+        rand(&[cfg.vocab_size, h], dtype, device)?,
+    );
     m.insert("model.norm.weight".into(), ones(h)?);
     for l in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{l}");
@@ -95,8 +102,17 @@ pub fn add_random_c3_parts(
         cfg.contexts_compression_llm_hidden_size,
         cfg.llm.hidden_size,
     );
-    m.insert(super::checkpoint::QUERY_TENSOR.into(), rand(&[q, e], dtype, device)?);
-    m.insert(super::checkpoint::PROJ_WEIGHT.into(), rand(&[d, e], dtype, device)?);
-    m.insert(super::checkpoint::PROJ_BIAS.into(), rand(&[d], dtype, device)?);
+    m.insert(
+        super::checkpoint::QUERY_TENSOR.into(),
+        rand(&[q, e], dtype, device)?,
+    );
+    m.insert(
+        super::checkpoint::PROJ_WEIGHT.into(),
+        rand(&[d, e], dtype, device)?,
+    );
+    m.insert(
+        super::checkpoint::PROJ_BIAS.into(),
+        rand(&[d], dtype, device)?,
+    );
     Ok(())
 }
