@@ -65,3 +65,26 @@ fn greedy_repeat_ids_match_reference() {
         assert_eq!(gen.ids, case.repeat_ids, "{}", case.name);
     }
 }
+
+#[test]
+fn repeat_prompt_matches_reference_ids() {
+    let dec = decoder();
+    let prompt = dec.repeat_prompt(1).unwrap();
+    for case in golden_cases() {
+        assert_eq!(prompt.ids, case.decoder_prompt_ids, "{}", case.name);
+    }
+    assert_eq!(prompt.latent_starts, vec![21]);
+    assert_eq!(prompt.ids.len(), 64);
+}
+
+#[test]
+fn text_path_matches_reference_latents() {
+    // Tokenizer + encoder together, from the text files.
+    let enc = encoder();
+    for case in golden_cases() {
+        let lat = enc.project(&enc.encode_text(&case.text).unwrap()).unwrap();
+        let (_, want) = golden_npy(&case.name, "latents");
+        let got = lat.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(max_abs_diff(&got, &want) < 1e-4, "{}", case.name);
+    }
+}
