@@ -168,3 +168,16 @@ fn ingest_without_model_and_newer_store_fail_clearly() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("schema version 7 is newer"), "{err}");
 }
+
+#[test]
+fn a_store_in_use_is_reported_not_corrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path());
+    let held = Store::open(dir.path()).unwrap();
+    let o = c3(dir.path(), &["ls"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("another c3 process"), "{err}");
+    drop(held);
+    assert!(c3(dir.path(), &["check"]).status.success());
+}
