@@ -228,3 +228,55 @@ fn chunk_tokens_option_and_model_mismatch() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("belongs to model someone-else"), "{err}");
 }
+
+#[test]
+fn large_stdin_is_spooled_and_sectioned() {
+    let store = tempfile::tempdir().unwrap();
+    let alice = fs::read(fixtures().join("corpus/alice-in-wonderland.txt")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_c3"))
+        .arg("--store")
+        .arg(store.path())
+        .arg("--model")
+        .arg(fixtures().join("golden/c3-tiny"))
+        .args([
+            "ingest",
+            "-",
+            "--name",
+            "alice",
+            "--json",
+            "--section-bytes",
+            "30000",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = alice.clone();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&data).unwrap();
+    });
+    let o = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let r = json(&o);
+    assert_eq!(r["added"], 1, "{r}");
+    let doc = json(&c3(
+        store.path(),
+        &["show", "stdin:alice", "--json", "--text"],
+    ));
+    assert_eq!(doc["text"].as_str().unwrap().as_bytes(), &alice[..]);
+    assert!(doc["chunk_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["tokens"].as_u64().unwrap() <= 1000));
+    let leftovers: Vec<_> = fs::read_dir(store.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("spool"))
+        .collect();
+    assert!(leftovers.is_empty(), "spool file left behind");
+    assert!(c3(store.path(), &["check"]).status.success());
+}

@@ -39,6 +39,9 @@ pub struct IngestArgs {
     /// Chunks encoded per model call.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub batch: usize,
+    /// Inputs larger than this many bytes are read and chunked in sections.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, hide = true)]
+    pub section_bytes: usize,
     /// Remove stored documents under PATHs whose files are gone.
     #[arg(long)]
     pub prune: bool,
@@ -149,7 +152,7 @@ pub fn ingest_with<S: ChunkSizer>(
         prune: args.prune,
         batch_size: args.batch,
         progress: !args.json,
-        ..Default::default()
+        section_bytes: args.section_bytes,
     };
     let report = ingest::ingest(&store, model, &chunker, &inputs, &opts)?;
     if args.json {

@@ -110,6 +110,7 @@ pub fn ingest<S: ChunkSizer>(
             report.skipped.push(entry);
         }
     }
+    remove_stale_spools(store);
     let stdin_count = inputs
         .iter()
         .filter(|i| matches!(i, Input::Stdin { .. }))
@@ -126,13 +127,30 @@ pub fn ingest<S: ChunkSizer>(
     };
     for input in inputs {
         if let Input::Stdin { label } = input {
-            // stdin cannot be read twice, so it is held in memory.
-            let mut buf = Vec::new();
             let source = format!("stdin:{label}");
             let kind = DocKind::from_path(Path::new(label));
-            match std::io::stdin().read_to_end(&mut buf) {
-                Ok(_) => run.document(source, Body::Bytes(buf), None, kind, true)?,
-                Err(e) => run.fail(source, format!("cannot read: {e}")),
+            // stdin can be read only once and may be huge: spool it to a
+            // file in the store, then treat it like any other file.
+            let spool = store
+                .dir()
+                .join(format!("spool-stdin-{}", std::process::id()));
+            let copied = std::fs::File::create(&spool)
+                .and_then(|mut f| std::io::copy(&mut std::io::stdin().lock(), &mut f));
+            match copied {
+                Ok(n) if n as usize <= opts.section_bytes => {
+                    let bytes = std::fs::read(&spool).map_err(|e| io_error(&spool, e));
+                    let _ = std::fs::remove_file(&spool);
+                    run.document(source, Body::Bytes(bytes?), None, kind, true)?;
+                }
+                Ok(_) => {
+                    let r = run.document(source, Body::File(&spool), None, kind, true);
+                    let _ = std::fs::remove_file(&spool);
+                    r?;
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&spool);
+                    run.fail(source, format!("cannot read: {e}"));
+                }
             }
         }
     }
@@ -205,6 +223,25 @@ impl Body<'_> {
                 })
             }
         }
+    }
+}
+
+/// Spool files left by a killed run (the store lock means none is live).
+fn remove_stale_spools(store: &Store) {
+    let Ok(entries) = std::fs::read_dir(store.dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("spool-stdin-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
