@@ -91,7 +91,10 @@ impl Qwen2Config {
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return bad(format!(
                 "`num_attention_heads` {} is not divisible by `num_key_value_heads` {}",
                 self.num_attention_heads, self.num_key_value_heads
