@@ -50,6 +50,17 @@ impl Linear {
         }
     }
 
+    /// Bytes of the weight as held in memory (what one full pass reads).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            Weight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Weight::Quantized(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),
+            Weight::Quantized(QMatMul::Tensor(w) | QMatMul::TensorF16(w)) => {
+                w.elem_count() * w.dtype().size_in_bytes()
+            }
+        }
+    }
+
     pub fn is_quantized(&self) -> bool {
         matches!(self.weight, Weight::Quantized(_))
     }

@@ -297,6 +297,30 @@ impl Qwen2 {
         self.dtype
     }
 
+    /// Bytes of weights one generated token reads: every matrix of every
+    /// block and the output matrix (norms and one embedding row are noise).
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                [
+                    &b.attn.q,
+                    &b.attn.k,
+                    &b.attn.v,
+                    &b.attn.o,
+                    &b.mlp.gate,
+                    &b.mlp.up,
+                    &b.mlp.down,
+                ]
+                .iter()
+                .map(|l| l.weight_bytes())
+                .sum::<usize>()
+            })
+            .sum();
+        blocks + self.lm_head.weight_bytes()
+    }
+
     /// The quantization of the matrices, if any.
     pub fn quant(&self) -> Option<Quant> {
         self.quant
