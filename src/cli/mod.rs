@@ -5,6 +5,7 @@ pub mod input;
 pub mod model_cmds;
 pub mod store_cmds;
 pub mod store_show;
+pub mod tui_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ pub enum Command {
     Export(store_cmds::ExportArgs),
     /// Read a file written by `c3 export`.
     Import(store_cmds::ImportArgs),
+    /// Browse the store in a terminal UI (starts the `c3-tui` binary).
+    Tui,
 }
 
 /// Runs the parsed command; the result is the process exit code.
@@ -91,5 +94,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(a) => store_cmds::run_check(&store, &a),
         Command::Export(a) => store_cmds::run_export(&store, &a),
         Command::Import(a) => store_cmds::run_import(&store, &a),
+        Command::Tui => tui_cmd::run(&store, &ctx),
     }
 }
