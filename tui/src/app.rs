@@ -93,7 +93,8 @@ pub struct App {
     pub message: Option<String>,
     pub tick: u64,
     pub quit: bool,
-    /// Cap on reconstruction length (`None`: from the chunk's length).
+    /// Cap on generated tokens (`None`: a reconstruction from the chunk's
+    /// length, an answer [`crate::ask::ANSWER_TOKENS`]).
     pub max_new_tokens: Option<usize>,
     next_job: JobId,
 }
@@ -213,10 +214,20 @@ impl App {
             Focus::Documents => self.select_doc(step(self.doc_sel)),
             Focus::Chunks => self.select_chunk(step(self.chunk_sel)),
             Focus::Text => {
-                self.text_scroll =
-                    (self.text_scroll as i64 + delta).clamp(0, u16::MAX as i64) as u16
+                let max = self.text_lines().saturating_sub(1) as i64;
+                self.text_scroll = (self.text_scroll as i64 + delta).clamp(0, max) as u16
             }
         }
+    }
+
+    /// Lines of the longest text shown (before wrapping), capped to fit a u16
+    /// scroll offset with room to spare.
+    pub fn text_lines(&self) -> usize {
+        let count = |t: &str| t.lines().count() + t.len() / 40;
+        let recon = self.recon.as_ref().map_or(0, |r| count(&r.text));
+        count(&self.chunk_text)
+            .max(recon)
+            .min(u16::MAX as usize / 2)
     }
 
     pub fn move_to_end(&mut self, end: bool) {
@@ -345,6 +356,7 @@ impl App {
                 chunk_count: doc.chunk_count,
                 around,
                 question: question.clone(),
+                max_new_tokens: self.max_new_tokens.unwrap_or(crate::ask::ANSWER_TOKENS),
                 cancel: cancel.clone(),
             })
         });

@@ -6,7 +6,7 @@
 use c3::decode::{build_prompt, C3Decoder, GenOptions};
 use c3::store::Store;
 
-/// New tokens an answer may take.
+/// New tokens an answer may take by default.
 pub const ANSWER_TOKENS: usize = 512;
 
 /// Which chunks may be read: those of `doc`, nearest to `around` first.
@@ -15,12 +15,19 @@ pub struct Scope {
     pub doc: u64,
     pub chunk_count: u32,
     pub around: u32,
+    /// Most new tokens for the answer.
+    pub max_new_tokens: usize,
 }
 
 /// How many latent blocks fit beside a prompt of `base` positions (no
 /// blocks) and an answer, with `per_block` positions each.
-pub fn blocks_that_fit(max_positions: usize, base: usize, per_block: usize) -> usize {
-    max_positions.saturating_sub(base + ANSWER_TOKENS) / per_block.max(1)
+pub fn blocks_that_fit(
+    max_positions: usize,
+    base: usize,
+    answer: usize,
+    per_block: usize,
+) -> usize {
+    max_positions.saturating_sub(base + answer) / per_block.max(1)
 }
 
 /// A window of `n` ordinals out of `count`, centred on `around` where possible.
@@ -45,7 +52,7 @@ pub fn answer(
     let base = build_prompt(tok, 0, latent_len, question)?.ids.len();
     let one = build_prompt(tok, 1, latent_len, question)?.ids.len();
     let per_block = (one - base) + 1; // + the newline between blocks
-    let fit = blocks_that_fit(dec.max_positions(), base, per_block);
+    let fit = blocks_that_fit(dec.max_positions(), base, scope.max_new_tokens, per_block);
     let ordinals = window(scope.chunk_count, scope.around, fit);
     if ordinals.is_empty() {
         return Err(c3::Error::Input(
@@ -59,7 +66,7 @@ pub fn answer(
     on_chunks(ordinals.clone());
     let prompt = build_prompt(tok, ordinals.len(), latent_len, question)?;
     let opts = GenOptions {
-        max_new_tokens: ANSWER_TOKENS,
+        max_new_tokens: scope.max_new_tokens,
         ..GenOptions::default()
     };
     Ok(dec.generate(&prompt, &latents, &opts, on_token)?.text)
@@ -80,7 +87,7 @@ mod tests {
 
     #[test]
     fn fitting_blocks() {
-        assert_eq!(blocks_that_fit(1000, 88, 35), 11);
-        assert_eq!(blocks_that_fit(100, 88, 35), 0);
+        assert_eq!(blocks_that_fit(1000, 88, 512, 35), 11);
+        assert_eq!(blocks_that_fit(100, 88, 512, 35), 0);
     }
 }

@@ -19,7 +19,7 @@ pub struct Args {
     /// Memory store directory [default: the platform data dir, e.g. ~/.local/share/c3/store].
     #[arg(long, env = "C3_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
-    /// Most tokens a reconstruction may generate [default: 1.25 x the chunk's tokens + 64].
+    /// Most tokens to generate [default: reconstructions 1.25 x the chunk's tokens + 64, answers 512].
     #[arg(long, value_name = "N")]
     pub max_new_tokens: Option<usize>,
 }

@@ -31,6 +31,7 @@ pub enum Request {
         chunk_count: u32,
         around: u32,
         question: String,
+        max_new_tokens: usize,
         cancel: Arc<AtomicBool>,
     },
 }
@@ -157,6 +158,7 @@ fn run(
                 chunk_count,
                 around,
                 question,
+                max_new_tokens,
                 ..
             } => match &store {
                 None => Err(c3::Error::Store("no store is open".into())),
@@ -169,6 +171,7 @@ fn run(
                             doc,
                             chunk_count,
                             around,
+                            max_new_tokens,
                         },
                         &question,
                         |ordinals| {

@@ -18,7 +18,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let model = match &app.model {
         ModelState::Absent => Span::styled(
-            "no --model (browse only)",
+            "browse only: no --model",
             Style::default().fg(Color::Yellow),
         ),
         ModelState::Loading => Span::raw(format!("{} loading", spinner(app.tick))),

@@ -9,7 +9,7 @@ mod header;
 mod help;
 mod latent;
 mod status;
-mod text;
+pub mod text;
 pub mod util;
 
 use crate::app::App;

@@ -74,6 +74,11 @@ pub fn draw_reconstruction(frame: &mut Frame, area: Rect, app: &App) {
         " Reconstruction failed ".into()
     } else if r.cancelled {
         " Reconstruction cancelled (r restarts) ".into()
+    } else if let Some(d) = &r.diff {
+        format!(
+            " Reconstruction · {} words added ",
+            d.changed_reconstruction()
+        )
     } else {
         " Reconstruction ".into()
     };
@@ -81,13 +86,12 @@ pub fn draw_reconstruction(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(e) = &r.error {
         body.push_line(Line::styled(e.clone(), Style::default().fg(Color::Red)));
     }
-    if let (Some(f), Some(d)) = (&r.fidelity, &r.diff) {
+    if let Some(f) = &r.fidelity {
         body.push_line(Line::styled(
             format!(
-                "word precision {:.1}% · edit similarity {:.1}% · {} words added",
+                "precision {:.1}% · edit similarity {:.1}%",
                 f.precision * 100.0,
-                f.edit_similarity * 100.0,
-                d.changed_reconstruction()
+                f.edit_similarity * 100.0
             ),
             Style::default().add_modifier(Modifier::BOLD),
         ));
