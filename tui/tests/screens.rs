@@ -227,11 +227,7 @@ fn reconstruction_view_beside_the_original() {
     }
     assert!(lost_marked && added_marked, "{s}");
     // an unchanged word is not marked
-    let (x, y) = find(
-        &buf,
-        &original.split_whitespace().next().unwrap().to_string(),
-    )
-    .unwrap();
+    let (x, y) = find(&buf, original.split_whitespace().next().unwrap()).unwrap();
     assert_ne!(buf[(x, y)].bg, LOST.bg.unwrap());
     // Esc closes the comparison
     key(&mut app, KeyCode::Esc);

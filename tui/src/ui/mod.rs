@@ -48,7 +48,8 @@ fn draw_body(frame: &mut Frame, body: Rect, app: &mut App) {
     docs::draw(frame, doc_area, app);
     chunks::draw(frame, chunk_area, app);
 
-    let latent_h = if body.height >= 2 * LATENT_HEIGHT - 4 {
+    // Full height while the text keeps a dozen lines, else half the body.
+    let latent_h = if body.height >= LATENT_HEIGHT + 12 {
         LATENT_HEIGHT
     } else {
         body.height / 2
