@@ -106,6 +106,43 @@ done
 if tmux capture-pane -p -t "$session" | grep -qF "c3 memory"; then
     fail "the TUI is still on screen after q"
 fi
+tmux kill-session -t "$session"
+
+# A panic must restore the terminal too, and print its message.
+echo "step: panic"
+rm -f "$work/exit" "$work/tty"
+sed -e "s|^\"$tui\"|C3_TUI_TEST_PANIC=1 \"$tui\"|" "$work/run.sh" >"$work/panic.sh"
+tmux new-session -d -s "$session" -x 120 -y 40 "bash $work/panic.sh"
+wait_for "Documents"
+tmux send-keys -t "$session" '!'
+for ((i = 0; i < 100; i++)); do
+    [ -f "$work/tty" ] && break
+    sleep 0.1
+done
+[ -f "$work/exit" ] || fail "c3-tui did not end on the test panic"
+[ "$(cat "$work/exit")" = 101 ] || fail "panic exit status $(cat "$work/exit"), expected 101"
+[ "$(cat "$work/tty")" = restored ] || fail "terminal left in raw mode after a panic"
+wait_for "test panic requested"
+tmux kill-session -t "$session"
+passed=2
+
+# `c3 tui` starts the same program when c3 is given (C3_TUI_VIA_C3=1).
+if [ "${C3_TUI_VIA_C3:-}" = 1 ]; then
+    echo "step: c3 tui"
+    rm -f "$work/exit" "$work/tty"
+    sed -e "s|^\"$tui\" |\"$c3\" tui |" "$work/run.sh" >"$work/via.sh"
+    tmux new-session -d -s "$session" -x 120 -y 40 "bash $work/via.sh"
+    wait_for "c3 memory"
+    wait_for "(loaded)" 60
+    tmux send-keys -t "$session" q
+    for ((i = 0; i < 100; i++)); do
+        [ -f "$work/tty" ] && break
+        sleep 0.1
+    done
+    [ "$(cat "$work/exit" 2>/dev/null)" = 0 ] || fail "c3 tui did not quit cleanly"
+    passed=3
+fi
+
 echo "---- screen before q ----"
 cat "$work/screen.txt"
-echo "tui_tmux: 1 passed, 0 failed"
+echo "tui_tmux: $passed passed, 0 failed"

@@ -72,7 +72,7 @@ pub enum Command {
     /// Read a file written by `c3 export`.
     Import(store_cmds::ImportArgs),
     /// Browse the store in a terminal UI (starts the `c3-tui` binary).
-    Tui,
+    Tui(tui_cmd::TuiArgs),
 }
 
 /// Runs the parsed command; the result is the process exit code.
@@ -94,6 +94,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(a) => store_cmds::run_check(&store, &a),
         Command::Export(a) => store_cmds::run_export(&store, &a),
         Command::Import(a) => store_cmds::run_import(&store, &a),
-        Command::Tui => tui_cmd::run(&store, &ctx),
+        Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),
     }
 }

@@ -8,7 +8,18 @@ use std::process::Command;
 
 use super::model_cmds::ModelCtx;
 
-pub fn run(store: &Path, ctx: &ModelCtx) -> Result<i32> {
+#[derive(clap::Args, Debug)]
+pub struct TuiArgs {
+    /// Further `c3-tui` options (see `c3-tui --help`), e.g. --max-new-tokens N.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+pub fn run(store: &Path, ctx: &ModelCtx, args: &TuiArgs) -> Result<i32> {
     let me = std::env::current_exe().context("cannot find the c3 executable")?;
     let exe = me.with_file_name(format!("c3-tui{}", std::env::consts::EXE_SUFFIX));
     if !exe.is_file() {
@@ -28,6 +39,7 @@ pub fn run(store: &Path, ctx: &ModelCtx) -> Result<i32> {
         _ => "f32",
     };
     cmd.arg("--dtype").arg(dtype);
+    cmd.args(&args.args);
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 #[command(
     name = "c3-tui",
     version,
-    about = "Browse a c3 memory store: documents, chunks, latents; reconstruct and ask"
+    about = "Browse a c3 memory store: documents, chunks, latents; reconstruct and ask",
+    args_override_self = true
 )]
 pub struct Args {
     /// C3 checkpoint directory; without it the TUI only browses (r and a need it).

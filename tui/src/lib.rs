@@ -44,8 +44,19 @@ pub fn build(args: &cli::Args) -> App {
     app
 }
 
+/// With `C3_TUI_TEST_PANIC=1`, `!` panics: lets the tmux test check that
+/// the terminal is restored after a panic.
+fn test_panic_key(k: &event::KeyEvent) -> bool {
+    k.code == event::KeyCode::Char('!')
+        && std::env::var_os("C3_TUI_TEST_PANIC").is_some_and(|v| v == "1")
+}
+
 /// Runs the TUI until `q`.
 pub fn run(args: &cli::Args) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!("c3-tui needs an interactive terminal (standard output is not one)");
+    }
     let mut app = build(args);
     let mut guard = terminal::Guard::enter()?;
     while !app.quit {
@@ -60,6 +71,7 @@ pub fn run(args: &cli::Args) -> anyhow::Result<()> {
             // Handle everything queued before redrawing (fast key repeat).
             loop {
                 match event::read()? {
+                    Event::Key(k) if test_panic_key(&k) => panic!("test panic requested"),
                     Event::Key(k) => input::handle_key(&mut app, k),
                     Event::Resize(_, _) => {}
                     _ => {}
