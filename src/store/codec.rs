@@ -33,9 +33,26 @@ where
     Ok(out)
 }
 
-/// Verify and copy a stored value into an aligned buffer ready for
-/// [`rkyv::access`]. Errors name the tree and key.
-pub fn aligned(tree: &str, key: &[u8], value: &[u8]) -> Result<AlignedVec> {
+/// An archive ready for [`rkyv::access`]: the stored bytes themselves when
+/// sled hands them out suitably aligned, else an aligned copy.
+pub enum Archived<'a> {
+    Borrowed(&'a [u8]),
+    Owned(AlignedVec),
+}
+
+impl std::ops::Deref for Archived<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Archived::Borrowed(b) => b,
+            Archived::Owned(v) => v,
+        }
+    }
+}
+
+/// Verify a stored value's checksum and prepare its archive for access.
+/// Errors name the tree and key.
+pub fn aligned<'a>(tree: &str, key: &[u8], value: &'a [u8]) -> Result<Archived<'a>> {
     if value.len() < SUM_LEN {
         return Err(corrupt(tree, key, "value shorter than its checksum"));
     }
@@ -43,13 +60,17 @@ pub fn aligned(tree: &str, key: &[u8], value: &[u8]) -> Result<AlignedVec> {
     if checksum(body) != sum {
         return Err(corrupt(tree, key, "checksum mismatch"));
     }
+    // Large values (latents) usually come aligned: skip a 96 KiB copy.
+    if (body.as_ptr() as usize).is_multiple_of(AlignedVec::<16>::ALIGNMENT) {
+        return Ok(Archived::Borrowed(body));
+    }
     let mut buf = AlignedVec::<16>::with_capacity(body.len());
     buf.extend_from_slice(body);
-    Ok(buf)
+    Ok(Archived::Owned(buf))
 }
 
 /// Validate and access an archived value in place.
-pub fn access<'a, T>(tree: &str, key: &[u8], buf: &'a AlignedVec) -> Result<&'a T::Archived>
+pub fn access<'a, T>(tree: &str, key: &[u8], buf: &'a [u8]) -> Result<&'a T::Archived>
 where
     T: Archive,
     T::Archived: for<'b> CheckBytes<HighValidator<'b, rancor::Error>>,
