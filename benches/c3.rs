@@ -19,6 +19,20 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::*;
 
+/// Whether the command line's filters (criterion's, substring match) select
+/// anything in group `name`: the setup of a group (building a model at
+/// release geometry takes a minute and gigabytes) is skipped when not.
+fn wanted(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| name.contains(f.as_str()) || f.contains(name))
+}
+
 fn limits() -> &'static Limits {
     static L: OnceLock<Limits> = OnceLock::new();
     L.get_or_init(Limits::measure)
@@ -46,6 +60,21 @@ impl Samples {
     }
 }
 
+/// Heavy benchmarks (tens of seconds per run at release geometry) are timed
+/// directly, `C3_BENCH_RUNS` runs (default 3; 1 in quick mode), median and
+/// minimum reported: criterion's minimum of 10 samples would take ~10 minutes
+/// each on 2 cores.
+fn runs() -> usize {
+    if quick() {
+        return 1;
+    }
+    std::env::var("C3_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
 fn slow<'a>(
     c: &'a mut Criterion,
     name: &str,
@@ -59,6 +88,9 @@ fn slow<'a>(
 }
 
 fn tokenize(c: &mut Criterion) {
+    if !wanted("tokenize") {
+        return;
+    }
     let tok = tokenizer();
     let mut text = read(&corpus());
     if quick() {
@@ -96,27 +128,22 @@ fn tokenize(c: &mut Criterion) {
 }
 
 fn encode(c: &mut Criterion) {
+    if !wanted("encode") {
+        return;
+    }
     let lim = limits();
     let (enc, cfg) = encoder();
     let tokens = if quick() { 64 } else { 1000 };
     let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7919) % 150_000).collect();
     let seq = tokens + 34;
     let flops = encoder_flops(&cfg, seq);
-    let mut g = slow(c, "encode");
-    g.throughput(Throughput::Elements(seq as u64));
+    let _ = c;
     let s = Samples::new();
-    g.bench_function(format!("{tokens}-token chunk"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (raw, d) = s.time(|| enc.encode_ids(&ids).unwrap());
-                assert_eq!(raw.dims(), [32, cfg.hidden_size]);
-                total += d;
-            }
-            total
-        })
-    });
-    g.finish();
+    for r in 0..runs() {
+        let (raw, d) = s.time(|| enc.encode_ids(&ids).unwrap());
+        assert_eq!(raw.dims(), [32, cfg.hidden_size]);
+        eprintln!("encode run {r}: {:.2} s", d.as_secs_f64());
+    }
     let med = s.median();
     let gf = flops / med / 1e9;
     println!(
@@ -134,6 +161,9 @@ fn encode(c: &mut Criterion) {
 fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     let lim = limits();
     let label = quant.map_or("f32".to_string(), |q| q.to_string());
+    if !wanted(&format!("decode/{label}")) {
+        return;
+    }
     let dec = decoder(quant);
     let llm = dec.llm();
     let h = llm.config().hidden_size;
@@ -159,20 +189,13 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
 
     // Prefill: the whole prompt through the stack, logits of the last row.
     let flops = 2.0 * (llm.weight_bytes_per_token() as f64 / bytes_per_weight(quant)) * n as f64;
-    let mut g = slow(c, &format!("decode/{label}"));
     let s = Samples::new();
     let skip_prefill = std::env::var("C3_BENCH_SKIP_PREFILL").is_ok_and(|v| v == "1");
     if !skip_prefill {
-        g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(format!("prefill {n} positions"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += s.time(prefill).1;
-                }
-                total
-            })
-        });
+        for r in 0..runs() {
+            let d = s.time(prefill).1;
+            eprintln!("prefill run {r}: {:.2} s", d.as_secs_f64());
+        }
         let med = s.median();
         println!(
             "decoder {label}: prefill {n} positions ({blocks} chunks): {med:.2} s median (min {:.2}), \
@@ -187,6 +210,7 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     let (mut cache, logits) = prefill();
     let mut tok = argmax(&logits);
     let steps = Samples::new();
+    let mut g = slow(c, &format!("decode/{label}"));
     g.throughput(Throughput::Elements(1));
     g.bench_function(format!("decode step after {n} positions"), |b| {
         b.iter_custom(|iters| {

@@ -19,6 +19,10 @@ pub struct Cli {
     /// Compute dtype for the model weights.
     #[arg(long, global = true, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
+    /// Quantize the decoder's matrices when loading it (smaller and faster
+    /// decoding on CPU; see README, Performance). Default: dense, in --dtype.
+    #[arg(long, global = true, value_name = "q8_0|q4k")]
+    pub decoder_quant: Option<c3::model::Quant>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let ctx = model_cmds::ModelCtx {
         model: cli.model,
         dtype: cli.dtype.dtype(),
+        decoder_quant: cli.decoder_quant,
     };
     match cli.command {
         Command::Tokenize(a) => model_cmds::tokenize(&ctx, &a),

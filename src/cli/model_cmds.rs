@@ -14,6 +14,7 @@ use std::time::Instant;
 pub struct ModelCtx {
     pub model: Option<PathBuf>,
     pub dtype: DType,
+    pub decoder_quant: Option<c3::model::Quant>,
 }
 
 impl ModelCtx {
@@ -137,7 +138,7 @@ pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
     let enc = C3Encoder::load(&ckpt, ctx.dtype, &dev)?;
     let raw = encode_file(&enc, &a.text)?;
     drop(enc);
-    let dec = C3Decoder::load(&ckpt, ctx.dtype, &dev)?;
+    let dec = C3Decoder::load_quantized(&ckpt, ctx.dtype, &dev, ctx.decoder_quant)?;
     let opts = GenOptions {
         max_new_tokens: a.max_new_tokens,
         sampling: sampling(a.temperature, a.top_p, a.seed),
