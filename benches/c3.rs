@@ -128,7 +128,7 @@ fn tokenize(c: &mut Criterion) {
 }
 
 fn encode(c: &mut Criterion) {
-    if !wanted("encode") {
+    if !wanted("encode/f32") {
         return;
     }
     let lim = limits();
@@ -153,6 +153,78 @@ fn encode(c: &mut Criterion) {
         seq as f64 / med,
         100.0 * gf / lim.gemm_gflops,
         lim.gemm_gflops
+    );
+}
+
+/// The encoder with Q8_0 weights (an experiment, not a CLI option): speed,
+/// and its raw states against the f32 encoder's on the same random weights.
+fn encode_q8_0(c: &mut Criterion) {
+    if !wanted("encode/q8_0") {
+        return;
+    }
+    let _ = c;
+    let lim = limits();
+    let EncoderParts {
+        encoder: enc,
+        config: cfg,
+        enc_w,
+        dec_w,
+        dec_hidden,
+    } = encoder_parts();
+    let tokens = if quick() { 64 } else { 1000 };
+    let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7919) % 150_000).collect();
+    let seq = tokens + 34;
+    let t = Instant::now();
+    let want = enc.encode_ids(&ids).unwrap();
+    eprintln!("f32 reference encode: {:.2} s", t.elapsed().as_secs_f64());
+    drop(enc);
+    let q = c3::encode::C3Encoder::from_weights_quantized(
+        &cfg,
+        32,
+        dec_hidden,
+        &enc_w,
+        &dec_w,
+        tokenizer(),
+        Some(Quant::Q8_0),
+    )
+    .unwrap();
+    drop(enc_w);
+    let s = Samples::new();
+    let mut got = None;
+    for r in 0..runs() {
+        let (raw, d) = s.time(|| q.encode_ids(&ids).unwrap());
+        eprintln!("encode q8_0 run {r}: {:.2} s", d.as_secs_f64());
+        got = Some(raw);
+    }
+    let got = got
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let max_err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let max_abs = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mean_err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .sum::<f64>()
+        / got.len() as f64;
+    let mean_abs = want.iter().map(|v| v.abs() as f64).sum::<f64>() / want.len() as f64;
+    let med = s.median();
+    let gf = encoder_flops(&cfg, seq) / med / 1e9;
+    println!(
+        "encode q8_0: {seq} positions: {med:.2} s/chunk median (min {:.2}), {gf:.1} GFLOP/s-equivalent \
+         = {:.0}% of the f32 GEMM peak; raw states vs f32: max |err| {max_err:.3e} (max |x| {max_abs:.3}), \
+         mean |err| / mean |x| = {:.2}% (bf16 rounding: <= 0.39% per element)",
+        s.min(),
+        100.0 * gf / lim.gemm_gflops,
+        100.0 * mean_err / mean_abs
     );
 }
 
@@ -290,6 +362,7 @@ criterion_group!(
     benches,
     tokenize,
     encode,
+    encode_q8_0,
     decode_q8_0,
     decode_q4k,
     decode_f32

@@ -223,6 +223,21 @@ pub fn encoder_flops(c: &Qwen2Config, seq: usize) -> f64 {
 }
 
 pub fn encoder() -> (C3Encoder, Qwen2Config) {
+    let p = encoder_parts();
+    (p.encoder, p.config)
+}
+
+/// The random encoder with the weights it was built from (to build a
+/// quantized twin from the same weights).
+pub struct EncoderParts {
+    pub encoder: C3Encoder,
+    pub config: Qwen2Config,
+    pub enc_w: Weights,
+    pub dec_w: Weights,
+    pub dec_hidden: usize,
+}
+
+pub fn encoder_parts() -> EncoderParts {
     let dev = Device::Cpu;
     let enc_cfg = encoder_config();
     let mut dec_cfg = release_decoder_config();
@@ -250,7 +265,13 @@ pub fn encoder() -> (C3Encoder, Qwen2Config) {
     )
     .unwrap();
     eprintln!("random encoder built in {:.1?}", t0.elapsed());
-    (enc, enc_cfg)
+    EncoderParts {
+        encoder: enc,
+        config: enc_cfg,
+        enc_w,
+        dec_w,
+        dec_hidden: dec_cfg.llm.hidden_size,
+    }
 }
 
 /// The decoder, dense f32 or quantized at load. Quantized models are built
