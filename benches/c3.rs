@@ -38,19 +38,40 @@ fn limits() -> &'static Limits {
     L.get_or_init(Limits::measure)
 }
 
-/// Timings of every iteration criterion ran, for the derived figures.
-struct Samples(RefCell<Vec<f64>>);
+/// Timings of every iteration criterion ran, for the derived figures: wall
+/// seconds, and CPU seconds of this process.
+struct Samples(RefCell<Vec<f64>>, RefCell<Vec<f64>>);
 
 impl Samples {
     fn new() -> Self {
-        Self(RefCell::new(Vec::new()))
+        Self(RefCell::new(Vec::new()), RefCell::new(Vec::new()))
     }
     fn time<T>(&self, f: impl FnOnce() -> T) -> (T, Duration) {
+        let c = cpu_seconds();
         let t = Instant::now();
         let out = f();
         let d = t.elapsed();
         self.0.borrow_mut().push(d.as_secs_f64());
+        self.1.borrow_mut().push(cpu_seconds() - c);
         (out, d)
+    }
+    /// Total CPU seconds over total wall seconds: ~threads on an idle
+    /// machine, less when other processes take the cores.
+    fn cpu_share(&self) -> f64 {
+        self.1.borrow().iter().sum::<f64>() / self.0.borrow().iter().sum::<f64>()
+    }
+    /// Wall time an idle machine would show: mean CPU seconds / threads.
+    fn idle_estimate(&self) -> f64 {
+        let v = self.1.borrow();
+        v.iter().sum::<f64>() / v.len() as f64 / threads() as f64
+    }
+    fn note(&self) -> String {
+        format!(
+            "[CPU share {:.2} of {} cores; CPU-s/threads {:.3} s]",
+            self.cpu_share(),
+            threads(),
+            self.idle_estimate()
+        )
     }
     fn median(&self) -> f64 {
         median(self.0.borrow().clone())
@@ -119,11 +140,12 @@ fn tokenize(c: &mut Criterion) {
     g.finish();
     let med = s.median();
     println!(
-        "tokenize: {:.2} MB in {:.3} s (median) = {:.1} MB/s, {:.0} ktokens/s ({n} tokens)",
+        "tokenize: {:.2} MB in {:.3} s (median) = {:.1} MB/s, {:.0} ktokens/s ({n} tokens) {}",
         text.len() as f64 / 1e6,
         med,
         text.len() as f64 / 1e6 / med,
-        n as f64 / 1e3 / med
+        n as f64 / 1e3 / med,
+        s.note()
     );
 }
 
@@ -148,11 +170,12 @@ fn encode(c: &mut Criterion) {
     let gf = flops / med / 1e9;
     println!(
         "encode: {seq} positions -> 32 latents: {med:.2} s/chunk median (min {:.2}), {:.0} tokens/s, \
-         {gf:.1} GFLOP/s = {:.0}% of the f32 GEMM peak ({:.1})",
+         {gf:.1} GFLOP/s = {:.0}% of the f32 GEMM peak ({:.1}) {}",
         s.min(),
         seq as f64 / med,
         100.0 * gf / lim.gemm_gflops,
-        lim.gemm_gflops
+        lim.gemm_gflops,
+        s.note()
     );
 }
 
@@ -221,10 +244,11 @@ fn encode_q8_0(c: &mut Criterion) {
     println!(
         "encode q8_0: {seq} positions: {med:.2} s/chunk median (min {:.2}), {gf:.1} GFLOP/s-equivalent \
          = {:.0}% of the f32 GEMM peak; raw states vs f32: max |err| {max_err:.3e} (max |x| {max_abs:.3}), \
-         mean |err| / mean |x| = {:.2}% (bf16 rounding: <= 0.39% per element)",
+         mean |err| / mean |x| = {:.2}% (bf16 rounding: <= 0.39% per element) {}",
         s.min(),
         100.0 * gf / lim.gemm_gflops,
-        100.0 * mean_err / mean_abs
+        100.0 * mean_err / mean_abs,
+        s.note()
     );
 }
 
@@ -271,10 +295,11 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
         let med = s.median();
         println!(
             "decoder {label}: prefill {n} positions ({blocks} chunks): {med:.2} s median (min {:.2}), \
-             {:.0} positions/s, ~{:.1} GFLOP/s (weight products only)",
+             {:.0} positions/s, ~{:.1} GFLOP/s (weight products only) {}",
             s.min(),
             n as f64 / med,
-            flops / med / 1e9
+            flops / med / 1e9,
+            s.note()
         );
     }
 
@@ -306,13 +331,14 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     println!(
         "decoder {label}: decode step after {n} positions: {:.1} ms/token median (min {:.1}), \
          reads {:.2} GB of weights/token = {bw:.1} GB/s = {:.0}% of read bandwidth ({:.1} GB/s; \
-         bound {:.0} ms/token)",
+         bound {:.0} ms/token) {}",
         med * 1e3,
         steps.min() * 1e3,
         bytes / 1e9,
         100.0 * bw / lim.read_gbs,
         lim.read_gbs,
-        bytes / lim.read_gbs / 1e6
+        bytes / lim.read_gbs / 1e6,
+        steps.note()
     );
 }
 
