@@ -263,7 +263,15 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     let dec = decoder(quant);
     let llm = dec.llm();
     let h = llm.config().hidden_size;
-    let blocks = if quick() { 2 } else { 32 };
+    // `C3_BENCH_BLOCKS` chunks in the prompt (default 32, ~1.1k positions).
+    let blocks = if quick() {
+        2
+    } else {
+        std::env::var("C3_BENCH_BLOCKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(32)
+    };
     let prompt = dec.repeat_prompt(blocks).unwrap();
     let dev = Device::Cpu;
     let lat: Vec<Tensor> = (0..blocks)
@@ -287,9 +295,11 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     let flops = 2.0 * (llm.weight_bytes_per_token() as f64 / bytes_per_weight(quant)) * n as f64;
     let s = Samples::new();
     let skip_prefill = std::env::var("C3_BENCH_SKIP_PREFILL").is_ok_and(|v| v == "1");
+    let mut filled = None;
     if !skip_prefill {
         for r in 0..runs() {
-            let d = s.time(prefill).1;
+            let (out, d) = s.time(prefill);
+            filled = Some(out);
             eprintln!("prefill run {r}: {:.2} s", d.as_secs_f64());
         }
         let med = s.median();
@@ -304,7 +314,8 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     }
 
     // Decode steps: one token in, logits out, greedy pick, after the prompt.
-    let (mut cache, logits) = prefill();
+    // The cache of the last measured prefill (one more, untimed, if skipped).
+    let (mut cache, logits) = filled.unwrap_or_else(prefill);
     let mut tok = argmax(&logits);
     let steps = Samples::new();
     let mut g = slow(c, &format!("decode/{label}"));
