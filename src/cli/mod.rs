@@ -6,6 +6,7 @@ pub mod model_cmds;
 pub mod query_cmds;
 pub mod store_cmds;
 pub mod store_show;
+pub mod tui_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ pub enum Command {
     Expand(query_cmds::ExpandArgs),
     /// Reconstruction fidelity table over the store or a directory of texts.
     Eval(query_cmds::EvalArgs),
+    /// Browse the store in a terminal UI (starts the `c3-tui` binary).
+    Tui(tui_cmd::TuiArgs),
 }
 
 /// Runs the parsed command; the result is the process exit code.
@@ -101,5 +104,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ask(a) => query_cmds::run_ask(&store, &ctx, &a),
         Command::Expand(a) => query_cmds::run_expand(&store, &ctx, &a),
         Command::Eval(a) => query_cmds::run_eval(&store, &ctx, &a),
+        Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),
     }
 }

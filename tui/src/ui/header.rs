@@ -1,0 +1,71 @@
+//! The header: store path, model, and the store's totals.
+
+use super::util::{human_bytes, spinner, thousands};
+use crate::app::{App, ModelState};
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::Frame;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let h = &app.view.header;
+    let label = Style::default().fg(Color::DarkGray);
+    let value = Style::default().add_modifier(Modifier::BOLD);
+    let fp = match &h.fingerprint {
+        Some(f) => super::util::head(f, 12).to_string(),
+        None => "none yet".into(),
+    };
+    let model = match &app.model {
+        ModelState::Absent => Span::styled(
+            "browse only: no --model",
+            Style::default().fg(Color::Yellow),
+        ),
+        ModelState::Loading => Span::raw(format!("{} loading", spinner(app.tick))),
+        ModelState::Ready { fingerprint }
+            if h.fingerprint.as_ref().is_some_and(|f| f != fingerprint) =>
+        {
+            Span::styled("loaded, MISMATCH", Style::default().fg(Color::Red))
+        }
+        ModelState::Ready { .. } => Span::styled("loaded", Style::default().fg(Color::Green)),
+        ModelState::Failed(_) => Span::styled("failed to load", Style::default().fg(Color::Red)),
+    };
+    let line1 = Line::from(vec![
+        Span::styled("store ", label),
+        Span::styled(h.store_dir.display().to_string(), value),
+        Span::styled("  model ", label),
+        Span::styled(fp, value),
+        Span::styled(" (", label),
+        model,
+        Span::styled(")", label),
+    ]);
+    let line2 = if let Some(p) = &app.view.problem {
+        Line::from(Span::styled(p.clone(), Style::default().fg(Color::Red)))
+    } else {
+        let s = &h.stats;
+        let mut spans = Vec::new();
+        for (i, (v, l)) in [
+            (thousands(s.documents), "documents"),
+            (thousands(s.chunks), "chunks"),
+            (thousands(s.text_tokens), "text tokens"),
+            (thousands(s.latent_tokens), "latent tokens"),
+            (format!("{:.1}x", s.compression_ratio), "compression"),
+            (human_bytes(s.bytes_on_disk), "on disk"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                spans.push(Span::styled(" · ", label));
+            }
+            spans.push(Span::styled(v, value));
+            spans.push(Span::styled(format!(" {l}"), label));
+        }
+        Line::from(spans)
+    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(Style::default().fg(Color::DarkGray))
+        .title(" c3 memory ");
+    frame.render_widget(Paragraph::new(vec![line1, line2]).block(block), area);
+}
