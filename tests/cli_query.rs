@@ -294,7 +294,12 @@ fn ask_json_top_k_and_index_upkeep() {
     assert!(v["text_tokens_replaced"].as_u64().unwrap() > 0);
     assert!(v["prompt_tokens"].as_u64().unwrap() > 32);
     assert!(v["answer"].is_string());
-    for k in ["first_token_ms", "tokens_per_s", "total_ms"] {
+    for k in [
+        "first_token_ms",
+        "time_to_first_token_ms",
+        "tokens_per_s",
+        "total_ms",
+    ] {
         assert!(v["timings"][k].is_number(), "{k}");
     }
 

@@ -240,8 +240,14 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
         writeln!(out)?;
         let t = &res.timings;
         eprintln!(
-            "c3: {} tokens; first token after {:.0} ms, {:.1} tokens/s; {} latent positions for {} text tokens",
-            t.generated_tokens, t.first_token_ms, t.tokens_per_s, res.latent_tokens, res.text_tokens_replaced
+            "c3: {} tokens; first token after {:.0} ms ({:.0} ms prefill), {:.1} tokens/s; \
+             {} latent positions for {} text tokens",
+            t.generated_tokens,
+            t.time_to_first_token_ms,
+            t.first_token_ms,
+            t.tokens_per_s,
+            res.latent_tokens,
+            res.text_tokens_replaced
         );
     }
     Ok(0)
