@@ -332,3 +332,24 @@ fn tiny_terminals_and_resizes_do_not_crash() {
         }
     }
 }
+
+#[test]
+fn a_streaming_reconstruction_keeps_its_newest_text_in_view() {
+    let mut app = browse_app();
+    select_doc(&mut app, "english.txt");
+    finished_recon(&mut app, "");
+    let r = app.recon.as_mut().unwrap();
+    r.running = true;
+    r.fidelity = None;
+    r.diff = None;
+    r.text = (0..300).map(|i| format!("piece{i}\n")).collect();
+    let s = screen(&render(&mut app, 140, 44));
+    assert!(s.contains("Reconstructing · "), "{s}");
+    assert!(s.contains("piece299"), "{s}");
+    assert!(!s.contains("piece0\n") && !s.contains("piece0 "), "{s}");
+    // once finished, the pane is back at the top
+    let text = app.recon.as_ref().unwrap().text.clone();
+    app.recon.as_mut().unwrap().finish(text);
+    let s = screen(&render(&mut app, 140, 44));
+    assert!(s.contains("piece0 ") && !s.contains("piece299"), "{s}");
+}

@@ -98,10 +98,19 @@ pub fn draw_reconstruction(frame: &mut Frame, area: Rect, app: &App) {
     }
     let flags = r.diff.as_ref().map(|d| d.reconstruction.as_slice());
     body.extend(styled_words(&r.text, flags, ADDED));
-    let p = Paragraph::new(body)
-        .wrap(Wrap { trim: false })
-        .scroll((app.text_scroll, 0))
-        .block(pane(title, focused(app, Focus::Text)));
+    let block = pane(title, focused(app, Focus::Text));
+    let inner = block.inner(area);
+    let p = Paragraph::new(body).wrap(Wrap { trim: false });
+    // While streaming, keep the newest text in view.
+    let scroll = if r.running {
+        let lines = p.line_count(inner.width);
+        lines
+            .saturating_sub(inner.height as usize)
+            .min(u16::MAX as usize / 2) as u16
+    } else {
+        app.text_scroll
+    };
+    let p = p.scroll((scroll, 0)).block(block);
     frame.render_widget(p, area);
 }
 
