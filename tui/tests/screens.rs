@@ -353,3 +353,19 @@ fn a_streaming_reconstruction_keeps_its_newest_text_in_view() {
     let s = screen(&render(&mut app, 140, 44));
     assert!(s.contains("piece0 ") && !s.contains("piece299"), "{s}");
 }
+
+#[test]
+fn a_model_other_than_the_stores_is_refused() {
+    let mut app = browse_app();
+    app.model = ModelState::Loading;
+    app.apply(c3_tui::jobs::Event::ModelReady {
+        fingerprint: "0123456789abcdef".into(),
+    });
+    let s = screen(&render(&mut app, 140, 44));
+    assert!(s.contains("loaded, MISMATCH"), "{s}");
+    assert!(s.contains("not the one the store was built with"), "{s}");
+    app.message = None;
+    key(&mut app, KeyCode::Char('r'));
+    assert!(app.recon.is_none());
+    assert!(app.message.as_deref().unwrap().contains("not the one"));
+}
