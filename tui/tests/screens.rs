@@ -112,7 +112,10 @@ fn latent_heatmap_cells_follow_the_latents() {
     let buf = render(&mut app, w, h);
     let s = screen(&buf);
     assert!(s.contains("Latents · 32 rows × 16 dims"), "{s}");
-    assert!(s.contains("blue < 0 < red"), "{s}");
+    let lo = m.norms.iter().cloned().fold(f32::INFINITY, f32::min);
+    let hi = m.norms.iter().cloned().fold(0.0f32, f32::max);
+    let legend = format!("blue < 0 < red · ‖n row norms {lo:.2}..{hi:.2}");
+    assert!(s.contains(&legend), "{legend} not in\n{s}");
     // locate the heatmap: the line labelled " 0" right after the gutter
     let (title_x, title_y) = find(&buf, "Latents ·").unwrap();
     let inner_x = title_x - 2 + 1; // title starts after "┌ "
