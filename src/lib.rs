@@ -6,9 +6,12 @@ pub mod chunk;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod eval;
 pub mod ingest;
 pub mod model;
 pub mod npy;
+pub mod query;
+pub mod retrieve;
 pub mod store;
 pub mod tokenize;
 

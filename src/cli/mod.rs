@@ -3,6 +3,7 @@
 pub mod engine;
 pub mod input;
 pub mod model_cmds;
+pub mod query_cmds;
 pub mod store_cmds;
 pub mod store_show;
 pub mod tui_cmd;
@@ -71,6 +72,12 @@ pub enum Command {
     Export(store_cmds::ExportArgs),
     /// Read a file written by `c3 export`.
     Import(store_cmds::ImportArgs),
+    /// Answer a question from the stored chunks (latents, or text with --mode text).
+    Ask(query_cmds::AskArgs),
+    /// Reconstruct stored chunks from their latents.
+    Expand(query_cmds::ExpandArgs),
+    /// Reconstruction fidelity table over the store or a directory of texts.
+    Eval(query_cmds::EvalArgs),
     /// Browse the store in a terminal UI (starts the `c3-tui` binary).
     Tui(tui_cmd::TuiArgs),
 }
@@ -94,6 +101,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(a) => store_cmds::run_check(&store, &a),
         Command::Export(a) => store_cmds::run_export(&store, &a),
         Command::Import(a) => store_cmds::run_import(&store, &a),
+        Command::Ask(a) => query_cmds::run_ask(&store, &ctx, &a),
+        Command::Expand(a) => query_cmds::run_expand(&store, &ctx, &a),
+        Command::Eval(a) => query_cmds::run_eval(&store, &ctx, &a),
         Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),
     }
 }

@@ -136,6 +136,11 @@ pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
     let dev = device()?;
     let enc = C3Encoder::load(&ckpt, ctx.dtype, &dev)?;
     let raw = encode_file(&enc, &a.text)?;
+    // One path for `repeat` and `expand`: the raw states rounded to the
+    // checkpoint's storage dtype (what the store keeps; bf16 for the
+    // release), then projected. So `c3 expand` of a stored chunk equals
+    // `c3 repeat` of its text. (Rounding keeps all 40 golden ids.)
+    let raw = raw.to_dtype(enc.storage_dtype())?;
     drop(enc);
     let dec = C3Decoder::load(&ckpt, ctx.dtype, &dev)?;
     let opts = GenOptions {

@@ -155,6 +155,7 @@ pub fn ingest_with<S: ChunkSizer>(
         section_bytes: args.section_bytes,
     };
     let report = ingest::ingest(&store, model, &chunker, &inputs, &opts)?;
+    super::query_cmds::refresh_index(&store, !args.json);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -232,6 +233,7 @@ pub fn run_rm(store_dir: &Path, args: &RmArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("removing doc {}", d.id))?;
         eprintln!("c3: removed doc {} ({})", d.id, d.source);
     }
+    super::query_cmds::refresh_index(&store, true);
     Ok(0)
 }
 
@@ -268,25 +270,30 @@ pub fn run_stats(store_dir: &Path, args: &StatsArgs) -> anyhow::Result<i32> {
 pub fn run_check(store_dir: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
     let store = open(store_dir)?;
     let r = store.check()?;
+    let index = c3::retrieve::index::check(&store)?;
+    let ok = r.ok() && index.problems.is_empty();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        let mut v = serde_json::to_value(&r)?;
+        v["index"] = serde_json::to_value(&index)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        for p in &r.problems {
+        for p in r.problems.iter().chain(&index.problems) {
             println!("{p}");
         }
+        eprintln!("c3: search index: {}", index.status);
         eprintln!(
             "c3: checked {} documents, {} chunks, {} latents: {}",
             r.documents,
             r.chunks,
             r.latents,
-            if r.ok() {
+            if ok {
                 "ok".to_string()
             } else {
-                format!("{} problems", r.problems.len())
+                format!("{} problems", r.problems.len() + index.problems.len())
             }
         );
     }
-    Ok(if r.ok() { 0 } else { 1 })
+    Ok(if ok { 0 } else { 1 })
 }
 
 /// `c3 export`.
@@ -307,6 +314,7 @@ pub fn run_export(store_dir: &Path, args: &ExportArgs) -> anyhow::Result<i32> {
 pub fn run_import(store_dir: &Path, args: &ImportArgs) -> anyhow::Result<i32> {
     let store = open_or_create(store_dir)?;
     let t = export::import(&store, &args.file)?;
+    super::query_cmds::refresh_index(&store, !args.json);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&t)?);
     } else {

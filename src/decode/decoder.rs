@@ -7,7 +7,7 @@ use super::sampling::{Sampler, Sampling};
 use crate::model::config::Qwen2Config;
 use crate::model::projector::Projector;
 use crate::model::weights::Weights;
-use crate::model::{C3Checkpoint, KvCache, Qwen2};
+use crate::model::{C3Checkpoint, KvCache, Quant, Qwen2};
 use crate::tokenize::{special, C3Tokenizer};
 use crate::{Error, Result};
 use candle_core::{DType, Device, IndexOp, Tensor};
@@ -52,13 +52,25 @@ pub struct C3Decoder {
 
 impl C3Decoder {
     pub fn load(ckpt: &C3Checkpoint, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_quantized(ckpt, dtype, device, None)
+    }
+
+    /// Loads the decoder with its matrices quantized to `quant` as they are
+    /// read (see `README.md`, Performance); `None` is [`C3Decoder::load`].
+    pub fn load_quantized(
+        ckpt: &C3Checkpoint,
+        dtype: DType,
+        device: &Device,
+        quant: Option<Quant>,
+    ) -> Result<Self> {
         let w = ckpt.decoder_weights(dtype, device)?;
-        Self::from_weights(
+        Self::from_weights_quantized(
             &ckpt.config.llm,
             ckpt.latent_len(),
             ckpt.encoder_config.hidden_size,
             &w,
             ckpt.tokenizer()?,
+            quant,
         )
     }
 
@@ -70,13 +82,30 @@ impl C3Decoder {
         w: &Weights,
         tokenizer: C3Tokenizer,
     ) -> Result<Self> {
+        Self::from_weights_quantized(cfg, latent_len, enc_hidden, w, tokenizer, None)
+    }
+
+    /// [`C3Decoder::from_weights`] with the Qwen2 matrices quantized to `quant`.
+    pub fn from_weights_quantized(
+        cfg: &Qwen2Config,
+        latent_len: usize,
+        enc_hidden: usize,
+        w: &Weights,
+        tokenizer: C3Tokenizer,
+        quant: Option<Quant>,
+    ) -> Result<Self> {
         Ok(Self {
-            llm: Qwen2::load(w, cfg, w.device(), w.dtype())?,
+            llm: Qwen2::load_quantized(w, cfg, w.device(), w.dtype(), quant)?,
             projector: Projector::load(w, enc_hidden, cfg.hidden_size)?,
             tokenizer,
             latent_len,
             enc_hidden,
         })
+    }
+
+    /// The decoder's Qwen2 stack (benchmarks drive it step by step).
+    pub fn llm(&self) -> &Qwen2 {
+        &self.llm
     }
 
     pub fn tokenizer(&self) -> &C3Tokenizer {

@@ -108,6 +108,11 @@ impl C3Encoder {
         self.encode_ids(&self.tokenizer.encode_text(text)?)
     }
 
+    /// The dtype raw states are stored in (the checkpoint's on-disk dtype).
+    pub fn storage_dtype(&self) -> DType {
+        self.storage_dtype
+    }
+
     /// Projected latents [latent_len, H_dec] from raw states.
     pub fn project(&self, raw: &Tensor) -> Result<Tensor> {
         self.projector.project(raw)

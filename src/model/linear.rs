@@ -1,20 +1,68 @@
-//! A dense layer `y = x W^T (+ b)` over the last dimension.
+//! A dense layer `y = x W^T (+ b)` over the last dimension, with the weight
+//! either a plain tensor or quantized blocks (candle's `QMatMul`).
 
-use candle_core::{Result, Tensor};
+use super::quant::Quant;
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Module, Result, Tensor};
+
+enum Weight {
+    /// [out, in], as stored in the checkpoint.
+    Dense(Tensor),
+    Quantized(QMatMul),
+}
 
 pub struct Linear {
-    /// [out, in], as stored in the checkpoint.
-    weight: Tensor,
+    weight: Weight,
+    out_dim: usize,
     bias: Option<Tensor>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        let out_dim = weight.dims()[0];
+        Self {
+            weight: Weight::Dense(weight),
+            out_dim,
+            bias,
+        }
     }
 
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    /// Quantizes `weight` [out, in] (any float dtype) when `quant` allows its
+    /// shape; computations then run in f32 activations.
+    pub fn new_quantized(weight: Tensor, bias: Option<Tensor>, quant: Quant) -> Result<Self> {
+        let (out_dim, k) = weight.dims2()?;
+        let Some(ggml) = quant.ggml_for(k) else {
+            return Ok(Self::new(weight, bias));
+        };
+        let q = QTensor::quantize(&weight.to_dtype(DType::F32)?, ggml)?;
+        Ok(Self {
+            weight: Weight::Quantized(QMatMul::from_qtensor(q)?),
+            out_dim,
+            bias,
+        })
+    }
+
+    /// The dense weight, when the layer is not quantized.
+    pub fn weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => Some(w),
+            Weight::Quantized(_) => None,
+        }
+    }
+
+    /// Bytes of the weight as held in memory (what one full pass reads).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            Weight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Weight::Quantized(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),
+            Weight::Quantized(QMatMul::Tensor(w) | QMatMul::TensorF16(w)) => {
+                w.elem_count() * w.dtype().size_in_bytes()
+            }
+        }
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.weight, Weight::Quantized(_))
     }
 
     /// `x`: [..., in] → [..., out]. Rows are flattened to one 2-D product so
@@ -23,14 +71,22 @@ impl Linear {
         let dims = x.dims().to_vec();
         let inner = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x.reshape((rows, inner))?.matmul(&self.weight.t()?)?;
+        let x2 = x.reshape((rows, inner))?;
+        let y = match &self.weight {
+            Weight::Dense(w) => x2.matmul(&w.t()?)?,
+            Weight::Quantized(q) => {
+                let dtype = x2.dtype();
+                q.forward(&x2.to_dtype(DType::F32)?.contiguous()?)?
+                    .to_dtype(dtype)?
+            }
+        };
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
             None => y,
         };
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
-        out_dims[last] = self.weight.dim(0)?;
+        out_dims[last] = self.out_dim;
         y.reshape(out_dims)
     }
 }

@@ -3,10 +3,12 @@ pub mod checkpoint;
 pub mod config;
 pub mod linear;
 pub mod projector;
+pub mod quant;
 pub mod qwen2;
 pub mod rope;
 pub mod synthetic;
 pub mod weights;
 
 pub use checkpoint::C3Checkpoint;
+pub use quant::Quant;
 pub use qwen2::{KvCache, Qwen2};

@@ -21,7 +21,7 @@ impl Projector {
     /// raw encoder states [N, H_enc] (any dtype) → latents [N, H_dec] in the
     /// projector's dtype.
     pub fn project(&self, raw: &Tensor) -> Result<Tensor> {
-        let w = self.lin.weight();
+        let w = self.lin.weight().expect("the projector is never quantized");
         let raw = raw.to_device(w.device())?.to_dtype(w.dtype())?;
         Ok(self.lin.forward(&raw)?)
     }

@@ -3,6 +3,7 @@
 
 use super::config::Qwen2Config;
 use super::linear::Linear;
+use super::quant::Quant;
 use super::rope::Rope;
 use super::weights::Weights;
 use crate::Result;
@@ -31,11 +32,59 @@ struct Block {
     mlp: Mlp,
 }
 
-/// Keys and values of the positions seen so far, per layer:
-/// each [B, kv_heads, S, head_dim].
+/// Keys and values of one layer: buffers [B, kv_heads, capacity, head_dim]
+/// of which the first `len` positions are filled. New positions are written
+/// in place; the buffers grow by doubling, so appending a token never copies
+/// the cache (only a rare growth does).
+struct LayerCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+/// Room for this many positions beyond the prompt before the first growth.
+const CACHE_HEADROOM: usize = 512;
+
+impl LayerCache {
+    fn capacity(&self) -> usize {
+        self.k.dims()[2]
+    }
+
+    /// Appends `k`, `v` [B, kv_heads, T, head_dim] (contiguous) and returns
+    /// views of all positions so far.
+    fn append(
+        slot: &mut Option<Self>,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (b, kvh, t, hd) = k.dims4()?;
+        let len = slot.as_ref().map_or(0, |c| c.len);
+        let need = len + t;
+        if slot.as_ref().is_none_or(|c| c.capacity() < need) {
+            let cap = slot
+                .as_ref()
+                .map_or(0, |c| 2 * c.capacity())
+                .max(need + CACHE_HEADROOM);
+            let nk = Tensor::zeros((b, kvh, cap, hd), k.dtype(), k.device())?;
+            let nv = Tensor::zeros((b, kvh, cap, hd), v.dtype(), v.device())?;
+            if let Some(old) = slot.as_ref() {
+                nk.slice_set(&old.k.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                nv.slice_set(&old.v.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+            }
+            *slot = Some(Self { k: nk, v: nv, len });
+        }
+        let c = slot.as_mut().expect("cache slot was just filled");
+        c.k.slice_set(k, 2, len)?;
+        c.v.slice_set(v, 2, len)?;
+        c.len = need;
+        Ok((c.k.narrow(2, 0, need)?, c.v.narrow(2, 0, need)?))
+    }
+}
+
+/// Keys and values of the positions seen so far, per layer.
 #[derive(Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
 }
 
 impl KvCache {
@@ -48,7 +97,7 @@ impl KvCache {
         self.layers
             .first()
             .and_then(|l| l.as_ref())
-            .map(|(k, _)| k.dims()[2])
+            .map(|c| c.len)
             .unwrap_or(0)
     }
 
@@ -62,10 +111,12 @@ pub struct Qwen2 {
     embed: Tensor,
     blocks: Vec<Block>,
     norm: Tensor,
-    /// `None` when the output matrix is tied to `embed`.
-    lm_head: Option<Tensor>,
+    /// The output matrix: `lm_head`, or `embed` when tied (shared, or a
+    /// quantized copy when the model is quantized).
+    lm_head: Linear,
     rope: Rope,
     dtype: DType,
+    quant: Option<Quant>,
 }
 
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
@@ -82,7 +133,7 @@ impl Attention {
         x: &Tensor,
         rope: &Rope,
         start: usize,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerCache>>,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let split = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
@@ -97,43 +148,33 @@ impl Attention {
         let k = rope.apply(&k, start)?;
 
         let (k, v) = match cache {
-            Some(slot) => {
-                let kv = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                    None => (k, v),
-                };
-                *slot = Some(kv.clone());
-                kv
-            }
+            Some(slot) => LayerCache::append(slot, &k, &v)?,
             None => (k, v),
         };
         let s = k.dim(2)?;
-        // Each KV head serves a contiguous block of query heads.
+        // Grouped KV heads without copying K/V per query head: query head
+        // g * rep + r reads KV head g, so the `rep` query heads of a group
+        // are stacked as rows of one product against their shared keys.
         let rep = self.heads / self.kv_heads;
-        let expand = |y: Tensor| -> candle_core::Result<Tensor> {
-            if rep == 1 {
-                return Ok(y);
-            }
-            y.unsqueeze(2)?
-                .expand((b, self.kv_heads, rep, s, self.head_dim))?
-                .reshape((b, self.heads, s, self.head_dim))
-        };
-        let k = expand(k)?;
-        let v = expand(v)?;
+        let q = q.reshape((b, self.kv_heads, rep * t, self.head_dim))?;
 
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q
             .to_dtype(DType::F32)?
             .matmul(&k.to_dtype(DType::F32)?.t()?)?
-            * scale)?;
+            * scale)?; // [b, kv_heads, rep * t, s]
         let scores = if t > 1 {
-            scores.broadcast_add(&causal_mask(t, s, x.device())?)?
+            scores
+                .reshape((b, self.kv_heads, rep, t, s))?
+                .broadcast_add(&causal_mask(t, s, x.device())?)?
+                .reshape((b, self.kv_heads, rep * t, s))?
         } else {
             scores
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-        let out = probs.matmul(&v)?; // [b, heads, t, head_dim]
+        let out = probs.matmul(&v)?; // [b, kv_heads, rep * t, head_dim]
         let out = out
+            .reshape((b, self.heads, t, self.head_dim))?
             .transpose(1, 2)?
             .reshape((b, t, self.heads * self.head_dim))?;
         self.o.forward(&out)
@@ -169,6 +210,20 @@ impl Qwen2 {
     /// Loads the Qwen2 tensors under `model.` from `w`, checking every shape
     /// against `cfg`.
     pub fn load(w: &Weights, cfg: &Qwen2Config, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_quantized(w, cfg, device, dtype, None)
+    }
+
+    /// Like [`Qwen2::load`], quantizing every matrix (and the output matrix)
+    /// with `quant` as it is read, so the dense copy of one matrix at a time
+    /// is all that is held besides the quantized model. Embedding lookups
+    /// keep the dense table.
+    pub fn load_quantized(
+        w: &Weights,
+        cfg: &Qwen2Config,
+        device: &Device,
+        dtype: DType,
+        quant: Option<Quant>,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
         let kv = cfg.num_key_value_heads * hd;
@@ -180,7 +235,10 @@ impl Qwen2 {
             } else {
                 None
             };
-            Ok(Linear::new(weight, bias))
+            Ok(match quant {
+                Some(q) => Linear::new_quantized(weight, bias, q)?,
+                None => Linear::new(weight, bias),
+            })
         };
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
@@ -205,15 +263,19 @@ impl Qwen2 {
             });
         }
         let embed = w.get("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
-        let lm_head = if w.contains("lm_head.weight") {
-            Some(w.get("lm_head.weight", &[cfg.vocab_size, h])?)
+        let out = if w.contains("lm_head.weight") {
+            w.get("lm_head.weight", &[cfg.vocab_size, h])?
         } else if cfg.tie_word_embeddings {
-            None
+            embed.clone()
         } else {
             return Err(crate::Error::Checkpoint {
                 path: w.dir().to_path_buf(),
                 msg: "missing tensor `lm_head.weight` (and `tie_word_embeddings` is false)".into(),
             });
+        };
+        let lm_head = match quant {
+            Some(q) => Linear::new_quantized(out, None, q)?,
+            None => Linear::new(out, None),
         };
         Ok(Self {
             rope: Rope::new(hd, cfg.rope_theta, cfg.max_position_embeddings, device)?,
@@ -223,6 +285,7 @@ impl Qwen2 {
             lm_head,
             cfg: cfg.clone(),
             dtype,
+            quant,
         })
     }
 
@@ -232,6 +295,35 @@ impl Qwen2 {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// Bytes of weights one generated token reads: every matrix of every
+    /// block and the output matrix (norms and one embedding row are noise).
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                [
+                    &b.attn.q,
+                    &b.attn.k,
+                    &b.attn.v,
+                    &b.attn.o,
+                    &b.mlp.gate,
+                    &b.mlp.up,
+                    &b.mlp.down,
+                ]
+                .iter()
+                .map(|l| l.weight_bytes())
+                .sum::<usize>()
+            })
+            .sum();
+        blocks + self.lm_head.weight_bytes()
+    }
+
+    /// The quantization of the matrices, if any.
+    pub fn quant(&self) -> Option<Quant> {
+        self.quant
     }
 
     pub fn device(&self) -> &Device {
@@ -280,9 +372,9 @@ impl Qwen2 {
 
     /// Logits [N, V] in f32 for hidden rows `h` [N, H].
     pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
-        let out = self.lm_head.as_ref().unwrap_or(&self.embed);
-        Ok(h.to_dtype(self.dtype)?
-            .matmul(&out.t()?)?
+        Ok(self
+            .lm_head
+            .forward(&h.to_dtype(self.dtype)?)?
             .to_dtype(DType::F32)?)
     }
 }

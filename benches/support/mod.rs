@@ -1,0 +1,301 @@
+//! Shared by the benchmark programs: quick mode, this machine's limits
+//! (f32 GEMM peak, FMA peak, memory read bandwidth) and models with random
+//! weights at the release geometry (or a tiny one in quick mode).
+#![allow(dead_code)]
+
+use c3::decode::C3Decoder;
+use c3::encode::C3Encoder;
+use c3::model::config::Qwen2Config;
+use c3::model::synthetic::*;
+use c3::model::weights::Weights;
+use c3::model::Quant;
+use c3::tokenize::C3Tokenizer;
+use candle_core::{DType, Device, Tensor};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// `cargo bench -- --test` (criterion's smoke mode) or `C3_BENCH_QUICK=1`:
+/// tiny geometry, one run of each benchmark, for CI.
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--test")
+        || std::env::var("C3_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tokenizer() -> C3Tokenizer {
+    C3Tokenizer::from_tiktoken_file(&repo().join("tests/fixtures/golden/c3-tiny/qwen.tiktoken"))
+        .expect("tokenizer fixture")
+}
+
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Median of a few timings.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+// ---------------------------------------------------------------- limits
+
+/// Best f32 GEMM rate of candle (the kernels c3 runs on) on a large square
+/// product, GFLOP/s: the practical compute limit of the encoder.
+pub fn gemm_peak_gflops(n: usize, reps: usize) -> f64 {
+    let dev = Device::Cpu;
+    let a = Tensor::rand(-1f32, 1f32, (n, n), &dev).unwrap();
+    let b = Tensor::rand(-1f32, 1f32, (n, n), &dev).unwrap();
+    let _ = a.matmul(&b).unwrap(); // warm-up
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let c = a.matmul(&b).unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+        drop(c);
+    }
+    2.0 * (n as f64).powi(3) / best / 1e9
+}
+
+/// GFLOP/s of `x [m, k] @ w^T` with `w` [n, k] as the checkpoint stores it
+/// (the layout `Linear` multiplies), best of `reps`.
+pub fn gemm_gflops_nt(m: usize, n: usize, k: usize, reps: usize) -> f64 {
+    let dev = Device::Cpu;
+    let x = Tensor::rand(-1f32, 1f32, (m, k), &dev).unwrap();
+    let w = Tensor::rand(-1f32, 1f32, (n, k), &dev).unwrap();
+    let _ = x.matmul(&w.t().unwrap()).unwrap();
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let c = x.matmul(&w.t().unwrap()).unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+        drop(c);
+    }
+    2.0 * (m * n * k) as f64 / best / 1e9
+}
+
+/// Register-only FMA throughput on every core, GFLOP/s: the hardware's f32
+/// arithmetic ceiling (no kernel reaches it; the GEMM peak is the practical one).
+pub fn fma_peak_gflops() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            const ITERS: u64 = 20_000_000;
+            let n = threads();
+            let mut secs = f64::MAX;
+            for _ in 0..5 {
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..n {
+                        // SAFETY: the features were detected above.
+                        s.spawn(|| unsafe { fma_loop(ITERS) });
+                    }
+                });
+                secs = secs.min(t.elapsed().as_secs_f64());
+            }
+            // 10 chains x 8 lanes x 2 flops per iteration.
+            return (n as u64 * ITERS * 10 * 8 * 2) as f64 / secs / 1e9;
+        }
+    }
+    f64::NAN
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_loop(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let m = _mm256_set1_ps(0.999_999);
+    let c = _mm256_set1_ps(1e-7);
+    let mut acc = [_mm256_set1_ps(1.0); 10];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, m, c);
+        }
+    }
+    let mut s = _mm256_setzero_ps();
+    for a in acc {
+        s = _mm256_add_ps(s, a);
+    }
+    let mut out = [0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), s);
+    std::hint::black_box(out.iter().sum())
+}
+
+/// Memory read bandwidth, GB/s (best pass: the machine is shared, and a
+/// limit is the most it gives): every core sums its share of a buffer far
+/// larger than the caches; best of `reps` passes.
+pub fn read_bandwidth_gbs(bytes: usize, reps: usize) -> f64 {
+    let n = bytes / 4;
+    let buf: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+    let threads = threads();
+    let per = n.div_ceil(threads);
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let total: f32 = std::thread::scope(|s| {
+            let hs: Vec<_> = buf
+                .chunks(per)
+                .map(|part| s.spawn(move || sum_wide(part)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+        std::hint::black_box(total);
+    }
+    bytes as f64 / best / 1e9
+}
+
+fn sum_wide(xs: &[f32]) -> f32 {
+    // 32 independent lanes: the compiler vectorises this into wide adds, so
+    // the loop is bound by loads, not by the add latency.
+    let mut acc = [0f32; 32];
+    let chunks = xs.chunks_exact(32);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+pub struct Limits {
+    pub gemm_gflops: f64,
+    pub read_gbs: f64,
+}
+
+impl Limits {
+    /// Measured now (a few seconds), or NaN in quick mode.
+    pub fn measure() -> Self {
+        if quick() {
+            return Self {
+                gemm_gflops: f64::NAN,
+                read_gbs: f64::NAN,
+            };
+        }
+        let l = Self {
+            gemm_gflops: gemm_peak_gflops(2048, 5),
+            read_gbs: read_bandwidth_gbs(1 << 30, 5),
+        };
+        eprintln!(
+            "limits: f32 GEMM peak {:.1} GFLOP/s, memory read {:.1} GB/s ({} threads)",
+            l.gemm_gflops,
+            l.read_gbs,
+            threads()
+        );
+        l
+    }
+}
+
+// ---------------------------------------------------------------- models
+
+/// The encoder geometry: release (Qwen2.5-1.5B) or tiny in quick mode.
+pub fn encoder_config() -> Qwen2Config {
+    let mut c = release_encoder_config();
+    if quick() {
+        c.num_hidden_layers = 1;
+        c.hidden_size = 64;
+        c.intermediate_size = 128;
+        c.num_attention_heads = 4;
+    }
+    c
+}
+
+/// Matmul FLOPs of one encoder forward over `seq` positions: the weight
+/// products plus the full attention square (scores and values).
+pub fn encoder_flops(c: &Qwen2Config, seq: usize) -> f64 {
+    let h = c.hidden_size as f64;
+    let kv = (c.num_key_value_heads * c.head_dim()) as f64;
+    let i = c.intermediate_size as f64;
+    let s = seq as f64;
+    let per_layer = 2.0 * s * (2.0 * h * h + 2.0 * h * kv + 3.0 * h * i) + 4.0 * s * s * h;
+    per_layer * c.num_hidden_layers as f64
+}
+
+pub fn encoder() -> (C3Encoder, Qwen2Config) {
+    let dev = Device::Cpu;
+    let enc_cfg = encoder_config();
+    let mut dec_cfg = release_decoder_config();
+    if quick() {
+        dec_cfg.llm.hidden_size = 64;
+        dec_cfg.llm.num_attention_heads = 4;
+    }
+    dec_cfg.contexts_compression_llm_hidden_size = enc_cfg.hidden_size;
+    let t0 = Instant::now();
+    let enc_w = Weights::from_tensors(
+        "random-encoder",
+        random_qwen2(&enc_cfg, DType::F32, &dev).unwrap(),
+        DType::F32,
+    );
+    let mut parts = Default::default();
+    add_random_c3_parts(&mut parts, &dec_cfg, DType::F32, &dev).unwrap();
+    let dec_w = Weights::from_tensors("random-c3-parts", parts, DType::F32);
+    let enc = C3Encoder::from_weights(
+        &enc_cfg,
+        32,
+        dec_cfg.llm.hidden_size,
+        &enc_w,
+        &dec_w,
+        tokenizer(),
+    )
+    .unwrap();
+    eprintln!("random encoder built in {:.1?}", t0.elapsed());
+    (enc, enc_cfg)
+}
+
+/// The decoder, dense f32 or quantized at load. Quantized models are built
+/// from bf16 random weights (the release's storage type), so only one f32
+/// matrix at a time exists besides the quantized model.
+pub fn decoder(quant: Option<Quant>) -> C3Decoder {
+    let dev = Device::Cpu;
+    let mut cfg = release_decoder_config();
+    if quick() {
+        cfg.llm.num_hidden_layers = 1;
+        cfg.llm.hidden_size = 256;
+        cfg.llm.intermediate_size = 512;
+        cfg.llm.num_attention_heads = 4;
+        cfg.contexts_compression_llm_hidden_size = 64;
+    }
+    let src = if quant.is_some() {
+        DType::BF16
+    } else {
+        DType::F32
+    };
+    let t0 = Instant::now();
+    let mut m = random_qwen2(&cfg.llm, src, &dev).unwrap();
+    add_random_c3_parts(&mut m, &cfg, src, &dev).unwrap();
+    let w = Weights::from_tensors("random-decoder", m, DType::F32);
+    let dec = C3Decoder::from_weights_quantized(
+        &cfg.llm,
+        cfg.latent_token_len,
+        cfg.contexts_compression_llm_hidden_size,
+        &w,
+        tokenizer(),
+        quant,
+    )
+    .unwrap();
+    eprintln!(
+        "random decoder ({}) built in {:.1?}",
+        quant.map_or("f32".to_string(), |q| q.to_string()),
+        t0.elapsed()
+    );
+    dec
+}
+
+pub fn corpus() -> PathBuf {
+    repo().join("tests/fixtures/corpus/pride-and-prejudice.txt")
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}

@@ -1,0 +1,63 @@
+//! Weight quantization at load time (decoder only): candle's GGML block
+//! formats through `QMatMul`, chosen per matrix by what its shape allows.
+
+use candle_core::quantized::GgmlDType;
+use std::fmt;
+use std::str::FromStr;
+
+/// Block format for the decoder's matrices.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Quant {
+    /// 8-bit weights, one f16 scale per 32 (8.5 bits per weight).
+    Q8_0,
+    /// 4-bit k-quant, super-blocks of 256 with 6-bit sub-scales (4.5 bits per weight).
+    Q4K,
+}
+
+impl Quant {
+    /// The GGML type for a matrix whose rows hold `k` values: Q4K needs rows
+    /// in whole 256-blocks and falls back to Q8_0 otherwise (as llama.cpp
+    /// does); Q8_0 needs 32-blocks; `None` keeps the matrix dense.
+    pub fn ggml_for(self, k: usize) -> Option<GgmlDType> {
+        match self {
+            Quant::Q4K if k % 256 == 0 => Some(GgmlDType::Q4K),
+            Quant::Q4K | Quant::Q8_0 if k % 32 == 0 => Some(GgmlDType::Q8_0),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Quant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Quant::Q8_0 => "q8_0",
+            Quant::Q4K => "q4k",
+        })
+    }
+}
+
+impl FromStr for Quant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "q8_0" | "q8" => Ok(Quant::Q8_0),
+            "q4k" | "q4_k" => Ok(Quant::Q4K),
+            other => Err(format!("unknown quantization `{other}` (q8_0 or q4k)")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_fall_back_by_row_length() {
+        assert_eq!(Quant::Q4K.ggml_for(2048), Some(GgmlDType::Q4K));
+        assert_eq!(Quant::Q4K.ggml_for(64), Some(GgmlDType::Q8_0));
+        assert_eq!(Quant::Q8_0.ggml_for(2048), Some(GgmlDType::Q8_0));
+        assert_eq!(Quant::Q8_0.ggml_for(48), None);
+        assert_eq!("Q4K".parse::<Quant>(), Ok(Quant::Q4K));
+        assert!("q2".parse::<Quant>().is_err());
+    }
+}

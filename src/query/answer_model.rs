@@ -1,0 +1,234 @@
+//! A plain Qwen2 causal LM for `--mode text --answer-model DIR`: it reads the
+//! chunks' stored text, so any chat checkpoint (e.g. Qwen2.5-3B-Instruct)
+//! can answer from the same selection the latent path uses.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp};
+
+use super::stream::{clean_text, AnswerStream};
+use crate::decode::ngram::NoRepeatNgram;
+use crate::decode::sampling::Sampler;
+use crate::decode::{GenOptions, Generation};
+use crate::model::config::read_qwen2_config;
+use crate::model::weights::Weights;
+use crate::model::{KvCache, Qwen2};
+use crate::tokenize::{C3Tokenizer, StreamDecoder};
+use crate::{Error, Result};
+
+/// The checkpoint's tokenizer: Qwen's `qwen.tiktoken`, or a `tokenizer.json`.
+enum Tok {
+    Tiktoken(Box<C3Tokenizer>),
+    Hf(Box<tokenizers::Tokenizer>),
+}
+
+impl Tok {
+    /// Id of a control token by its spelling.
+    fn control_id(&self, s: &str) -> Option<u32> {
+        match self {
+            Tok::Hf(t) => t.token_to_id(s),
+            Tok::Tiktoken(_) => {
+                use crate::tokenize::special::*;
+                [ENDOFTEXT, IM_START, IM_END]
+                    .into_iter()
+                    .find(|&i| name(i) == Some(s))
+            }
+        }
+    }
+}
+
+/// A plain Qwen2 chat model and its tokenizer.
+pub struct AnswerModel {
+    llm: Qwen2,
+    tok: Tok,
+    /// `<|im_start|>`, `<|im_end|>`, `<|endoftext|>` in this vocabulary.
+    pub(crate) im_start: u32,
+    pub(crate) im_end: u32,
+    endoftext: u32,
+}
+
+fn ckpt_err(dir: &Path, msg: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: dir.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+impl AnswerModel {
+    /// Loads `dir`: `config.json` (model_type "qwen2"), safetensors, and
+    /// `tokenizer.json` or `qwen.tiktoken`.
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(ckpt_err(
+                dir,
+                "not a directory (expected a Qwen2 checkpoint)",
+            ));
+        }
+        let cfg = read_qwen2_config(&dir.join("config.json"))?;
+        let w = Weights::open(dir, dtype, device)?;
+        let llm = Qwen2::load(&w, &cfg, device, dtype)?;
+        let tok = if dir.join("tokenizer.json").is_file() {
+            Tok::Hf(Box::new(
+                tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+                    .map_err(|e| ckpt_err(dir, format!("tokenizer.json: {e}")))?,
+            ))
+        } else if dir.join("qwen.tiktoken").is_file() {
+            Tok::Tiktoken(Box::new(C3Tokenizer::from_tiktoken_file(
+                &dir.join("qwen.tiktoken"),
+            )?))
+        } else {
+            return Err(ckpt_err(dir, "no tokenizer.json or qwen.tiktoken"));
+        };
+        let id = |s: &str| tok.control_id(s);
+        let need = |s: &str| {
+            id(s).ok_or_else(|| {
+                ckpt_err(
+                    dir,
+                    format!("the tokenizer has no {s} (need a Qwen chat tokenizer)"),
+                )
+            })
+        };
+        Ok(Self {
+            im_start: need("<|im_start|>")?,
+            im_end: need("<|im_end|>")?,
+            endoftext: need("<|endoftext|>")?,
+            llm,
+            tok,
+        })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.llm.config().max_position_embeddings
+    }
+
+    /// Ids of plain text: control-token spellings in it stay ordinary text.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        match &self.tok {
+            Tok::Tiktoken(t) => t.encode_text(text),
+            Tok::Hf(t) => hf_plain(t, text),
+        }
+    }
+
+    /// Generates after `prompt` ids; stops on `<|endoftext|>` or
+    /// `<|im_end|>`. `on_text` gets the printable pieces of the answer (see
+    /// [`AnswerStream`]); returning `false` stops.
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        opts: &GenOptions,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let limit = self.max_positions();
+        if prompt.is_empty() || prompt.len() >= limit {
+            return Err(Error::Input(format!(
+                "prompt of {} positions does not fit the answer model's {limit}",
+                prompt.len()
+            )));
+        }
+        let max_new = opts.max_new_tokens.min(limit - prompt.len());
+        let vocab = self.llm.config().vocab_size;
+        let mut cache = KvCache::new();
+        let mut ngram = NoRepeatNgram::new(opts.no_repeat_ngram, prompt);
+        let mut sampler = Sampler::new(opts.sampling);
+        let mut decoder = Pieces::new(&self.tok);
+        let mut stream = AnswerStream::new();
+        let mut ids = Vec::new();
+        let x = self.llm.embed(prompt)?.unsqueeze(0)?;
+        let h = self.llm.forward(&x, Some(&mut cache))?;
+        let mut last = h.i((0, prompt.len() - 1))?.unsqueeze(0)?;
+        for step in 0..max_new {
+            let mut logits = self.llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
+            logits.truncate(vocab);
+            for b in ngram.banned() {
+                if let Some(l) = logits.get_mut(b as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            let Some(tok) = sampler.pick(&logits) else {
+                break;
+            };
+            ids.push(tok);
+            ngram.push(tok);
+            let stop = tok == self.endoftext || tok == self.im_end;
+            let go_on = if tok == self.endoftext {
+                true
+            } else {
+                let piece = stream.push(&decoder.push(tok)?);
+                piece.is_empty() || on_text(&piece)
+            };
+            if stop || !go_on || step + 1 == max_new {
+                break;
+            }
+            let x = self.llm.embed(&[tok])?.unsqueeze(0)?;
+            last = self.llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
+        }
+        let rest = stream.finish(&decoder.finish());
+        if !rest.is_empty() {
+            on_text(&rest);
+        }
+        Ok(Generation {
+            text: clean_text(stream.printed()).to_string(),
+            ids,
+            prompt_tokens: prompt.len(),
+        })
+    }
+}
+
+/// Incremental decoding for either tokenizer kind.
+enum Pieces<'a> {
+    Tiktoken(StreamDecoder<'a>),
+    Hf(Box<HfStream<'a>>),
+}
+
+type HfStream<'a> = tokenizers::DecodeStream<
+    'a,
+    tokenizers::ModelWrapper,
+    tokenizers::NormalizerWrapper,
+    tokenizers::PreTokenizerWrapper,
+    tokenizers::PostProcessorWrapper,
+    tokenizers::DecoderWrapper,
+>;
+
+impl<'a> Pieces<'a> {
+    fn new(tok: &'a Tok) -> Self {
+        match tok {
+            Tok::Tiktoken(t) => Pieces::Tiktoken(StreamDecoder::new(t)),
+            Tok::Hf(t) => Pieces::Hf(Box::new(t.decode_stream(false))),
+        }
+    }
+
+    fn push(&mut self, id: u32) -> Result<String> {
+        match self {
+            Pieces::Tiktoken(d) => Ok(d.push(id)),
+            Pieces::Hf(d) => d
+                .step(id)
+                .map(Option::unwrap_or_default)
+                .map_err(|e| Error::Tokenize(e.to_string())),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Pieces::Tiktoken(d) => d.finish(),
+            Pieces::Hf(_) => String::new(),
+        }
+    }
+}
+
+/// Runs a `tokenizer.json` pipeline without its added-token matching, so a
+/// literal `<|im_end|>` in a document is encoded as ordinary text.
+fn hf_plain(t: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>> {
+    use tokenizers::{Model, Normalizer, OffsetType, PreTokenizedString, PreTokenizer};
+    let err = |e: tokenizers::Error| Error::Tokenize(e.to_string());
+    let mut pre = PreTokenizedString::from(text);
+    if let Some(n) = t.get_normalizer() {
+        pre.normalize(|s| n.normalize(s)).map_err(err)?;
+    }
+    if let Some(p) = t.get_pre_tokenizer() {
+        p.pre_tokenize(&mut pre).map_err(err)?;
+    }
+    let model = t.get_model();
+    pre.tokenize(|s| model.tokenize(s.get())).map_err(err)?;
+    let enc = pre.into_encoding(None, 0, OffsetType::Byte).map_err(err)?;
+    Ok(enc.get_ids().to_vec())
+}

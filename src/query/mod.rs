@@ -1,0 +1,449 @@
+//! The query path: `ask` a question over stored chunks (as latents, or as
+//! text for the RAG baseline) and `expand` chunks back into text.
+//!
+//! Library entry points for front ends (CLI, TUI):
+//! - [`ask`]: select chunks, build the prompt, stream the answer.
+//! - [`prepare`] + [`Prepared::run`]: the same in two steps, so a caller can
+//!   show which chunks were chosen (and whether the budget cut some) before
+//!   the answer streams.
+//! - [`expand_chunk`]: reconstruct one stored chunk from its latents.
+
+pub mod answer_model;
+pub mod prompt;
+pub mod stream;
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+pub use answer_model::AnswerModel;
+pub use stream::AnswerStream;
+
+use crate::decode::{C3Decoder, GenOptions, Generation, Prompt};
+use crate::retrieve::select::{apply_scores, plan};
+use crate::retrieve::{Candidate, ChunkIndex, Pick, SyncAction};
+use crate::store::Store;
+use crate::tokenize::{special, StreamDecoder};
+use crate::{Error, Result};
+
+/// What the model reads in place of the chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The stored latents (C3's point: ~30x fewer positions).
+    Latent,
+    /// The chunks' stored text (RAG baseline, or for decoders without latents).
+    Text,
+}
+
+/// The model that answers.
+#[derive(Clone, Copy)]
+pub enum Reader<'a> {
+    /// The C3 decoder: latent or text mode.
+    C3(&'a C3Decoder),
+    /// A plain Qwen2 chat model: text mode only.
+    Plain(&'a AnswerModel),
+}
+
+/// One question.
+#[derive(Debug, Clone)]
+pub struct AskRequest {
+    pub question: String,
+    /// Documents to search (ids); empty: all documents.
+    pub docs: Vec<u64>,
+    pub pick: Pick,
+    pub mode: Mode,
+    pub gen: GenOptions,
+    /// Report index builds on stderr.
+    pub progress: bool,
+}
+
+/// A chunk that went into the prompt.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct ChunkUse {
+    pub doc: u64,
+    pub chunk: u32,
+    /// BM25 score against the question (0 when no word matched).
+    pub score: f32,
+}
+
+/// Where the time went (milliseconds).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    /// Index sync, search and chunk choice.
+    pub retrieve_ms: f64,
+    /// Reading latents (and projecting them) or chunk texts.
+    pub load_ms: f64,
+    /// From the start of generation to the first generated token (prefill).
+    pub first_token_ms: f64,
+    /// Whole generation.
+    pub generate_ms: f64,
+    pub total_ms: f64,
+    pub generated_tokens: usize,
+    /// Tokens after the first, per second of decoding after the first.
+    pub tokens_per_s: f64,
+}
+
+/// The answer and how it was produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct AskResult {
+    pub answer: String,
+    pub mode: Mode,
+    pub chunks: Vec<ChunkUse>,
+    pub prompt_tokens: usize,
+    /// Latent positions in the prompt (chunks × latent length).
+    pub latent_tokens: usize,
+    /// Text tokens of the chunks the latents stand in for (0 in text mode).
+    pub text_tokens_replaced: u64,
+    /// Chunks the selection wanted but the position budget left out.
+    pub dropped: usize,
+    pub timings: Timings,
+    #[serde(skip)]
+    pub ids: Vec<u32>,
+}
+
+/// A ready prompt: chunks chosen, latents or texts loaded.
+pub struct Prepared {
+    pub mode: Mode,
+    pub chunks: Vec<ChunkUse>,
+    /// Chunks wanted but left out by the position budget.
+    pub dropped: usize,
+    /// How the search index was brought up to date (None when unavailable).
+    pub index: Option<SyncAction>,
+    /// Something the user should know (e.g. ranking unavailable).
+    pub warning: Option<String>,
+    pub prompt: Prompt,
+    latents: Vec<Tensor>,
+    text_tokens_replaced: u64,
+    timings: Timings,
+    started: Instant,
+}
+
+impl Prepared {
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt.ids.len()
+    }
+}
+
+/// Plain-text tokenizer of the reading model.
+type Encode<'a> = Box<dyn Fn(&str) -> Result<Vec<u32>> + 'a>;
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Chooses chunks and builds the prompt for `req` (nothing is generated).
+pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepared> {
+    let started = Instant::now();
+    let question = req.question.trim();
+    if question.is_empty() {
+        return Err(Error::Input("the question is empty".into()));
+    }
+    if let (Mode::Latent, Reader::Plain(_)) = (req.mode, reader) {
+        return Err(Error::Input(
+            "a plain answer model cannot read latents: use text mode".into(),
+        ));
+    }
+    let docs = selected_docs(store, &req.docs)?;
+    let (max_positions, encode): (usize, Encode) = match reader {
+        Reader::C3(d) => (
+            d.max_positions(),
+            Box::new(|t| d.tokenizer().encode_text(t)),
+        ),
+        Reader::Plain(m) => (m.max_positions(), Box::new(|t| m.encode_text(t))),
+    };
+    let limit = max_positions
+        .checked_sub(req.gen.max_new_tokens)
+        .filter(|&l| l > 0)
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "--max-new-tokens {} leaves no room for a prompt in the model's {max_positions} positions",
+                req.gen.max_new_tokens
+            ))
+        })?;
+
+    // Candidates in document order, with what each block costs.
+    let mut texts: std::collections::HashMap<(u64, u32), Vec<u32>> = Default::default();
+    let mut candidates = Vec::new();
+    let (budget, latent_cost) = match (req.mode, reader) {
+        (Mode::Latent, Reader::C3(d)) => {
+            let (b, c) = prompt::latent_budget(d.tokenizer(), d.latent_len(), question, limit)?;
+            (b, Some(c))
+        }
+        (_, r) => {
+            let frame = text_frame(r);
+            (prompt::text_budget(&*encode, frame, question, limit)?, None)
+        }
+    };
+    for d in &docs {
+        for ord in 0..d.chunk_count {
+            let cost = match latent_cost {
+                Some(c) => c,
+                None => {
+                    let rec = store.chunk_record(d.id, ord)?;
+                    let ids = encode(&store.chunk_text(&rec)?)?;
+                    let n = ids.len();
+                    texts.insert((d.id, ord), ids);
+                    n
+                }
+            };
+            candidates.push(Candidate {
+                doc: d.id,
+                chunk: ord,
+                score: 0.0,
+                cost,
+            });
+        }
+    }
+
+    // Scores: needed for --top-k, and to choose when --all does not fit.
+    let restrict: Vec<u64> = if req.docs.is_empty() {
+        Vec::new()
+    } else {
+        docs.iter().map(|d| d.id).collect()
+    };
+    // --all works without scores when it fits; a broken index only costs
+    // the ranking then, so it is reported rather than fatal.
+    let mut warning = None;
+    let index = match ChunkIndex::open_synced(store, req.progress).and_then(|(ix, action)| {
+        let hits = ix.search(question, &restrict, candidates.len().max(1))?;
+        Ok((hits, action))
+    }) {
+        Ok((hits, action)) => {
+            apply_scores(&mut candidates, &hits);
+            Some(action)
+        }
+        Err(e) if req.pick == Pick::All => {
+            warning = Some(format!(
+                "search index unavailable, chunks are unranked: {e}"
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let chosen = plan(&candidates, req.pick, &budget)?;
+    let mut timings = Timings {
+        retrieve_ms: ms(started),
+        ..Timings::default()
+    };
+
+    let loading = Instant::now();
+    let mut text_tokens_replaced = 0u64;
+    let (prompt, latents) = match (req.mode, reader) {
+        (Mode::Latent, Reader::C3(d)) => {
+            let mut lat = Vec::with_capacity(chosen.chunks.len());
+            for c in &chosen.chunks {
+                text_tokens_replaced += store.chunk_record(c.doc, c.chunk)?.tokens as u64;
+                lat.push(d.project(&store.latent(c.doc, c.chunk)?)?);
+            }
+            let p = prompt::latent_prompt(d.tokenizer(), lat.len(), d.latent_len(), question)?;
+            (p, lat)
+        }
+        (_, r) => {
+            let blocks: Vec<Vec<u32>> = chosen
+                .chunks
+                .iter()
+                .map(|c| texts.remove(&(c.doc, c.chunk)).unwrap_or_default())
+                .collect();
+            let ids = prompt::text_prompt(&*encode, text_frame(r), &blocks, question)?;
+            let latent_len = match r {
+                Reader::C3(d) => d.latent_len(),
+                Reader::Plain(_) => 0,
+            };
+            (
+                Prompt {
+                    ids,
+                    latent_starts: Vec::new(),
+                    latent_len,
+                },
+                Vec::new(),
+            )
+        }
+    };
+    debug_assert_eq!(
+        prompt.ids.len(),
+        budget.prompt_len(
+            chosen.chunks.len(),
+            chosen.chunks.iter().map(|c| c.cost).sum()
+        )
+    );
+    timings.load_ms = ms(loading);
+    Ok(Prepared {
+        mode: req.mode,
+        chunks: chosen
+            .chunks
+            .iter()
+            .map(|c| ChunkUse {
+                doc: c.doc,
+                chunk: c.chunk,
+                score: c.score,
+            })
+            .collect(),
+        dropped: chosen.dropped,
+        index,
+        warning,
+        prompt,
+        latents,
+        text_tokens_replaced,
+        timings,
+        started,
+    })
+}
+
+fn text_frame(r: Reader) -> prompt::Frame {
+    match r {
+        Reader::C3(_) => prompt::C3_FRAME,
+        Reader::Plain(m) => prompt::Frame {
+            im_start: m.im_start,
+            im_end: m.im_end,
+        },
+    }
+}
+
+/// Documents named by `ids` (all when empty), in id order.
+fn selected_docs(store: &Store, ids: &[u64]) -> Result<Vec<crate::store::DocRecord>> {
+    let mut docs = if ids.is_empty() {
+        store.documents().collect::<Result<Vec<_>>>()?
+    } else {
+        let mut v = Vec::new();
+        for &id in ids {
+            v.push(store.document(id)?.ok_or_else(|| {
+                Error::Input(format!(
+                    "no document {id} in store {}",
+                    store.dir().display()
+                ))
+            })?);
+        }
+        v
+    };
+    if docs.is_empty() {
+        return Err(Error::Input(format!(
+            "store {} has no documents (run `c3 ingest` first)",
+            store.dir().display()
+        )));
+    }
+    docs.sort_by_key(|d| d.id);
+    docs.dedup_by_key(|d| d.id);
+    Ok(docs)
+}
+
+impl Prepared {
+    /// Generates the answer, streaming printable pieces to `on_text`
+    /// (returning `false` stops). Their concatenation equals `answer`.
+    pub fn run(
+        self,
+        reader: Reader,
+        opts: &GenOptions,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<AskResult> {
+        let mut timings = self.timings;
+        let gen_start = Instant::now();
+        let mut first: Option<f64> = None;
+        let mut count = 0usize;
+        let gen = match reader {
+            Reader::C3(d) => {
+                let mut pieces = StreamDecoder::new(d.tokenizer());
+                let mut stream = AnswerStream::new();
+                let gen = d.generate(&self.prompt, &self.latents, opts, |id| {
+                    first.get_or_insert_with(|| ms(gen_start));
+                    count += 1;
+                    // A final <|endoftext|> is the end signal, never text.
+                    if id == special::ENDOFTEXT {
+                        return true;
+                    }
+                    let piece = stream.push(&pieces.push(id));
+                    piece.is_empty() || on_text(&piece)
+                })?;
+                let rest = stream.finish(&pieces.finish());
+                if !rest.is_empty() {
+                    on_text(&rest);
+                }
+                gen
+            }
+            Reader::Plain(m) => {
+                let gen = m.generate(&self.prompt.ids, opts, |piece| {
+                    first.get_or_insert_with(|| ms(gen_start));
+                    on_text(piece)
+                })?;
+                count = gen.ids.len();
+                gen
+            }
+        };
+        timings.generate_ms = ms(gen_start);
+        timings.first_token_ms = first.unwrap_or(timings.generate_ms);
+        timings.generated_tokens = count.max(gen.ids.len());
+        let decode_s = (timings.generate_ms - timings.first_token_ms) / 1e3;
+        timings.tokens_per_s = if timings.generated_tokens > 1 && decode_s > 0.0 {
+            (timings.generated_tokens - 1) as f64 / decode_s
+        } else {
+            0.0
+        };
+        timings.total_ms = ms(self.started);
+        let latent_tokens = self.latents.len() * self.prompt.latent_len;
+        Ok(AskResult {
+            answer: gen.text,
+            mode: self.mode,
+            chunks: self.chunks,
+            prompt_tokens: gen.prompt_tokens,
+            latent_tokens,
+            text_tokens_replaced: self.text_tokens_replaced,
+            dropped: self.dropped,
+            timings,
+            ids: gen.ids,
+        })
+    }
+}
+
+/// Answers `req` over the store: chooses chunks ([`Pick::All`] falls back to
+/// the best-scoring chunks that fit), builds the spec's prompt with one block
+/// per chunk and streams the answer to `on_text`.
+pub fn ask(
+    store: &Store,
+    reader: Reader,
+    req: &AskRequest,
+    on_text: impl FnMut(&str) -> bool,
+) -> Result<AskResult> {
+    prepare(store, reader, req)?.run(reader, &req.gen, on_text)
+}
+
+/// Reconstructs chunk `chunk` of document `doc` from its stored latents
+/// with "Repeat the text: " (the paper's task). Streams printable pieces to
+/// `on_text`; their concatenation equals the returned `text`.
+pub fn expand_chunk(
+    store: &Store,
+    dec: &C3Decoder,
+    doc: u64,
+    chunk: u32,
+    opts: &GenOptions,
+    mut on_text: impl FnMut(&str) -> bool,
+) -> Result<Generation> {
+    let d = store.document(doc)?.ok_or_else(|| {
+        Error::Input(format!(
+            "no document {doc} in store {}",
+            store.dir().display()
+        ))
+    })?;
+    if chunk >= d.chunk_count {
+        return Err(Error::Input(format!(
+            "document {doc} has {} chunks (0..={}); there is no chunk {chunk}",
+            d.chunk_count,
+            d.chunk_count.saturating_sub(1)
+        )));
+    }
+    let raw = store.latent(doc, chunk)?;
+    let mut pieces = StreamDecoder::new(dec.tokenizer());
+    let mut stream = AnswerStream::new();
+    let gen = dec.repeat(&raw, opts, |id| {
+        if id == special::ENDOFTEXT {
+            return true;
+        }
+        let piece = stream.push(&pieces.push(id));
+        piece.is_empty() || on_text(&piece)
+    })?;
+    let rest = stream.finish(&pieces.finish());
+    if !rest.is_empty() {
+        on_text(&rest);
+    }
+    Ok(gen)
+}
