@@ -19,24 +19,59 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::*;
 
+/// Whether the command line's filters (criterion's, substring match) select
+/// anything in group `name`: the setup of a group (building a model at
+/// release geometry takes a minute and gigabytes) is skipped when not.
+fn wanted(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| name.contains(f.as_str()) || f.contains(name))
+}
+
 fn limits() -> &'static Limits {
     static L: OnceLock<Limits> = OnceLock::new();
     L.get_or_init(Limits::measure)
 }
 
-/// Timings of every iteration criterion ran, for the derived figures.
-struct Samples(RefCell<Vec<f64>>);
+/// Timings of every iteration criterion ran, for the derived figures: wall
+/// seconds, and CPU seconds of this process.
+struct Samples(RefCell<Vec<f64>>, RefCell<Vec<f64>>);
 
 impl Samples {
     fn new() -> Self {
-        Self(RefCell::new(Vec::new()))
+        Self(RefCell::new(Vec::new()), RefCell::new(Vec::new()))
     }
     fn time<T>(&self, f: impl FnOnce() -> T) -> (T, Duration) {
+        let c = cpu_seconds();
         let t = Instant::now();
         let out = f();
         let d = t.elapsed();
         self.0.borrow_mut().push(d.as_secs_f64());
+        self.1.borrow_mut().push(cpu_seconds() - c);
         (out, d)
+    }
+    /// Total CPU seconds over total wall seconds: ~threads on an idle
+    /// machine, less when other processes take the cores.
+    fn cpu_share(&self) -> f64 {
+        self.1.borrow().iter().sum::<f64>() / self.0.borrow().iter().sum::<f64>()
+    }
+    /// Wall time an idle machine would show: mean CPU seconds / threads.
+    fn idle_estimate(&self) -> f64 {
+        let v = self.1.borrow();
+        v.iter().sum::<f64>() / v.len() as f64 / threads() as f64
+    }
+    fn note(&self) -> String {
+        format!(
+            "[CPU share {:.2} of {} cores; CPU-s/threads {:.3} s]",
+            self.cpu_share(),
+            threads(),
+            self.idle_estimate()
+        )
     }
     fn median(&self) -> f64 {
         median(self.0.borrow().clone())
@@ -44,6 +79,21 @@ impl Samples {
     fn min(&self) -> f64 {
         self.0.borrow().iter().cloned().fold(f64::NAN, f64::min)
     }
+}
+
+/// Heavy benchmarks (tens of seconds per run at release geometry) are timed
+/// directly, `C3_BENCH_RUNS` runs (default 3; 1 in quick mode), median and
+/// minimum reported: criterion's minimum of 10 samples would take ~10 minutes
+/// each on 2 cores.
+fn runs() -> usize {
+    if quick() {
+        return 1;
+    }
+    std::env::var("C3_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
 }
 
 fn slow<'a>(
@@ -59,6 +109,9 @@ fn slow<'a>(
 }
 
 fn tokenize(c: &mut Criterion) {
+    if !wanted("tokenize") {
+        return;
+    }
     let tok = tokenizer();
     let mut text = read(&corpus());
     if quick() {
@@ -87,45 +140,115 @@ fn tokenize(c: &mut Criterion) {
     g.finish();
     let med = s.median();
     println!(
-        "tokenize: {:.2} MB in {:.3} s (median) = {:.1} MB/s, {:.0} ktokens/s ({n} tokens)",
+        "tokenize: {:.2} MB in {:.3} s (median) = {:.1} MB/s, {:.0} ktokens/s ({n} tokens) {}",
         text.len() as f64 / 1e6,
         med,
         text.len() as f64 / 1e6 / med,
-        n as f64 / 1e3 / med
+        n as f64 / 1e3 / med,
+        s.note()
     );
 }
 
 fn encode(c: &mut Criterion) {
+    if !wanted("encode/f32") {
+        return;
+    }
     let lim = limits();
     let (enc, cfg) = encoder();
     let tokens = if quick() { 64 } else { 1000 };
     let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7919) % 150_000).collect();
     let seq = tokens + 34;
     let flops = encoder_flops(&cfg, seq);
-    let mut g = slow(c, "encode");
-    g.throughput(Throughput::Elements(seq as u64));
+    let _ = c;
     let s = Samples::new();
-    g.bench_function(format!("{tokens}-token chunk"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (raw, d) = s.time(|| enc.encode_ids(&ids).unwrap());
-                assert_eq!(raw.dims(), [32, cfg.hidden_size]);
-                total += d;
-            }
-            total
-        })
-    });
-    g.finish();
+    for r in 0..runs() {
+        let (raw, d) = s.time(|| enc.encode_ids(&ids).unwrap());
+        assert_eq!(raw.dims(), [32, cfg.hidden_size]);
+        eprintln!("encode run {r}: {:.2} s", d.as_secs_f64());
+    }
     let med = s.median();
     let gf = flops / med / 1e9;
     println!(
         "encode: {seq} positions -> 32 latents: {med:.2} s/chunk median (min {:.2}), {:.0} tokens/s, \
-         {gf:.1} GFLOP/s = {:.0}% of the f32 GEMM peak ({:.1})",
+         {gf:.1} GFLOP/s = {:.0}% of the f32 GEMM peak ({:.1}) {}",
         s.min(),
         seq as f64 / med,
         100.0 * gf / lim.gemm_gflops,
-        lim.gemm_gflops
+        lim.gemm_gflops,
+        s.note()
+    );
+}
+
+/// The encoder with Q8_0 weights (an experiment, not a CLI option): speed,
+/// and its raw states against the f32 encoder's on the same random weights.
+fn encode_q8_0(c: &mut Criterion) {
+    if !wanted("encode/q8_0") {
+        return;
+    }
+    let _ = c;
+    let lim = limits();
+    let EncoderParts {
+        encoder: enc,
+        config: cfg,
+        enc_w,
+        dec_w,
+        dec_hidden,
+    } = encoder_parts();
+    let tokens = if quick() { 64 } else { 1000 };
+    let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7919) % 150_000).collect();
+    let seq = tokens + 34;
+    let t = Instant::now();
+    let want = enc.encode_ids(&ids).unwrap();
+    eprintln!("f32 reference encode: {:.2} s", t.elapsed().as_secs_f64());
+    drop(enc);
+    let q = c3::encode::C3Encoder::from_weights_quantized(
+        &cfg,
+        32,
+        dec_hidden,
+        &enc_w,
+        &dec_w,
+        tokenizer(),
+        Some(Quant::Q8_0),
+    )
+    .unwrap();
+    drop(enc_w);
+    let s = Samples::new();
+    let mut got = None;
+    for r in 0..runs() {
+        let (raw, d) = s.time(|| q.encode_ids(&ids).unwrap());
+        eprintln!("encode q8_0 run {r}: {:.2} s", d.as_secs_f64());
+        got = Some(raw);
+    }
+    let got = got
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let max_err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let max_abs = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mean_err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .sum::<f64>()
+        / got.len() as f64;
+    let mean_abs = want.iter().map(|v| v.abs() as f64).sum::<f64>() / want.len() as f64;
+    let med = s.median();
+    let gf = encoder_flops(&cfg, seq) / med / 1e9;
+    println!(
+        "encode q8_0: {seq} positions: {med:.2} s/chunk median (min {:.2}), {gf:.1} GFLOP/s-equivalent \
+         = {:.0}% of the f32 GEMM peak; raw states vs f32: max |err| {max_err:.3e} (max |x| {max_abs:.3}), \
+         mean |err| / mean |x| = {:.2}% (bf16 rounding: <= 0.39% per element) {}",
+        s.min(),
+        100.0 * gf / lim.gemm_gflops,
+        100.0 * mean_err / mean_abs,
+        s.note()
     );
 }
 
@@ -134,10 +257,21 @@ fn encode(c: &mut Criterion) {
 fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     let lim = limits();
     let label = quant.map_or("f32".to_string(), |q| q.to_string());
+    if !wanted(&format!("decode/{label}")) {
+        return;
+    }
     let dec = decoder(quant);
     let llm = dec.llm();
     let h = llm.config().hidden_size;
-    let blocks = if quick() { 2 } else { 32 };
+    // `C3_BENCH_BLOCKS` chunks in the prompt (default 32, ~1.1k positions).
+    let blocks = if quick() {
+        2
+    } else {
+        std::env::var("C3_BENCH_BLOCKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(32)
+    };
     let prompt = dec.repeat_prompt(blocks).unwrap();
     let dev = Device::Cpu;
     let lat: Vec<Tensor> = (0..blocks)
@@ -159,34 +293,32 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
 
     // Prefill: the whole prompt through the stack, logits of the last row.
     let flops = 2.0 * (llm.weight_bytes_per_token() as f64 / bytes_per_weight(quant)) * n as f64;
-    let mut g = slow(c, &format!("decode/{label}"));
     let s = Samples::new();
     let skip_prefill = std::env::var("C3_BENCH_SKIP_PREFILL").is_ok_and(|v| v == "1");
+    let mut filled = None;
     if !skip_prefill {
-        g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(format!("prefill {n} positions"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += s.time(prefill).1;
-                }
-                total
-            })
-        });
+        for r in 0..runs() {
+            let (out, d) = s.time(prefill);
+            filled = Some(out);
+            eprintln!("prefill run {r}: {:.2} s", d.as_secs_f64());
+        }
         let med = s.median();
         println!(
             "decoder {label}: prefill {n} positions ({blocks} chunks): {med:.2} s median (min {:.2}), \
-             {:.0} positions/s, ~{:.1} GFLOP/s (weight products only)",
+             {:.0} positions/s, ~{:.1} GFLOP/s (weight products only) {}",
             s.min(),
             n as f64 / med,
-            flops / med / 1e9
+            flops / med / 1e9,
+            s.note()
         );
     }
 
     // Decode steps: one token in, logits out, greedy pick, after the prompt.
-    let (mut cache, logits) = prefill();
+    // The cache of the last measured prefill (one more, untimed, if skipped).
+    let (mut cache, logits) = filled.unwrap_or_else(prefill);
     let mut tok = argmax(&logits);
     let steps = Samples::new();
+    let mut g = slow(c, &format!("decode/{label}"));
     g.throughput(Throughput::Elements(1));
     g.bench_function(format!("decode step after {n} positions"), |b| {
         b.iter_custom(|iters| {
@@ -210,13 +342,14 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     println!(
         "decoder {label}: decode step after {n} positions: {:.1} ms/token median (min {:.1}), \
          reads {:.2} GB of weights/token = {bw:.1} GB/s = {:.0}% of read bandwidth ({:.1} GB/s; \
-         bound {:.0} ms/token)",
+         bound {:.0} ms/token) {}",
         med * 1e3,
         steps.min() * 1e3,
         bytes / 1e9,
         100.0 * bw / lim.read_gbs,
         lim.read_gbs,
-        bytes / lim.read_gbs / 1e6
+        bytes / lim.read_gbs / 1e6,
+        steps.note()
     );
 }
 
@@ -266,6 +399,7 @@ criterion_group!(
     benches,
     tokenize,
     encode,
+    encode_q8_0,
     decode_q8_0,
     decode_q4k,
     decode_f32

@@ -48,6 +48,25 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// CPU seconds (user + system) this process has used so far: with other
+/// work on the machine, CPU seconds / threads estimates the wall time an
+/// idle machine would show (the benchmarks print both).
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 12th and 13th of them, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 // ---------------------------------------------------------------- limits
 
 /// Best f32 GEMM rate of candle (the kernels c3 runs on) on a large square
@@ -175,8 +194,18 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Measured now (a few seconds), or NaN in quick mode.
+    /// Measured now (a few seconds), or NaN in quick mode. On a busy
+    /// machine, pass the figures `cargo bench --bench limits` printed when
+    /// it was quiet: `C3_GEMM_PEAK=GFLOP/s C3_READ_GBS=GB/s`.
     pub fn measure() -> Self {
+        let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+        if let (Some(g), Some(r)) = (env("C3_GEMM_PEAK"), env("C3_READ_GBS")) {
+            eprintln!("limits (given): f32 GEMM peak {g:.1} GFLOP/s, memory read {r:.1} GB/s");
+            return Self {
+                gemm_gflops: g,
+                read_gbs: r,
+            };
+        }
         if quick() {
             return Self {
                 gemm_gflops: f64::NAN,
@@ -223,6 +252,21 @@ pub fn encoder_flops(c: &Qwen2Config, seq: usize) -> f64 {
 }
 
 pub fn encoder() -> (C3Encoder, Qwen2Config) {
+    let p = encoder_parts();
+    (p.encoder, p.config)
+}
+
+/// The random encoder with the weights it was built from (to build a
+/// quantized twin from the same weights).
+pub struct EncoderParts {
+    pub encoder: C3Encoder,
+    pub config: Qwen2Config,
+    pub enc_w: Weights,
+    pub dec_w: Weights,
+    pub dec_hidden: usize,
+}
+
+pub fn encoder_parts() -> EncoderParts {
     let dev = Device::Cpu;
     let enc_cfg = encoder_config();
     let mut dec_cfg = release_decoder_config();
@@ -250,7 +294,13 @@ pub fn encoder() -> (C3Encoder, Qwen2Config) {
     )
     .unwrap();
     eprintln!("random encoder built in {:.1?}", t0.elapsed());
-    (enc, enc_cfg)
+    EncoderParts {
+        encoder: enc,
+        config: enc_cfg,
+        enc_w,
+        dec_w,
+        dec_hidden: dec_cfg.llm.hidden_size,
+    }
 }
 
 /// The decoder, dense f32 or quantized at load. Quantized models are built

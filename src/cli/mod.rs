@@ -27,6 +27,10 @@ pub struct Cli {
     /// Memory store directory [default: the platform data dir, e.g. ~/.local/share/c3/store].
     #[arg(long, global = true, env = "C3_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// Quantize the decoder's matrices when loading it (smaller and faster
+    /// decoding on CPU; see README, Performance). Default: dense, in --dtype.
+    #[arg(long, global = true, value_name = "q8_0|q4k")]
+    pub decoder_quant: Option<c3::model::Quant>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -88,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let ctx = model_cmds::ModelCtx {
         model: cli.model,
         dtype: cli.dtype.dtype(),
+        decoder_quant: cli.decoder_quant,
     };
     match cli.command {
         Command::Tokenize(a) => model_cmds::tokenize(&ctx, &a),

@@ -14,6 +14,7 @@ use std::time::Instant;
 pub struct ModelCtx {
     pub model: Option<PathBuf>,
     pub dtype: DType,
+    pub decoder_quant: Option<c3::model::Quant>,
 }
 
 impl ModelCtx {
@@ -142,7 +143,7 @@ pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
     // `c3 repeat` of its text. (Rounding keeps all 40 golden ids.)
     let raw = raw.to_dtype(enc.storage_dtype())?;
     drop(enc);
-    let dec = C3Decoder::load(&ckpt, ctx.dtype, &dev)?;
+    let dec = C3Decoder::load_quantized(&ckpt, ctx.dtype, &dev, ctx.decoder_quant)?;
     let opts = GenOptions {
         max_new_tokens: a.max_new_tokens,
         sampling: sampling(a.temperature, a.top_p, a.seed),

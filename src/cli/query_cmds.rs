@@ -134,12 +134,13 @@ fn load_decoder(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<C3Decod
             );
         }
     }
-    Ok(C3Decoder::from_weights(
+    Ok(C3Decoder::from_weights_quantized(
         &ckpt.config.llm,
         ckpt.latent_len(),
         ckpt.encoder_config.hidden_size,
         &w,
         ckpt.tokenizer()?,
+        ctx.decoder_quant,
     )?)
 }
 

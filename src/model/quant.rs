@@ -20,8 +20,8 @@ impl Quant {
     /// does); Q8_0 needs 32-blocks; `None` keeps the matrix dense.
     pub fn ggml_for(self, k: usize) -> Option<GgmlDType> {
         match self {
-            Quant::Q4K if k % 256 == 0 => Some(GgmlDType::Q4K),
-            Quant::Q4K | Quant::Q8_0 if k % 32 == 0 => Some(GgmlDType::Q8_0),
+            Quant::Q4K if k.is_multiple_of(256) => Some(GgmlDType::Q4K),
+            Quant::Q4K | Quant::Q8_0 if k.is_multiple_of(32) => Some(GgmlDType::Q8_0),
             _ => None,
         }
     }

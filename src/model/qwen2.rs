@@ -224,6 +224,30 @@ impl Qwen2 {
         dtype: DType,
         quant: Option<Quant>,
     ) -> Result<Self> {
+        Self::load_inner(w, cfg, device, dtype, quant, true)
+    }
+
+    /// [`Qwen2::load_quantized`] for a stack whose output matrix is never
+    /// used (the C3 encoder): the output matrix stays the dense embedding
+    /// table it is tied to, costing no time or memory.
+    pub fn load_quantized_body(
+        w: &Weights,
+        cfg: &Qwen2Config,
+        device: &Device,
+        dtype: DType,
+        quant: Option<Quant>,
+    ) -> Result<Self> {
+        Self::load_inner(w, cfg, device, dtype, quant, false)
+    }
+
+    fn load_inner(
+        w: &Weights,
+        cfg: &Qwen2Config,
+        device: &Device,
+        dtype: DType,
+        quant: Option<Quant>,
+        quantize_head: bool,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
         let kv = cfg.num_key_value_heads * hd;
@@ -274,8 +298,8 @@ impl Qwen2 {
             });
         };
         let lm_head = match quant {
-            Some(q) => Linear::new_quantized(out, None, q)?,
-            None => Linear::new(out, None),
+            Some(q) if quantize_head => Linear::new_quantized(out, None, q)?,
+            _ => Linear::new(out, None),
         };
         Ok(Self {
             rope: Rope::new(hd, cfg.rope_theta, cfg.max_position_embeddings, device)?,

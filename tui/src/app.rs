@@ -65,6 +65,8 @@ pub struct Ask {
     pub doc_label: String,
     pub answer: String,
     pub chunks: Vec<u32>,
+    /// Chunks the position budget left out.
+    pub dropped: usize,
     pub running: bool,
     pub cancel: Option<Arc<AtomicBool>>,
     pub error: Option<String>,
@@ -94,7 +96,7 @@ pub struct App {
     pub tick: u64,
     pub quit: bool,
     /// Cap on generated tokens (`None`: a reconstruction from the chunk's
-    /// length, an answer [`crate::ask::ANSWER_TOKENS`]).
+    /// length, an answer [`crate::jobs::ANSWER_TOKENS`]).
     pub max_new_tokens: Option<usize>,
     next_job: JobId,
 }
@@ -278,14 +280,6 @@ impl App {
         if !self.model_usable() {
             return;
         }
-        let raw = match self.view.store.as_ref().map(|s| s.latent(doc, ch.ordinal)) {
-            Some(Ok(raw)) => raw,
-            Some(Err(e)) => {
-                self.message = Some(format!("cannot read latents: {e}"));
-                return;
-            }
-            None => return,
-        };
         self.cancel_recon();
         let id = self.new_job();
         let cancel = Arc::new(AtomicBool::new(false));
@@ -296,7 +290,8 @@ impl App {
         let sent = self.worker.as_ref().map(|w| {
             w.requests.send(Request::Reconstruct {
                 id,
-                raw,
+                doc,
+                ordinal: ch.ordinal,
                 max_new_tokens,
                 cancel: cancel.clone(),
             })
@@ -348,15 +343,12 @@ impl App {
         self.cancel_ask();
         let id = self.new_job();
         let cancel = Arc::new(AtomicBool::new(false));
-        let around = self.selected_chunk().map_or(0, |c| c.ordinal);
         let sent = self.worker.as_ref().map(|w| {
             w.requests.send(Request::Ask {
                 id,
                 doc: doc.id,
-                chunk_count: doc.chunk_count,
-                around,
                 question: question.clone(),
-                max_new_tokens: self.max_new_tokens.unwrap_or(crate::ask::ANSWER_TOKENS),
+                max_new_tokens: self.max_new_tokens.unwrap_or(crate::jobs::ANSWER_TOKENS),
                 cancel: cancel.clone(),
             })
         });
@@ -448,9 +440,14 @@ impl App {
                 }
             }
             Event::Started { .. } => {}
-            Event::ChunksUsed { id, ordinals } => {
+            Event::ChunksUsed {
+                id,
+                ordinals,
+                dropped,
+            } => {
                 if let Some(a) = self.ask_for(id) {
                     a.chunks = ordinals;
+                    a.dropped = dropped;
                 }
             }
             Event::Piece { id, text } => {

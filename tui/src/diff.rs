@@ -1,14 +1,10 @@
-//! Word-level difference between an original text and its reconstruction:
-//! which words of each side are not part of their longest common subsequence.
+//! Which words of an original and of its reconstruction differ, as flags
+//! per whitespace-separated word, from `c3::eval::diff::word_diff` (the diff
+//! `c3 expand` prints).
 
-use crate::metrics::words;
-use std::collections::HashSet;
+use c3::eval::diff::{word_diff, Op};
 
-/// Above this many cells (|a| x |b|) the LCS table is skipped and words are
-/// marked by set membership instead.
-const MAX_LCS_CELLS: usize = 6_000_000;
-
-/// `true` marks a differing word, indexed like [`words`] of each text.
+/// `true` marks a differing word, indexed like `text.split_whitespace()`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WordDiff {
     pub original: Vec<bool>,
@@ -17,42 +13,18 @@ pub struct WordDiff {
 
 impl WordDiff {
     pub fn of(original: &str, reconstruction: &str) -> Self {
-        let a = words(original);
-        let b = words(reconstruction);
-        if a.len().saturating_mul(b.len()) > MAX_LCS_CELLS {
-            return by_membership(&a, &b);
-        }
-        let (n, m) = (a.len(), b.len());
-        // table[i][j] = LCS length of a[i..] and b[j..]
-        let w = m + 1;
-        let mut table = vec![0u32; (n + 1) * w];
-        for i in (0..n).rev() {
-            for j in (0..m).rev() {
-                table[i * w + j] = if a[i] == b[j] {
-                    table[(i + 1) * w + j + 1] + 1
-                } else {
-                    table[(i + 1) * w + j].max(table[i * w + j + 1])
-                };
+        let mut d = WordDiff::default();
+        for op in word_diff(original, reconstruction) {
+            match op {
+                Op::Same(w) => {
+                    d.original.extend(std::iter::repeat_n(false, w.len()));
+                    d.reconstruction.extend(std::iter::repeat_n(false, w.len()));
+                }
+                Op::Removed(w) => d.original.extend(std::iter::repeat_n(true, w.len())),
+                Op::Added(w) => d.reconstruction.extend(std::iter::repeat_n(true, w.len())),
             }
         }
-        let mut diff = WordDiff {
-            original: vec![true; n],
-            reconstruction: vec![true; m],
-        };
-        let (mut i, mut j) = (0, 0);
-        while i < n && j < m {
-            if a[i] == b[j] {
-                diff.original[i] = false;
-                diff.reconstruction[j] = false;
-                i += 1;
-                j += 1;
-            } else if table[(i + 1) * w + j] >= table[i * w + j + 1] {
-                i += 1;
-            } else {
-                j += 1;
-            }
-        }
-        diff
+        d
     }
 
     pub fn changed_original(&self) -> usize {
@@ -61,15 +33,6 @@ impl WordDiff {
 
     pub fn changed_reconstruction(&self) -> usize {
         self.reconstruction.iter().filter(|&&d| d).count()
-    }
-}
-
-fn by_membership(a: &[&str], b: &[&str]) -> WordDiff {
-    let sa: HashSet<&str> = a.iter().copied().collect();
-    let sb: HashSet<&str> = b.iter().copied().collect();
-    WordDiff {
-        original: a.iter().map(|w| !sb.contains(w)).collect(),
-        reconstruction: b.iter().map(|w| !sa.contains(w)).collect(),
     }
 }
 

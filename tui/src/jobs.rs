@@ -1,14 +1,16 @@
 //! The background model worker: loads the decoder once, then runs
-//! reconstruct and ask requests one at a time, streaming text back. The UI
-//! thread only sends requests and drains events, so it never blocks on the
-//! model. Every request carries a cancel flag checked at each token.
+//! reconstruct and ask requests one at a time through the query API
+//! (`c3::query::expand_chunk`, `c3::query::prepare` + `run`), streaming text
+//! back. The UI thread only sends requests and drains events, so it never
+//! blocks on the model. Every request carries a cancel flag checked at each
+//! piece of text.
 
-use crate::ask;
 use c3::decode::{C3Decoder, GenOptions};
 use c3::model::C3Checkpoint;
+use c3::query::{prepare, AskRequest, Mode, Reader};
+use c3::retrieve::Pick;
 use c3::store::Store;
-use c3::tokenize::StreamDecoder;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -16,11 +18,15 @@ use std::sync::Arc;
 
 pub type JobId = u64;
 
+/// New tokens an answer may take by default.
+pub const ANSWER_TOKENS: usize = 512;
+
 pub enum Request {
-    /// Reconstruct one chunk from its raw latent states.
+    /// Reconstruct one chunk from its stored latents.
     Reconstruct {
         id: JobId,
-        raw: Tensor,
+        doc: u64,
+        ordinal: u32,
         max_new_tokens: usize,
         cancel: Arc<AtomicBool>,
     },
@@ -28,8 +34,6 @@ pub enum Request {
     Ask {
         id: JobId,
         doc: u64,
-        chunk_count: u32,
-        around: u32,
         question: String,
         max_new_tokens: usize,
         cancel: Arc<AtomicBool>,
@@ -45,10 +49,12 @@ pub enum Event {
     Started {
         id: JobId,
     },
-    /// The chunks (ordinals) an ask reads.
+    /// The chunks (ordinals) an ask reads, and how many the position budget
+    /// left out.
     ChunksUsed {
         id: JobId,
         ordinals: Vec<u32>,
+        dropped: usize,
     },
     /// Newly generated text.
     Piece {
@@ -133,53 +139,44 @@ fn run(
             continue;
         }
         let _ = events.send(Event::Started { id });
-        let mut stream = StreamDecoder::new(dec.tokenizer());
-        let mut on_token = |tok: u32| {
-            let text = stream.push(tok);
-            if !text.is_empty() {
-                let _ = events.send(Event::Piece { id, text });
-            }
+        let on_text = |piece: &str| {
+            let _ = events.send(Event::Piece {
+                id,
+                text: piece.to_string(),
+            });
             !cancel.load(Ordering::Relaxed)
         };
-        let result = match req {
-            Request::Reconstruct {
-                raw,
-                max_new_tokens,
-                ..
-            } => {
-                let opts = GenOptions {
+        let result = match &store {
+            None => Err(c3::Error::Store("no store is open".into())),
+            Some(store) => match req {
+                Request::Reconstruct {
+                    doc,
+                    ordinal,
                     max_new_tokens,
-                    ..GenOptions::default()
-                };
-                dec.repeat(&raw, &opts, &mut on_token).map(|g| g.text)
-            }
-            Request::Ask {
-                doc,
-                chunk_count,
-                around,
-                question,
-                max_new_tokens,
-                ..
-            } => match &store {
-                None => Err(c3::Error::Store("no store is open".into())),
-                Some(store) => {
-                    let ev = events.clone();
-                    ask::answer(
-                        &dec,
-                        store,
-                        ask::Scope {
-                            doc,
-                            chunk_count,
-                            around,
-                            max_new_tokens,
-                        },
-                        &question,
-                        |ordinals| {
-                            let _ = ev.send(Event::ChunksUsed { id, ordinals });
-                        },
-                        &mut on_token,
-                    )
+                    ..
+                } => {
+                    let opts = GenOptions {
+                        max_new_tokens,
+                        ..GenOptions::default()
+                    };
+                    c3::query::expand_chunk(store, &dec, doc, ordinal, &opts, on_text)
+                        .map(|g| g.text)
                 }
+                Request::Ask {
+                    doc,
+                    question,
+                    max_new_tokens,
+                    ..
+                } => ask(
+                    store,
+                    &dec,
+                    doc,
+                    question,
+                    max_new_tokens,
+                    id,
+                    &events,
+                    on_text,
+                ),
             },
         };
         let ev = match result {
@@ -192,4 +189,40 @@ fn run(
         };
         let _ = events.send(ev);
     }
+}
+
+/// `c3 ask` over one document's latents: every chunk when they fit the
+/// decoder's positions, else the best-scoring ones.
+#[allow(clippy::too_many_arguments)]
+fn ask(
+    store: &Store,
+    dec: &C3Decoder,
+    doc: u64,
+    question: String,
+    max_new_tokens: usize,
+    id: JobId,
+    events: &Sender<Event>,
+    on_text: impl FnMut(&str) -> bool,
+) -> c3::Result<String> {
+    let req = AskRequest {
+        question,
+        docs: vec![doc],
+        pick: Pick::All,
+        mode: Mode::Latent,
+        gen: GenOptions {
+            max_new_tokens,
+            ..GenOptions::default()
+        },
+        progress: false,
+    };
+    let reader = Reader::C3(dec);
+    let prepared = prepare(store, reader, &req)?;
+    let mut ordinals: Vec<u32> = prepared.chunks.iter().map(|c| c.chunk).collect();
+    ordinals.sort_unstable();
+    let _ = events.send(Event::ChunksUsed {
+        id,
+        ordinals,
+        dropped: prepared.dropped,
+    });
+    Ok(prepared.run(reader, &req.gen, on_text)?.answer)
 }

@@ -6,7 +6,6 @@
 //! them together in an event loop that never waits on the model.
 
 pub mod app;
-pub mod ask;
 pub mod cli;
 pub mod data;
 pub mod diff;

@@ -112,7 +112,10 @@ fn latent_heatmap_cells_follow_the_latents() {
     let buf = render(&mut app, w, h);
     let s = screen(&buf);
     assert!(s.contains("Latents · 32 rows × 16 dims"), "{s}");
-    assert!(s.contains("blue < 0 < red"), "{s}");
+    let lo = m.norms.iter().cloned().fold(f32::INFINITY, f32::min);
+    let hi = m.norms.iter().cloned().fold(0.0f32, f32::max);
+    let legend = format!("blue < 0 < red · ‖n row norms {lo:.2}..{hi:.2}");
+    assert!(s.contains(&legend), "{legend} not in\n{s}");
     // locate the heatmap: the line labelled " 0" right after the gutter
     let (title_x, title_y) = find(&buf, "Latents ·").unwrap();
     let inner_x = title_x - 2 + 1; // title starts after "┌ "
@@ -331,4 +334,41 @@ fn tiny_terminals_and_resizes_do_not_crash() {
             term.draw(|f| c3_tui::ui::draw(f, &mut app)).unwrap();
         }
     }
+}
+
+#[test]
+fn a_streaming_reconstruction_keeps_its_newest_text_in_view() {
+    let mut app = browse_app();
+    select_doc(&mut app, "english.txt");
+    finished_recon(&mut app, "");
+    let r = app.recon.as_mut().unwrap();
+    r.running = true;
+    r.fidelity = None;
+    r.diff = None;
+    r.text = (0..300).map(|i| format!("piece{i}\n")).collect();
+    let s = screen(&render(&mut app, 140, 44));
+    assert!(s.contains("Reconstructing · "), "{s}");
+    assert!(s.contains("piece299"), "{s}");
+    assert!(!s.contains("piece0\n") && !s.contains("piece0 "), "{s}");
+    // once finished, the pane is back at the top
+    let text = app.recon.as_ref().unwrap().text.clone();
+    app.recon.as_mut().unwrap().finish(text);
+    let s = screen(&render(&mut app, 140, 44));
+    assert!(s.contains("piece0 ") && !s.contains("piece299"), "{s}");
+}
+
+#[test]
+fn a_model_other_than_the_stores_is_refused() {
+    let mut app = browse_app();
+    app.model = ModelState::Loading;
+    app.apply(c3_tui::jobs::Event::ModelReady {
+        fingerprint: "0123456789abcdef".into(),
+    });
+    let s = screen(&render(&mut app, 140, 44));
+    assert!(s.contains("loaded, MISMATCH"), "{s}");
+    assert!(s.contains("not the one the store was built with"), "{s}");
+    app.message = None;
+    key(&mut app, KeyCode::Char('r'));
+    assert!(app.recon.is_none());
+    assert!(app.message.as_deref().unwrap().contains("not the one"));
 }

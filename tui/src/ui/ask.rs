@@ -43,12 +43,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         String::new()
     } else {
         let list: Vec<String> = ask.chunks.iter().map(|c| format!("#{c}")).collect();
-        format!(
-            "chunks used ({} of {}): {}",
-            ask.chunks.len(),
-            ask.doc_label,
-            list.join(" ")
-        )
+        {
+            let left_out = if ask.dropped > 0 {
+                format!(", {} left out by the position budget", ask.dropped)
+            } else {
+                String::new()
+            };
+            format!(
+                "chunks used ({} of {}{left_out}): {}",
+                ask.chunks.len(),
+                ask.doc_label,
+                list.join(" ")
+            )
+        }
     };
     frame.render_widget(
         Paragraph::new(used_text)

@@ -76,6 +76,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 height: 1,
             },
             m.scale,
+            &m.norms,
         );
     }
 }
@@ -144,9 +145,11 @@ fn sparkline(buf: &mut Buffer, area: Rect, m: &LatentMatrix) {
     }
 }
 
-fn legend(buf: &mut Buffer, area: Rect, scale: f32) {
+fn legend(buf: &mut Buffer, area: Rect, scale: f32, norms: &[f32]) {
     let lo = format!("-{scale:.2} ");
-    let hi = format!(" +{scale:.2}  blue < 0 < red · ‖n = row norm");
+    let lo_n = norms.iter().cloned().fold(f32::INFINITY, f32::min);
+    let hi_n = norms.iter().cloned().fold(0.0f32, f32::max);
+    let hi = format!(" +{scale:.2}  blue < 0 < red · ‖n row norms {lo_n:.2}..{hi_n:.2}");
     let grad = (area.width as usize).saturating_sub(lo.len() + 8).min(24);
     let dim = Style::default().fg(Color::DarkGray);
     let (x, _) = buf.set_stringn(area.x, area.y, &lo, area.width as usize, dim);

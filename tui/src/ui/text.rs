@@ -3,7 +3,6 @@
 
 use super::util::{focused, pane, spinner};
 use crate::app::{App, Focus};
-use crate::metrics::words;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
@@ -98,15 +97,24 @@ pub fn draw_reconstruction(frame: &mut Frame, area: Rect, app: &App) {
     }
     let flags = r.diff.as_ref().map(|d| d.reconstruction.as_slice());
     body.extend(styled_words(&r.text, flags, ADDED));
-    let p = Paragraph::new(body)
-        .wrap(Wrap { trim: false })
-        .scroll((app.text_scroll, 0))
-        .block(pane(title, focused(app, Focus::Text)));
+    let block = pane(title, focused(app, Focus::Text));
+    let inner = block.inner(area);
+    let p = Paragraph::new(body).wrap(Wrap { trim: false });
+    // While streaming, keep the newest text in view.
+    let scroll = if r.running {
+        let lines = p.line_count(inner.width);
+        lines
+            .saturating_sub(inner.height as usize)
+            .min(u16::MAX as usize / 2) as u16
+    } else {
+        app.text_scroll
+    };
+    let p = p.scroll((scroll, 0)).block(block);
     frame.render_widget(p, area);
 }
 
-/// `text` as lines of spans, with word `i` (as [`words`] counts them) in
-/// `marked` when `flags[i]` is set.
+/// `text` as lines of spans, with whitespace-separated word `i` in `marked`
+/// when `flags[i]` is set.
 pub fn styled_words<'a>(text: &'a str, flags: Option<&[bool]>, marked: Style) -> Text<'a> {
     let mut lines = Vec::new();
     let mut word = 0usize;
@@ -122,15 +130,14 @@ pub fn styled_words<'a>(text: &'a str, flags: Option<&[bool]>, marked: Style) ->
                 continue;
             }
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            for w in words(&rest[..end]) {
-                let flagged = flags.is_some_and(|f| f.get(word).copied().unwrap_or(false));
-                spans.push(if flagged {
-                    Span::styled(w, marked)
-                } else {
-                    Span::raw(w)
-                });
-                word += 1;
-            }
+            let w = &rest[..end];
+            let flagged = flags.is_some_and(|f| f.get(word).copied().unwrap_or(false));
+            spans.push(if flagged {
+                Span::styled(w, marked)
+            } else {
+                Span::raw(w)
+            });
+            word += 1;
             rest = &rest[end..];
         }
         lines.push(Line::from(spans));

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""The same geometry as c3's benchmarks, run by PyTorch + transformers' Qwen2
+on CPU with random weights and the same thread count, for the README's
+c3 / PyTorch ratios. Optional, not in CI (needs torch and transformers:
+`pip install torch transformers`).
+
+  python3 benches/compare/pytorch_qwen2.py encoder --dtype bf16
+  python3 benches/compare/pytorch_qwen2.py decoder --dtype bf16 --steps 8
+
+encoder: one 1000-token chunk + 34 frame/query positions through Qwen2.5-1.5B
+(final norm included), like `cargo bench --bench c3 -- encode`.
+decoder: prefill of the 32-chunk prompt (1149 positions) through Qwen2.5-3B
+with the 151860-row output matrix, then greedy decode steps with the KV cache,
+like `cargo bench --bench c3 -- decode`.
+"""
+import argparse
+import os
+import statistics
+import time
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Model
+
+
+def config(which):
+    if which == "encoder":  # Qwen2.5-1.5B
+        h, i, layers, heads, vocab = 1536, 8960, 28, 12, 151936
+    else:  # Qwen2.5-3B with the C3 vocabulary
+        h, i, layers, heads, vocab = 2048, 11008, 36, 16, 151860
+    return Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=h,
+        intermediate_size=i,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_theta=1e6,
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("part", choices=["encoder", "decoder"])
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="bf16")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    torch.set_default_dtype(dtype)  # random init directly in the target dtype
+    cfg = config(a.part)
+    t0 = time.time()
+    model = (Qwen2Model if a.part == "encoder" else Qwen2ForCausalLM)(cfg).eval()
+    print(f"built random {a.part} ({a.dtype}) in {time.time() - t0:.1f} s, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    with torch.inference_mode():
+        if a.part == "encoder":
+            x = torch.randn(1, 1034, cfg.hidden_size, dtype=dtype) * 0.02
+            times = []
+            for r in range(a.runs):
+                t = time.time()
+                model(inputs_embeds=x)
+                times.append(time.time() - t)
+                print(f"encoder run {r}: {times[-1]:.2f} s")
+            print(f"pytorch encoder {a.dtype}: 1034 positions: "
+                  f"{statistics.median(times):.2f} s median (min {min(times):.2f})")
+        else:
+            n = 1149
+            x = torch.randn(1, n, cfg.hidden_size, dtype=dtype) * 0.02
+            t = time.time()
+            out = model(inputs_embeds=x, use_cache=True)
+            print(f"pytorch decoder {a.dtype}: prefill {n} positions: {time.time() - t:.2f} s")
+            past = out.past_key_values
+            tok = out.logits[:, -1].argmax(-1, keepdim=True)
+            times = []
+            for _ in range(a.steps):
+                t = time.time()
+                out = model(input_ids=tok, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                tok = out.logits[:, -1].argmax(-1, keepdim=True)
+                times.append(time.time() - t)
+            print(f"pytorch decoder {a.dtype}: decode step after {n} positions: "
+                  f"{1e3 * statistics.median(times):.0f} ms/token median "
+                  f"(min {1e3 * min(times):.0f})")
+
+
+if __name__ == "__main__":
+    main()

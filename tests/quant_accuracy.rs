@@ -1,0 +1,198 @@
+//! Quantized decoders against the f32 one: logits along the reference's
+//! greedy path (teacher-forced, so every position is compared) and the
+//! greedy ids themselves. The figures are printed (`--nocapture`) and
+//! reported in the README; the bounds below are loose guards against a
+//! broken path, not accuracy claims.
+mod common;
+
+use c3::decode::{C3Decoder, GenOptions, Prompt};
+use c3::encode::C3Encoder;
+use c3::model::synthetic::random_qwen2;
+use c3::model::weights::Weights;
+use c3::model::{C3Checkpoint, KvCache, Quant, Qwen2};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use common::*;
+
+/// Logits [steps + 1, V] of `llm` over `x` [1, P, H] followed by `forced` ids,
+/// one cached step at a time (the decode path).
+fn forced_logits(llm: &Qwen2, x: &Tensor, forced: &[u32]) -> Vec<Vec<f32>> {
+    let mut cache = KvCache::new();
+    let p = x.dim(1).unwrap();
+    let h = llm.forward(x, Some(&mut cache)).unwrap();
+    let mut last = h.i((0, p - 1)).unwrap().unsqueeze(0).unwrap();
+    let mut out = Vec::new();
+    for &tok in forced {
+        out.push(
+            llm.logits(&last)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+        );
+        let e = llm.embed(&[tok]).unwrap().unsqueeze(0).unwrap();
+        last = llm
+            .forward(&e, Some(&mut cache))
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+    }
+    out.push(
+        llm.logits(&last)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap(),
+    );
+    out
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
+            if x > bv {
+                (i, x)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
+}
+
+struct Report {
+    max_err: f32,
+    max_logit: f32,
+    argmax_agree: usize,
+    positions: usize,
+}
+
+fn compare(a: &[Vec<f32>], b: &[Vec<f32>]) -> Report {
+    let mut r = Report {
+        max_err: 0.0,
+        max_logit: 0.0,
+        argmax_agree: 0,
+        positions: a.len(),
+    };
+    for (x, y) in a.iter().zip(b) {
+        r.max_err = r.max_err.max(max_abs_diff(x, y));
+        r.max_logit = r.max_logit.max(x.iter().fold(0.0, |m, v| m.max(v.abs())));
+        r.argmax_agree += (argmax(x) == argmax(y)) as usize;
+    }
+    r
+}
+
+#[test]
+fn quantized_golden_decoder_stays_close_to_f32() {
+    let ckpt = C3Checkpoint::open(&golden_model()).unwrap();
+    let enc = C3Encoder::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
+    let f32_dec = C3Decoder::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
+    // Q4K needs 256-wide rows; every row of this model is 64 or 128 wide, so
+    // it would fall back to Q8_0 throughout (the next test covers Q4K).
+    for quant in [Quant::Q8_0] {
+        let q_dec =
+            C3Decoder::load_quantized(&ckpt, DType::F32, &Device::Cpu, Some(quant)).unwrap();
+        let (mut err, mut scale, mut agree, mut n, mut same_ids, mut ids_n) =
+            (0f32, 0f32, 0, 0, 0, 0);
+        for case in golden_cases() {
+            let raw = enc.encode_ids(&case.text_ids).unwrap();
+            let start = case
+                .decoder_prompt_ids
+                .iter()
+                .position(|&t| t == 151_857)
+                .unwrap()
+                + 1;
+            let prompt = Prompt {
+                ids: case.decoder_prompt_ids.clone(),
+                latent_starts: vec![start],
+                latent_len: 32,
+            };
+            let lat = f32_dec.project(&raw).unwrap();
+            let x = f32_dec
+                .prompt_embeddings(&prompt, std::slice::from_ref(&lat))
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let a = forced_logits(f32_dec.llm(), &x, &case.repeat_ids);
+            let b = forced_logits(q_dec.llm(), &x, &case.repeat_ids);
+            let r = compare(&a, &b);
+            err = err.max(r.max_err);
+            scale = scale.max(r.max_logit);
+            agree += r.argmax_agree;
+            n += r.positions;
+
+            // Free-running greedy generation with the release's rules.
+            let opts = GenOptions {
+                max_new_tokens: case.repeat_ids.len(),
+                ..GenOptions::default()
+            };
+            let lat_q = q_dec.project(&raw).unwrap();
+            let gen = q_dec.generate(&prompt, &[lat_q], &opts, |_| true).unwrap();
+            same_ids += gen
+                .ids
+                .iter()
+                .zip(&case.repeat_ids)
+                .take_while(|(a, b)| a == b)
+                .count();
+            ids_n += case.repeat_ids.len();
+        }
+        eprintln!(
+            "golden decoder {quant}: max |logit error| {err:.2e} (logits up to {scale:.2}), \
+             teacher-forced argmax agreement {agree}/{n}, greedy ids equal to the reference \
+             before the first divergence {same_ids}/{ids_n}"
+        );
+        assert!(
+            err < 0.05 * scale,
+            "{quant}: logit error {err} vs scale {scale}"
+        );
+        assert!(agree * 10 >= n * 9, "{quant}: argmax agreement {agree}/{n}");
+    }
+}
+
+/// Row lengths of 256 so Q4K itself runs (the golden model's 64-wide rows
+/// fall back to Q8_0): a random 2-layer model, f32 vs each format.
+#[test]
+fn quantized_formats_stay_close_at_256_wide_rows() {
+    let mut cfg = c3::model::synthetic::release_decoder_config().llm;
+    cfg.vocab_size = 2048;
+    cfg.hidden_size = 256;
+    cfg.intermediate_size = 512;
+    cfg.num_hidden_layers = 2;
+    cfg.num_attention_heads = 4;
+    cfg.num_key_value_heads = 2;
+    cfg.max_position_embeddings = 1024;
+    let dev = Device::Cpu;
+    let w = Weights::from_tensors(
+        "random",
+        random_qwen2(&cfg, DType::F32, &dev).unwrap(),
+        DType::F32,
+    );
+    let dense = Qwen2::load(&w, &cfg, &dev, DType::F32).unwrap();
+    let ids: Vec<u32> = (0..48u32).map(|i| (i * 97) % 2048).collect();
+    let x = dense.embed(&ids[..16]).unwrap().unsqueeze(0).unwrap();
+    let a = forced_logits(&dense, &x, &ids[16..]);
+    for quant in [Quant::Q8_0, Quant::Q4K] {
+        let q = Qwen2::load_quantized(&w, &cfg, &dev, DType::F32, Some(quant)).unwrap();
+        let b = forced_logits(&q, &x, &ids[16..]);
+        let r = compare(&a, &b);
+        eprintln!(
+            "256-wide random model {quant}: max |logit error| {:.2e} (logits up to {:.3}, {:.1}%), argmax agreement {}/{}",
+            r.max_err,
+            r.max_logit,
+            100.0 * r.max_err / r.max_logit,
+            r.argmax_agree,
+            r.positions
+        );
+        let bound = match quant {
+            Quant::Q8_0 => 0.02,
+            Quant::Q4K => 0.10,
+        };
+        assert!(
+            r.max_err < bound * r.max_logit,
+            "{quant}: {} vs {}",
+            r.max_err,
+            r.max_logit
+        );
+    }
+}
