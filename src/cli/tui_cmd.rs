@@ -39,6 +39,9 @@ pub fn run(store: &Path, ctx: &ModelCtx, args: &TuiArgs) -> Result<i32> {
         _ => "f32",
     };
     cmd.arg("--dtype").arg(dtype);
+    if let Some(q) = ctx.decoder_quant {
+        cmd.arg("--decoder-quant").arg(q.to_string());
+    }
     cmd.args(&args.args);
     #[cfg(unix)]
     {

@@ -20,6 +20,9 @@ pub struct Args {
     /// Memory store directory [default: the platform data dir, e.g. ~/.local/share/c3/store].
     #[arg(long, env = "C3_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// Quantize the decoder's matrices when loading it (q8_0 or q4k), as `c3 --decoder-quant`.
+    #[arg(long, value_name = "q8_0|q4k")]
+    pub decoder_quant: Option<c3::model::Quant>,
     /// Most tokens to generate [default: reconstructions 1.25 x the chunk's tokens + 64, answers 512].
     #[arg(long, value_name = "N")]
     pub max_new_tokens: Option<usize>,

@@ -6,7 +6,7 @@
 //! piece of text.
 
 use c3::decode::{C3Decoder, GenOptions};
-use c3::model::C3Checkpoint;
+use c3::model::{C3Checkpoint, Quant};
 use c3::query::{prepare, AskRequest, Mode, Reader};
 use c3::retrieve::Pick;
 use c3::store::Store;
@@ -82,12 +82,17 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the worker thread, which loads the model from `dir` first.
-    pub fn spawn(dir: PathBuf, dtype: DType, store: Option<Arc<Store>>) -> Worker {
+    pub fn spawn(
+        dir: PathBuf,
+        dtype: DType,
+        quant: Option<Quant>,
+        store: Option<Arc<Store>>,
+    ) -> Worker {
         let (req_tx, req_rx) = channel();
         let (ev_tx, ev_rx) = channel();
         std::thread::Builder::new()
             .name("c3-tui-model".into())
-            .spawn(move || run(dir, dtype, store, req_rx, ev_tx))
+            .spawn(move || run(dir, dtype, quant, store, req_rx, ev_tx))
             .expect("spawn model thread");
         Worker {
             requests: req_tx,
@@ -96,17 +101,22 @@ impl Worker {
     }
 }
 
-fn load(dir: &std::path::Path, dtype: DType) -> c3::Result<(C3Decoder, String)> {
+fn load(
+    dir: &std::path::Path,
+    dtype: DType,
+    quant: Option<Quant>,
+) -> c3::Result<(C3Decoder, String)> {
     let ckpt = C3Checkpoint::open(dir)?;
     let device = Device::Cpu;
     let weights = ckpt.decoder_weights(dtype, &device)?;
     let fingerprint = ckpt.fingerprint(&weights)?;
-    let dec = C3Decoder::from_weights(
+    let dec = C3Decoder::from_weights_quantized(
         &ckpt.config.llm,
         ckpt.latent_len(),
         ckpt.encoder_config.hidden_size,
         &weights,
         ckpt.tokenizer()?,
+        quant,
     )?;
     Ok((dec, fingerprint))
 }
@@ -114,11 +124,12 @@ fn load(dir: &std::path::Path, dtype: DType) -> c3::Result<(C3Decoder, String)> 
 fn run(
     dir: PathBuf,
     dtype: DType,
+    quant: Option<Quant>,
     store: Option<Arc<Store>>,
     requests: Receiver<Request>,
     events: Sender<Event>,
 ) {
-    let dec = match load(&dir, dtype) {
+    let dec = match load(&dir, dtype, quant) {
         Ok((dec, fingerprint)) => {
             let _ = events.send(Event::ModelReady { fingerprint });
             dec

@@ -34,6 +34,7 @@ pub fn build(args: &cli::Args) -> App {
             Some(Worker::spawn(
                 m.clone(),
                 args.dtype.dtype(),
+                args.decoder_quant,
                 view.store.clone(),
             )),
         ),

@@ -13,7 +13,7 @@ use support::*;
 
 fn model_app() -> App {
     let store = shared_store();
-    let worker = Worker::spawn(golden_model(), DType::F32, Some(store.clone()));
+    let worker = Worker::spawn(golden_model(), DType::F32, None, Some(store.clone()));
     let mut app = App::new(
         StoreView::from_store(store),
         ModelState::Loading,
@@ -110,4 +110,31 @@ fn ask_streams_an_answer_with_the_chunks_used() {
     assert!(s.contains("? Who is late?   (a asks again)"), "{s}");
     key(&mut app, KeyCode::Esc);
     assert!(app.ask.is_none());
+}
+
+#[test]
+fn a_quantized_decoder_reconstructs_too() {
+    let store = shared_store();
+    let worker = Worker::spawn(
+        golden_model(),
+        DType::F32,
+        Some(c3::model::Quant::Q8_0),
+        Some(store.clone()),
+    );
+    let mut app = App::new(
+        StoreView::from_store(store),
+        ModelState::Loading,
+        Some(worker),
+    );
+    app.max_new_tokens = Some(8);
+    pump(&mut app, |a| a.model != ModelState::Loading);
+    assert!(
+        matches!(app.model, ModelState::Ready { .. }),
+        "{:?}",
+        app.model
+    );
+    key(&mut app, KeyCode::Char('r'));
+    pump(&mut app, |a| !a.recon.as_ref().unwrap().running);
+    let r = app.recon.as_ref().unwrap();
+    assert!(r.error.is_none() && r.fidelity.is_some(), "{:?}", r.error);
 }
