@@ -14,10 +14,14 @@ use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// `cargo bench -- --test` (criterion's smoke mode) or `C3_BENCH_QUICK=1`:
-/// tiny geometry, one run of each benchmark, for CI.
+/// Smoke mode, for CI: tiny geometry, one run of each benchmark. On under
+/// `cargo bench -- --test` (criterion's flag), under `cargo test --benches`
+/// (no `--bench` argument: criterion runs each benchmark once), or with
+/// `C3_BENCH_QUICK=1`.
 pub fn quick() -> bool {
-    std::env::args().any(|a| a == "--test")
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--test")
+        || !args.iter().any(|a| a == "--bench")
         || std::env::var("C3_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
