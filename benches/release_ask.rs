@@ -6,6 +6,8 @@
 //! `cargo bench --bench release_ask` (`C3_BENCH_BLOCKS=170` chunks by
 //! default; pass `--test` for a quick smoke run at a tiny geometry).
 
+mod support;
+
 use c3::decode::{C3Decoder, GenOptions};
 use c3::model::synthetic::*;
 use c3::model::weights::Weights;
@@ -70,7 +72,7 @@ fn run(
 }
 
 fn main() -> anyhow::Result<()> {
-    let quick = std::env::args().any(|a| a == "--test");
+    let quick = support::quick();
     let blocks: usize = std::env::var("C3_BENCH_BLOCKS")
         .ok()
         .and_then(|s| s.parse().ok())
