@@ -6,12 +6,12 @@ use std::time::Instant;
 use candle_core::Tensor;
 use serde::Serialize;
 
-use super::{prompt, AnswerModel, AnswerStream};
+use super::stream::stream_generation;
+use super::{prompt, AnswerModel};
 use crate::decode::{C3Decoder, GenOptions, Prompt};
 use crate::retrieve::select::{apply_scores, plan};
 use crate::retrieve::{Candidate, ChunkIndex, Pick, SyncAction};
 use crate::store::Store;
-use crate::tokenize::{special, StreamDecoder};
 use crate::{Error, Result};
 
 /// What the model reads in place of the chunks.
@@ -359,26 +359,16 @@ impl Prepared {
         let started = self.started;
         let mut count = 0usize;
         let gen = match reader {
-            Reader::C3(d) => {
-                let mut pieces = StreamDecoder::new(d.tokenizer());
-                let mut stream = AnswerStream::new();
-                let gen = d.generate(&self.prompt, &self.latents, opts, |id| {
+            Reader::C3(d) => stream_generation(
+                d.tokenizer(),
+                |_| {
                     first.get_or_insert_with(|| ms(gen_start));
                     ttft.get_or_insert_with(|| ms(started));
                     count += 1;
-                    // A final <|endoftext|> is the end signal, never text.
-                    if id == special::ENDOFTEXT {
-                        return true;
-                    }
-                    let piece = stream.push(&pieces.push(id));
-                    piece.is_empty() || on_text(&piece)
-                })?;
-                let rest = stream.finish(&pieces.finish());
-                if !rest.is_empty() {
-                    on_text(&rest);
-                }
-                gen
-            }
+                },
+                &mut on_text,
+                |cb| d.generate(&self.prompt, &self.latents, opts, cb),
+            )?,
             Reader::Plain(m) => {
                 let gen = m.generate(&self.prompt.ids, opts, |piece| {
                     first.get_or_insert_with(|| ms(gen_start));

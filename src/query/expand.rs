@@ -1,9 +1,8 @@
 //! `expand`: a stored chunk back to text with "Repeat the text: ".
 
-use super::AnswerStream;
+use super::stream::stream_generation;
 use crate::decode::{C3Decoder, GenOptions, Generation};
 use crate::store::Store;
-use crate::tokenize::{special, StreamDecoder};
 use crate::{Error, Result};
 
 /// Reconstructs chunk `chunk` of document `doc` from its stored latents
@@ -31,18 +30,10 @@ pub fn expand_chunk(
         )));
     }
     let raw = store.latent(doc, chunk)?;
-    let mut pieces = StreamDecoder::new(dec.tokenizer());
-    let mut stream = AnswerStream::new();
-    let gen = dec.repeat(&raw, opts, |id| {
-        if id == special::ENDOFTEXT {
-            return true;
-        }
-        let piece = stream.push(&pieces.push(id));
-        piece.is_empty() || on_text(&piece)
-    })?;
-    let rest = stream.finish(&pieces.finish());
-    if !rest.is_empty() {
-        on_text(&rest);
-    }
-    Ok(gen)
+    stream_generation(
+        dec.tokenizer(),
+        |_| {},
+        &mut on_text,
+        |cb| dec.repeat(&raw, opts, cb),
+    )
 }

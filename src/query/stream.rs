@@ -8,6 +8,10 @@
 //! printed as soon as its characters are complete. The concatenation of all
 //! pieces handed out equals the cleaned answer exactly.
 
+use crate::decode::Generation;
+use crate::tokenize::{special, C3Tokenizer, StreamDecoder};
+use crate::Result;
+
 /// The control text the release strips from the end of an answer.
 const IM_END: &str = "<|im_end|>";
 
@@ -81,6 +85,33 @@ fn stable_len(t: &str) -> usize {
         }
     }
     t.len()
+}
+
+/// Runs a C3 generation and streams its clean text: ids become UTF-8 pieces
+/// (never half a character), whitespace and a partial `<|im_end|>` are held
+/// back, a final `<|endoftext|>` is the end signal, not text. `on_id` sees
+/// every id first (timings); `generate` runs the decoder with the callback.
+pub(crate) fn stream_generation(
+    tok: &C3Tokenizer,
+    mut on_id: impl FnMut(u32),
+    on_text: &mut dyn FnMut(&str) -> bool,
+    generate: impl FnOnce(&mut dyn FnMut(u32) -> bool) -> Result<Generation>,
+) -> Result<Generation> {
+    let mut pieces = StreamDecoder::new(tok);
+    let mut stream = AnswerStream::new();
+    let gen = generate(&mut |id| {
+        on_id(id);
+        if id == special::ENDOFTEXT {
+            return true;
+        }
+        let piece = stream.push(&pieces.push(id));
+        piece.is_empty() || on_text(&piece)
+    })?;
+    let rest = stream.finish(&pieces.finish());
+    if !rest.is_empty() {
+        on_text(&rest);
+    }
+    Ok(gen)
 }
 
 #[cfg(test)]
