@@ -1,8 +1,9 @@
 //! A dense layer `y = x W^T (+ b)` over the last dimension, with the weight
 //! either a plain tensor or quantized blocks (candle's `QMatMul`).
 
+use super::gemv::q8_0_gemv;
 use super::quant::Quant;
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 
 enum Weight {
@@ -74,6 +75,15 @@ impl Linear {
         let x2 = x.reshape((rows, inner))?;
         let y = match &self.weight {
             Weight::Dense(w) => x2.matmul(&w.t()?)?,
+            Weight::Quantized(QMatMul::QTensor(q))
+                if rows == 1 && q.dtype() == GgmlDType::Q8_0 && x2.device().is_cpu() =>
+            {
+                let dtype = x2.dtype();
+                let x = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let mut y = vec![0f32; self.out_dim];
+                q8_0_gemv(&q.data()?, self.out_dim, inner, &x, &mut y);
+                Tensor::from_vec(y, (1, self.out_dim), x2.device())?.to_dtype(dtype)?
+            }
             Weight::Quantized(q) => {
                 let dtype = x2.dtype();
                 q.forward(&x2.to_dtype(DType::F32)?.contiguous()?)?

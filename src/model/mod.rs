@@ -1,6 +1,7 @@
 //! The C3 model: checkpoint loading and the Qwen2 forward pass both halves share.
 pub mod checkpoint;
 pub mod config;
+pub mod gemv;
 pub mod linear;
 pub mod projector;
 pub mod quant;
