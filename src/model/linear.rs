@@ -1,7 +1,7 @@
 //! A dense layer `y = x W^T (+ b)` over the last dimension, with the weight
 //! either a plain tensor or quantized blocks (candle's `QMatMul`).
 
-use super::gemv::q8_0_gemv;
+use super::gemv::{q4k_gemv, q8_0_gemv};
 use super::quant::Quant;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
@@ -75,13 +75,20 @@ impl Linear {
         let x2 = x.reshape((rows, inner))?;
         let y = match &self.weight {
             Weight::Dense(w) => x2.matmul(&w.t()?)?,
+            // One row (a generated token) on the CPU: c3's own kernels.
             Weight::Quantized(QMatMul::QTensor(q))
-                if rows == 1 && q.dtype() == GgmlDType::Q8_0 && x2.device().is_cpu() =>
+                if rows == 1
+                    && x2.device().is_cpu()
+                    && matches!(q.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4K) =>
             {
                 let dtype = x2.dtype();
                 let x = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 let mut y = vec![0f32; self.out_dim];
-                q8_0_gemv(&q.data()?, self.out_dim, inner, &x, &mut y);
+                let gemv = match q.dtype() {
+                    GgmlDType::Q8_0 => q8_0_gemv,
+                    _ => q4k_gemv,
+                };
+                gemv(&q.data()?, self.out_dim, inner, &x, &mut y);
                 Tensor::from_vec(y, (1, self.out_dim), x2.device())?.to_dtype(dtype)?
             }
             Weight::Quantized(q) => {

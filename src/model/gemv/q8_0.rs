@@ -1,16 +1,11 @@
-//! One activation row times a Q8_0 matrix: the product every generated token
-//! spends its time in. Reads candle's Q8_0 blocks in place (GGML layout: per
-//! row, blocks of an f16 scale then 32 signed bytes), so the quantized model
-//! is held once and candle's own kernel still serves the many-row prefill.
-//!
-//! Why not candle's kernel for one row: on AVX2 it converts both f16 scales
-//! in software per block and walks one row at a time, which caps it near
-//! half of this machine's memory bandwidth. Here four rows share each loaded
-//! activation block, scales convert with F16C, and rows are split over the
-//! rayon pool in large contiguous ranges.
+//! Q8_0 (GGML layout: per row, blocks of an f16 scale then 32 signed
+//! bytes). Four rows share each loaded activation block; scales convert with
+//! F16C.
 
+#[cfg(target_arch = "x86_64")]
+use super::avx2_ready;
+use super::split_rows;
 use half::f16;
-use rayon::prelude::*;
 
 /// Bytes of one Q8_0 block: f16 scale + 32 quants.
 pub const Q8_0_BLOCK_BYTES: usize = 34;
@@ -51,14 +46,8 @@ pub fn q8_0_gemv(w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), k, "activation length");
     assert_eq!(y.len(), n, "output length");
     let xq = QuantizedRow::new(x);
-    // Contiguous row ranges, a few per thread so an uneven finish evens out;
-    // multiples of 4 rows keep the 4-row kernel busy.
-    let threads = rayon::current_num_threads().max(1);
-    let per = n.div_ceil(threads * 4).next_multiple_of(4).max(64);
-    y.par_chunks_mut(per).enumerate().for_each(|(c, out)| {
-        let first = c * per;
-        let rows = &w[first * row_bytes..(first + out.len()) * row_bytes];
-        rows_dot(rows, row_bytes, &xq, out);
+    split_rows(w, row_bytes, y, |rows, out| {
+        rows_dot(rows, row_bytes, &xq, out)
     });
 }
 
@@ -88,17 +77,6 @@ fn row_dot_scalar(row: &[u8], x: &QuantizedRow) -> f32 {
         sum += d * x.scales[b] * dot as f32;
     }
     sum
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2_ready() -> bool {
-    use std::sync::OnceLock;
-    static READY: OnceLock<bool> = OnceLock::new();
-    *READY.get_or_init(|| {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -177,6 +155,7 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::lcg;
     use super::*;
 
     /// Quantizes rows the GGML Q8_0 way into raw block bytes.
@@ -190,13 +169,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     }
 
     #[test]
