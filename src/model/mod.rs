@@ -1,4 +1,7 @@
 //! The C3 model: checkpoint loading and the Qwen2 forward pass both halves share.
+#[cfg(feature = "openblas")]
+pub mod blas;
+pub mod causal_softmax;
 pub mod checkpoint;
 pub mod config;
 pub mod gemv;
@@ -7,6 +10,7 @@ pub mod projector;
 pub mod quant;
 pub mod qwen2;
 pub mod rope;
+pub mod swiglu;
 pub mod synthetic;
 pub mod weights;
 

@@ -1,10 +1,12 @@
 //! Qwen2 decoder stack that takes input embeddings (so latents can be spliced
 //! in), with causal attention, grouped KV heads, f32 RoPE and a KV cache.
 
+use super::causal_softmax::causal_softmax;
 use super::config::Qwen2Config;
 use super::linear::Linear;
 use super::quant::Quant;
 use super::rope::Rope;
+use super::swiglu::swiglu;
 use super::weights::Weights;
 use crate::Result;
 use candle_core::{DType, Device, Tensor};
@@ -156,27 +158,18 @@ impl Attention {
             Some(slot) => LayerCache::append(slot, &k, &v)?,
             None => (k, v),
         };
-        let s = k.dim(2)?;
         // Grouped KV heads without copying K/V per query head: query head
         // g * rep + r reads KV head g, so the `rep` query heads of a group
         // are stacked as rows of one product against their shared keys.
         let rep = self.heads / self.kv_heads;
         let q = q.reshape((b, self.kv_heads, rep * t, self.head_dim))?;
 
+        // The 1/sqrt(d) scale goes on q (t·d values) rather than on the
+        // scores (t·s values per head).
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q
-            .to_dtype(DType::F32)?
-            .matmul(&k.to_dtype(DType::F32)?.t()?)?
-            * scale)?; // [b, kv_heads, rep * t, s]
-        let scores = if t > 1 {
-            scores
-                .reshape((b, self.kv_heads, rep, t, s))?
-                .broadcast_add(&causal_mask(t, s, x.device())?)?
-                .reshape((b, self.kv_heads, rep * t, s))?
-        } else {
-            scores
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let q = (q.to_dtype(DType::F32)? * scale)?;
+        let scores = q.matmul(&k.to_dtype(DType::F32)?.t()?)?; // [b, kv_heads, rep * t, s]
+        let probs = causal_softmax(&scores, t)?.to_dtype(v.dtype())?;
         let out = probs.matmul(&v)?; // [b, kv_heads, rep * t, head_dim]
         let out = out
             .reshape((b, self.heads, t, self.head_dim))?
@@ -186,31 +179,10 @@ impl Attention {
     }
 }
 
-/// [t, s] additive mask: query i (at absolute position s - t + i) sees keys
-/// 0..=s - t + i.
-fn causal_mask(t: usize, s: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let offset = s - t;
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| {
-            (0..s).map(move |j| {
-                if j > offset + i {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(mask, (t, s), device)
-}
-
 impl Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let gu = self.gate_up.forward(x)?;
-        let last = gu.rank() - 1;
-        let g = candle_nn::ops::silu(&gu.narrow(last, 0, self.intermediate)?)?;
-        let u = gu.narrow(last, self.intermediate, self.intermediate)?;
-        self.down.forward(&(g * u)?)
+        self.down.forward(&swiglu(&gu, self.intermediate)?)
     }
 }
 
