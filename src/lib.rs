@@ -12,6 +12,7 @@ pub mod model;
 pub mod npy;
 pub mod query;
 pub mod retrieve;
+pub mod runtime;
 pub mod store;
 pub mod tokenize;
 

@@ -228,6 +228,7 @@ impl Qwen2 {
         quant: Option<Quant>,
         quantize_head: bool,
     ) -> Result<Self> {
+        crate::runtime::keep_large_buffers();
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
         let kv = cfg.num_key_value_heads * hd;
