@@ -4,6 +4,7 @@
 //! `x · Wᵀ` products of the linear layers go through it; everything else
 //! stays in candle.
 
+use super::cpu_f32::contiguous_f32;
 use candle_core::{DType, Storage, Tensor};
 
 #[allow(non_camel_case_types)]
@@ -38,9 +39,7 @@ fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let Storage::Cpu(cpu) = &*storage else {
         return None;
     };
-    let (start, end) = layout.contiguous_offsets()?;
-    let all = cpu.as_slice::<f32>().ok()?;
-    Some(f(&all[start..end]))
+    contiguous_f32("blas", cpu, layout).ok().map(f)
 }
 
 /// `x [m, k] · w [n, k]ᵀ` when both are contiguous f32 CPU tensors and the

@@ -7,6 +7,7 @@
 //! writes zeros past them, and rows are split over the rayon pool. Other
 //! devices and dtypes keep the unfused path.
 
+use super::cpu_f32::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -26,19 +27,14 @@ impl CustomOp1 for CausalSoftmax {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            candle_core::bail!("causal softmax: f32 scores expected");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("causal softmax: contiguous scores expected");
-        };
+        let scores = contiguous_f32("causal softmax", storage, layout)?;
         let dims = layout.dims();
         let s = *dims.last().unwrap_or(&0);
         let t = self.t;
         if s == 0 || t == 0 || t > s || dims.len() < 2 || !dims[dims.len() - 2].is_multiple_of(t) {
             candle_core::bail!("causal softmax: scores {dims:?} do not end in [{t}, s]");
         }
-        let mut out = all[start..end].to_vec();
+        let mut out = scores.to_vec();
         out.par_chunks_mut(s).enumerate().for_each(|(r, row)| {
             let visible = s - t + r % t + 1;
             let (seen, masked) = row.split_at_mut(visible);

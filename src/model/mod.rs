@@ -4,6 +4,7 @@ pub mod blas;
 pub mod causal_softmax;
 pub mod checkpoint;
 pub mod config;
+mod cpu_f32;
 pub mod gemv;
 pub mod linear;
 pub mod projector;

@@ -4,6 +4,7 @@
 //! positions that serial time left one of the two cores idle for a visible
 //! part of each encoder layer. Other devices and dtypes keep the unfused ops.
 
+use super::cpu_f32::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -22,18 +23,12 @@ impl CustomOp1 for SwiGlu {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            candle_core::bail!("swiglu: f32 input expected");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("swiglu: contiguous input expected");
-        };
+        let input = contiguous_f32("swiglu", storage, layout)?;
         let half = self.half;
         let mut dims = layout.dims().to_vec();
         if half == 0 || dims.last() != Some(&(2 * half)) {
             candle_core::bail!("swiglu: last dimension of {dims:?} is not 2 x {half}");
         }
-        let input = &all[start..end];
         let mut out = vec![0f32; input.len() / 2];
         out.par_chunks_mut(half)
             .zip(input.par_chunks(2 * half))

@@ -33,6 +33,33 @@ where
     });
 }
 
+/// `x` in blocks of `block` values: each block scaled by amax/127 and
+/// rounded to nearest (the GGML 8-bit activation format both kernels use).
+/// Returns the quantized values and each block's scale.
+fn quantize_blocks(x: &[f32], block: usize) -> (Vec<i8>, Vec<f32>) {
+    debug_assert!(x.len().is_multiple_of(block));
+    let mut qs = vec![0i8; x.len()];
+    let mut scales = Vec::with_capacity(x.len() / block);
+    for (src, dst) in x.chunks_exact(block).zip(qs.chunks_exact_mut(block)) {
+        let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for (q, &v) in dst.iter_mut().zip(src) {
+            *q = (v * id).round() as i8;
+        }
+        scales.push(d);
+    }
+    (qs, scales)
+}
+
+/// Whether the AVX2 kernels can run here (false off x86-64).
+fn simd_ready() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx2_ready();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
 #[cfg(target_arch = "x86_64")]
 fn avx2_ready() -> bool {
     use std::sync::OnceLock;
@@ -42,6 +69,28 @@ fn avx2_ready() -> bool {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
     })
+}
+
+/// AVX2 pieces both kernels use.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// Sum of the 8 lanes.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// f16 bits at `p` (unaligned) as f32, through F16C.
+    #[target_feature(enable = "f16c")]
+    pub unsafe fn f16_at(p: *const u8) -> f32 {
+        let bits = std::ptr::read_unaligned(p as *const u16);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
 }
 
 /// Deterministic values in [-0.5, 0.5) for the kernels' tests.

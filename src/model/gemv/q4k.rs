@@ -5,9 +5,7 @@
 //! `Σ d·dx·Σ_j sc[j]·(q·x)_j − Σ dmin·dx·Σ_j m[j]·(Σx)_j`: the first term in
 //! integers per super-block, the second from per-32 sums of the activations.
 
-#[cfg(target_arch = "x86_64")]
-use super::avx2_ready;
-use super::split_rows;
+use super::{quantize_blocks, simd_ready, split_rows};
 use half::f16;
 
 /// Bytes of one Q4K super-block.
@@ -25,18 +23,7 @@ pub struct Q8KRow {
 
 impl Q8KRow {
     pub fn new(x: &[f32]) -> Self {
-        debug_assert!(x.len().is_multiple_of(QK));
-        let mut qs = vec![0i8; x.len()];
-        let mut scales = Vec::with_capacity(x.len() / QK);
-        for (src, dst) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
-            let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in dst.iter_mut().zip(src) {
-                *q = (v * id).round() as i8;
-            }
-            scales.push(d);
-        }
+        let (qs, scales) = quantize_blocks(x, QK);
         let sums = qs
             .chunks_exact(SUB)
             .map(|c| c.iter().map(|&v| v as i32).sum())
@@ -74,16 +61,17 @@ pub fn q4k_gemv(w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), k, "activation length");
     assert_eq!(y.len(), n, "output length");
     let xq = Q8KRow::new(x);
+    let fast = simd_ready();
     split_rows(w, row_bytes, y, |rows, out| {
         for (r, o) in out.iter_mut().enumerate() {
-            *o = row_dot(&rows[r * row_bytes..(r + 1) * row_bytes], &xq);
+            *o = row_dot(&rows[r * row_bytes..(r + 1) * row_bytes], &xq, fast);
         }
     });
 }
 
-fn row_dot(row: &[u8], x: &Q8KRow) -> f32 {
+fn row_dot(row: &[u8], x: &Q8KRow, fast: bool) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx2_ready() {
+    if fast {
         // SAFETY: the CPU has the features the kernel is compiled for; `row`
         // holds whole super-blocks matching `x` (checked by the caller).
         return unsafe { avx2::row_dot(row, x) };
@@ -120,6 +108,7 @@ fn row_dot_scalar(row: &[u8], x: &Q8KRow) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::super::simd::{f16_at, hsum};
     use super::{scales_mins, Q8KRow, Q4K_BLOCK_BYTES, QK};
     use std::arch::x86_64::*;
 
@@ -203,20 +192,6 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     unsafe fn load(v: &[u8; 32]) -> __m256i {
         _mm256_loadu_si256(v.as_ptr() as *const __m256i)
-    }
-
-    #[target_feature(enable = "f16c")]
-    unsafe fn f16_at(p: *const u8) -> f32 {
-        let bits = std::ptr::read_unaligned(p as *const u16);
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    }
-
-    #[target_feature(enable = "avx2")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
     }
 }
 

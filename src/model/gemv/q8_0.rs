@@ -2,9 +2,7 @@
 //! bytes). Four rows share each loaded activation block; scales convert with
 //! F16C.
 
-#[cfg(target_arch = "x86_64")]
-use super::avx2_ready;
-use super::split_rows;
+use super::{quantize_blocks, simd_ready, split_rows};
 use half::f16;
 
 /// Bytes of one Q8_0 block: f16 scale + 32 quants.
@@ -21,18 +19,10 @@ pub struct QuantizedRow {
 
 impl QuantizedRow {
     pub fn new(x: &[f32]) -> Self {
-        debug_assert!(x.len().is_multiple_of(QK));
-        let mut qs = vec![0i8; x.len()];
-        let mut scales = Vec::with_capacity(x.len() / QK);
-        for (src, dst) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
-            let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in dst.iter_mut().zip(src) {
-                *q = (v * id).round() as i8;
-            }
-            scales.push(f16::from_f32(d).to_f32());
-        }
+        let (qs, mut scales) = quantize_blocks(x, QK);
+        scales
+            .iter_mut()
+            .for_each(|d| *d = f16::from_f32(*d).to_f32());
         Self { qs, scales }
     }
 }
@@ -46,14 +36,15 @@ pub fn q8_0_gemv(w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), k, "activation length");
     assert_eq!(y.len(), n, "output length");
     let xq = QuantizedRow::new(x);
+    let fast = simd_ready();
     split_rows(w, row_bytes, y, |rows, out| {
-        rows_dot(rows, row_bytes, &xq, out)
+        rows_dot(rows, row_bytes, &xq, out, fast)
     });
 }
 
-fn rows_dot(w: &[u8], row_bytes: usize, x: &QuantizedRow, out: &mut [f32]) {
+fn rows_dot(w: &[u8], row_bytes: usize, x: &QuantizedRow, out: &mut [f32], fast: bool) {
     #[cfg(target_arch = "x86_64")]
-    if avx2_ready() {
+    if fast {
         // SAFETY: the CPU has the features the kernel is compiled for, and
         // `w` holds `out.len()` rows of `row_bytes` (checked by the caller).
         unsafe { avx2::rows_dot(w, row_bytes, x, out) };
@@ -81,24 +72,9 @@ fn row_dot_scalar(row: &[u8], x: &QuantizedRow) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::super::simd::{f16_at, hsum};
     use super::{row_dot_scalar, QuantizedRow, Q8_0_BLOCK_BYTES, QK};
     use std::arch::x86_64::*;
-
-    /// Sum of the 8 lanes.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
-
-    /// f16 bits at `p` (unaligned) as f32, through F16C.
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn scale(p: *const u8) -> f32 {
-        let bits = std::ptr::read_unaligned(p as *const u16);
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    }
 
     /// 8 lane sums of products of 32 signed bytes: the sign of `w` moves onto
     /// `x` so `maddubs` (unsigned × signed) cannot overflow.
@@ -140,7 +116,7 @@ mod avx2 {
                     let blk = rows[r].add(b * Q8_0_BLOCK_BYTES);
                     let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
                     let s = _mm256_cvtepi32_ps(dot32(wv, xv));
-                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(scale(blk) * dx), s, acc[r]);
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk) * dx), s, acc[r]);
                 }
             }
             for r in 0..4 {
