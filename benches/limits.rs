@@ -1,5 +1,6 @@
 //! This machine's physical limits, which every c3 benchmark is measured
-//! against: f32 GEMM peak (candle's kernels, the practical compute limit),
+//! against: f32 GEMM peak (the product c3 uses: the system OpenBLAS when it
+//! has one, candle's kernels otherwise; the practical compute limit),
 //! the register-only FMA ceiling, and memory read bandwidth.
 //! `cargo bench --bench limits` (`-- --test` for a seconds-long smoke run).
 
@@ -10,13 +11,14 @@ fn main() {
     let quick = quick();
     let reps = if quick { 1 } else { 5 };
     println!("threads: {}", threads());
+    println!("dense f32 product: {}", c3::model::blas::backend());
     println!(
         "fma ceiling (registers only): {:.1} GFLOP/s",
         fma_peak_gflops()
     );
     let n = if quick { 256 } else { 2048 };
     println!(
-        "f32 GEMM peak ({n}x{n}x{n}, candle): {:.1} GFLOP/s",
+        "f32 GEMM peak ({n}x{n}x{n}): {:.1} GFLOP/s",
         gemm_peak_gflops(n, reps)
     );
     if !quick {

@@ -157,7 +157,11 @@ pub fn ingest_with<S: ChunkSizer>(
     let report = ingest::ingest(&store, model, &chunker, &inputs, &opts)?;
     super::query_cmds::refresh_index(&store, !args.json);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        // Which f32 GEMM encoded (OpenBLAS when found, else built-in): it
+        // sets encode_seconds.
+        v["dense_product"] = json!(c3::model::blas::backend());
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         eprintln!(
             "c3: {} added, {} replaced, {} unchanged, {} pruned, {} failed; {} chunks, {} tokens in {:.1}s",

@@ -187,8 +187,12 @@ impl C3Decoder {
         let mut sampler = Sampler::new(opts.sampling);
         let mut ids = Vec::new();
 
-        let h = self.llm.forward(&x.unsqueeze(0)?, Some(&mut cache))?;
-        let mut last = h.i((0, prompt.ids.len() - 1))?.unsqueeze(0)?;
+        // Only the prompt's last row is read: the prefill's last layer
+        // computes just that one.
+        let h = self
+            .llm
+            .forward_tail(&x.unsqueeze(0)?, Some(&mut cache), 1)?;
+        let mut last = h.i((0, 0))?.unsqueeze(0)?;
         for step in 0..max_new {
             let mut logits = self.llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
             logits.truncate(vocab);

@@ -114,8 +114,12 @@ impl C3Encoder {
             ],
             0,
         )?;
-        let h = self.llm.forward(&x.unsqueeze(0)?, None)?;
-        Ok(h.squeeze(0)?.narrow(0, head.len(), self.latent_len)?)
+        // Only the query rows are read: the last layer computes just them
+        // (and the closing </img> row after them).
+        let h = self
+            .llm
+            .forward_tail(&x.unsqueeze(0)?, None, self.latent_len + 1)?;
+        Ok(h.squeeze(0)?.narrow(0, 0, self.latent_len)?)
     }
 
     /// Raw encoder states of a text.

@@ -123,10 +123,9 @@ impl Linear {
     }
 }
 
-/// `x · wᵀ` for a dense weight: through OpenBLAS when built with it (and the
-/// operands suit it), candle's matmul otherwise.
+/// `x · wᵀ` for a dense weight: through OpenBLAS when the machine has it
+/// (and the operands suit it), candle's matmul otherwise.
 fn dense_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    #[cfg(feature = "openblas")]
     if let Some(y) = super::blas::matmul_nt(x, w) {
         return y;
     }

@@ -1,5 +1,4 @@
 //! The C3 model: checkpoint loading and the Qwen2 forward pass both halves share.
-#[cfg(feature = "openblas")]
 pub mod blas;
 pub mod causal_softmax;
 pub mod checkpoint;

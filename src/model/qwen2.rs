@@ -132,14 +132,18 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
 }
 
 impl Attention {
+    /// Attention output for the last `q_rows` of the `t` rows of `x` (all
+    /// `t` rows still give keys and values).
     fn forward(
         &self,
         x: &Tensor,
         rope: &Rope,
         start: usize,
         cache: Option<&mut Option<LayerCache>>,
+        q_rows: usize,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
+        let skip = t - q_rows;
         let qkv = self.qkv.forward(x)?;
         let (q_dim, kv_dim) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
         let split = |from: usize, n: usize| -> candle_core::Result<Tensor> {
@@ -148,35 +152,82 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(0, self.heads)?;
+        let q = match skip {
+            0 => split(0, self.heads)?,
+            _ => qkv
+                .narrow(1, skip, q_rows)?
+                .narrow(2, 0, q_dim)?
+                .reshape((b, q_rows, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?,
+        };
         let k = split(q_dim, self.kv_heads)?;
         let v = split(q_dim + kv_dim, self.kv_heads)?;
-        let q = rope.apply(&q, start)?;
+        let q = rope.apply(&q, start + skip)?;
         let k = rope.apply(&k, start)?;
 
         let (k, v) = match cache {
             Some(slot) => LayerCache::append(slot, &k, &v)?,
             None => (k, v),
         };
-        // Grouped KV heads without copying K/V per query head: query head
-        // g * rep + r reads KV head g, so the `rep` query heads of a group
-        // are stacked as rows of one product against their shared keys.
         let rep = self.heads / self.kv_heads;
-        let q = q.reshape((b, self.kv_heads, rep * t, self.head_dim))?;
-
         // The 1/sqrt(d) scale goes on q (t·d values) rather than on the
-        // scores (t·s values per head).
+        // scores (t·s values per head). Query head g * rep + r reads KV
+        // head g, so heads are grouped as [b, kv_heads, rep, rows, d].
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let q = (q.to_dtype(DType::F32)? * scale)?;
-        let scores = q.matmul(&k.to_dtype(DType::F32)?.t()?)?; // [b, kv_heads, rep * t, s]
-        let probs = causal_softmax(&scores, t)?.to_dtype(v.dtype())?;
-        let out = probs.matmul(&v)?; // [b, kv_heads, rep * t, head_dim]
+        let q = (q.to_dtype(DType::F32)? * scale)?.reshape((
+            b,
+            self.kv_heads,
+            rep,
+            q_rows,
+            self.head_dim,
+        ))?;
+        let out = attend_causal(&q, &k, &v)?;
         let out = out
-            .reshape((b, self.heads, t, self.head_dim))?
+            .reshape((b, self.heads, q_rows, self.head_dim))?
             .transpose(1, 2)?
-            .reshape((b, t, self.heads * self.head_dim))?;
+            .reshape((b, q_rows, self.heads * self.head_dim))?;
         self.o.forward(&out)
     }
+}
+
+/// Query rows per block of a long prefill's attention.
+const ATTENTION_BLOCK: usize = 128;
+
+/// Causal attention of `q` [b, kv_heads, rep, t, d] (f32, scaled) against
+/// `k`, `v` [b, kv_heads, s, d], the `t` queries being the last `t` of the
+/// `s` positions; returns [b, kv_heads, rep, t, d].
+///
+/// A long prefill is cut into blocks of query rows, each multiplied only
+/// against the keys it may see: the masked upper triangle of the score
+/// matrix (nearly half of it at t = s) is neither computed nor
+/// exponentiated.
+fn attend_causal(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, kv_heads, rep, t, d) = q.dims5()?;
+    let s = k.dim(2)?;
+    let kf = k.to_dtype(DType::F32)?;
+    // The `rep` query heads of a group are stacked as rows of one product
+    // against their shared keys, so K/V are never copied per query head.
+    let block = |q: &Tensor, rows: usize, keys: usize| -> candle_core::Result<Tensor> {
+        let q = q.reshape((b, kv_heads, rep * rows, d))?;
+        let scores = q.matmul(&kf.narrow(2, 0, keys)?.t()?)?; // [b, kv, rep * rows, keys]
+        let probs = causal_softmax(&scores, rows)?.to_dtype(v.dtype())?;
+        probs
+            .matmul(&v.narrow(2, 0, keys)?)?
+            .reshape((b, kv_heads, rep, rows, d))
+    };
+    if t < 2 * ATTENTION_BLOCK {
+        return block(q, t, s);
+    }
+    let mut outs = Vec::with_capacity(t.div_ceil(ATTENTION_BLOCK));
+    for r0 in (0..t).step_by(ATTENTION_BLOCK) {
+        let rows = ATTENTION_BLOCK.min(t - r0);
+        // Query row r0 + i sits at position s - t + r0 + i and sees the
+        // keys up to it: the block's last row bounds the key range.
+        let keys = s - t + r0 + rows;
+        outs.push(block(&q.narrow(3, r0, rows)?.contiguous()?, rows, keys)?);
+    }
+    Tensor::cat(&outs, 3)
 }
 
 impl Mlp {
@@ -367,9 +418,28 @@ impl Qwen2 {
     /// Runs the stack over `x` [B, T, H] at positions `start..start+T`
     /// (`start` = cached length when a cache is given) and returns the final
     /// RMS-normed hidden states [B, T, H].
-    pub fn forward(&self, x: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.forward_tail(x, cache, x.dim(1)?)
+    }
+
+    /// Like [`Qwen2::forward`], but returns only the last `tail` rows
+    /// [B, tail, H]. The last layer then computes attention and MLP for
+    /// those rows alone (its keys and values still cover every row, and so
+    /// does the cache): a prefill that needs one row, or an encoder that
+    /// reads only its query rows, skips that much of the last layer.
+    pub fn forward_tail(
+        &self,
+        x: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        tail: usize,
+    ) -> Result<Tensor> {
         let start = cache.as_ref().map(|c| c.len()).unwrap_or(0);
         let t = x.dim(1)?;
+        if tail == 0 || tail > t {
+            return Err(crate::Error::Input(format!(
+                "cannot return the last {tail} of {t} rows"
+            )));
+        }
         if start + t > self.rope.max_positions() {
             return Err(crate::Error::Input(format!(
                 "{} positions exceed the model's limit of {} (max_position_embeddings)",
@@ -381,10 +451,15 @@ impl Qwen2 {
             c.layers.resize_with(self.blocks.len(), || None);
         }
         let mut h = x.to_dtype(self.dtype)?;
+        let last = self.blocks.len() - 1;
         for (l, block) in self.blocks.iter().enumerate() {
+            let q_rows = if l == last { tail } else { t };
             let n = rms_norm(&h, &block.input_norm, self.cfg.rms_norm_eps)?;
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[l]);
-            let a = block.attn.forward(&n, &self.rope, start, slot)?;
+            let a = block.attn.forward(&n, &self.rope, start, slot, q_rows)?;
+            if q_rows < t {
+                h = h.narrow(1, t - q_rows, q_rows)?;
+            }
             h = (h + a)?;
             let n = rms_norm(&h, &block.post_norm, self.cfg.rms_norm_eps)?;
             h = (&h + block.mlp.forward(&n)?)?;

@@ -134,8 +134,8 @@ impl AnswerModel {
         let mut stream = AnswerStream::new();
         let mut ids = Vec::new();
         let x = self.llm.embed(prompt)?.unsqueeze(0)?;
-        let h = self.llm.forward(&x, Some(&mut cache))?;
-        let mut last = h.i((0, prompt.len() - 1))?.unsqueeze(0)?;
+        let h = self.llm.forward_tail(&x, Some(&mut cache), 1)?;
+        let mut last = h.i((0, 0))?.unsqueeze(0)?;
         for step in 0..max_new {
             let mut logits = self.llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
             logits.truncate(vocab);
