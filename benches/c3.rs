@@ -164,7 +164,10 @@ fn encode(c: &mut Criterion) {
     let flops = encoder_flops(&cfg, seq, 33);
     let _ = c;
     let s = Samples::new();
+    let turns = Turns::from_env();
+    turns.ready();
     for r in 0..runs() {
+        let _turn = turns.take();
         let (raw, d) = s.time(|| enc.encode_ids(&ids).unwrap());
         assert_eq!(raw.dims(), [32, cfg.hidden_size]);
         eprintln!("encode run {r}: {:.2} s", d.as_secs_f64());

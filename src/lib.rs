@@ -10,6 +10,7 @@ pub mod eval;
 pub mod ingest;
 pub mod model;
 pub mod npy;
+pub mod options;
 pub mod query;
 pub mod retrieve;
 pub mod runtime;

@@ -3,35 +3,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use serde_json::Value;
-
-fn c3(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_c3"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("C3_MODEL")
-        .output()
-        .unwrap()
-}
+use common::{c3, json, ok};
 
 fn model() -> String {
     common::golden_model().display().to_string()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn json(o: Output) -> Value {
-    serde_json::from_slice(&ok(o).stdout).unwrap()
 }
 
 fn err(o: Output) -> String {

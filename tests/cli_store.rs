@@ -1,32 +1,14 @@
 //! The store commands through the `c3` binary.
 
+mod common;
 mod store_support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use c3::store::Store;
+use common::{c3, json};
 use serde_json::Value;
 use store_support::{model, put_doc, FakeCompressor};
-
-fn c3(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_c3"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("C3_MODEL")
-        .output()
-        .unwrap()
-}
-
-fn stdout_json(o: &Output) -> Value {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
 
 /// A store with two documents: "book" (3 chunks) and "notes" (1 chunk).
 fn sample(dir: &Path) {
@@ -46,7 +28,7 @@ fn sample(dir: &Path) {
 fn ls_show_stats_rm() {
     let dir = tempfile::tempdir().unwrap();
     sample(dir.path());
-    let ls = stdout_json(&c3(dir.path(), &["ls", "--json"]));
+    let ls = json(c3(dir.path(), &["ls", "--json"]));
     let docs = ls.as_array().unwrap();
     assert_eq!(docs.len(), 2);
     assert_eq!(docs[0]["id"], 0);
@@ -60,7 +42,7 @@ fn ls_show_stats_rm() {
     let table = c3(dir.path(), &["ls"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("stdin:notes"));
 
-    let chunk = stdout_json(&c3(dir.path(), &["show", "0", "--chunk", "1", "--json"]));
+    let chunk = json(c3(dir.path(), &["show", "0", "--chunk", "1", "--json"]));
     assert_eq!(chunk["text"], "universally\r\n");
     assert_eq!(
         (chunk["start"].as_u64(), chunk["end"].as_u64()),
@@ -68,10 +50,7 @@ fn ls_show_stats_rm() {
     );
     assert_eq!(chunk["latents"]["shape"], serde_json::json!([32, 16]));
     assert_eq!(chunk["latents"]["dtype"], "bf16");
-    let by_source = stdout_json(&c3(
-        dir.path(),
-        &["show", "stdin:notes", "--json", "--text"],
-    ));
+    let by_source = json(c3(dir.path(), &["show", "stdin:notes", "--json", "--text"]));
     assert_eq!(by_source["text"], "ünïcode notes");
     assert_eq!(by_source["chunk_list"].as_array().unwrap().len(), 1);
     let missing = c3(dir.path(), &["show", "0", "--chunk", "9"]);
@@ -80,7 +59,7 @@ fn ls_show_stats_rm() {
     let nodoc = c3(dir.path(), &["show", "nope"]);
     assert!(String::from_utf8_lossy(&nodoc.stderr).contains("no document `nope`"));
 
-    let stats = stdout_json(&c3(dir.path(), &["stats", "--json"]));
+    let stats = json(c3(dir.path(), &["stats", "--json"]));
     assert_eq!(stats["documents"], 2);
     assert_eq!(stats["chunks"], 4);
     assert_eq!(stats["latent_tokens"], 4 * 32);
@@ -88,7 +67,7 @@ fn ls_show_stats_rm() {
     assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0);
 
     assert!(c3(dir.path(), &["rm", "/books/book.txt"]).status.success());
-    let ls = stdout_json(&c3(dir.path(), &["ls", "--json"]));
+    let ls = json(c3(dir.path(), &["ls", "--json"]));
     assert_eq!(ls.as_array().unwrap().len(), 1);
     assert!(c3(dir.path(), &["check"]).status.success());
 }
@@ -137,7 +116,7 @@ fn export_then_import_round_trips() {
     assert!(c3(a.path(), &["export", f1.to_str().unwrap()])
         .status
         .success());
-    let imp = stdout_json(&c3(b.path(), &["import", f1.to_str().unwrap(), "--json"]));
+    let imp = json(c3(b.path(), &["import", f1.to_str().unwrap(), "--json"]));
     assert_eq!(imp["documents"], 2);
     assert!(c3(b.path(), &["export", f2.to_str().unwrap()])
         .status

@@ -4,6 +4,7 @@
 //! The ingest runs in a child process: this test binary re-executed with
 //! `C3_CRASH_CHILD` set, running only `crash_child`.
 
+mod common;
 mod store_support;
 
 use std::path::{Path, PathBuf};
@@ -54,40 +55,6 @@ fn child(store: &Path, src: &Path) -> Command {
     c
 }
 
-fn corpus(dir: &Path) {
-    let book = std::fs::read_to_string(store_support::corpus("alice-in-wonderland.txt")).unwrap();
-    // Documents of varied sizes cut from the book: a few of them span many chunks.
-    let mut pos = 0;
-    for i in 0..14 {
-        let len = 1500 + (i * 2654435761usize) % 9000;
-        let mut end = (pos + len).min(book.len());
-        while !book.is_char_boundary(end) {
-            end += 1;
-        }
-        std::fs::write(dir.join(format!("doc{i:02}.txt")), &book[pos..end]).unwrap();
-        pos = end;
-    }
-}
-
-/// Pseudo-random kill delays (ms), seeded from the clock and printed so a
-/// failure can be replayed by reading the log.
-fn delays(n: usize, max_ms: u64) -> Vec<u64> {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("crash test seed {seed}");
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            20 + x % max_ms
-        })
-        .collect()
-}
-
 fn export_bytes(store: &Path, out: &Path) -> Vec<u8> {
     let s = Store::open(store).unwrap();
     let check = s.check().unwrap();
@@ -102,7 +69,7 @@ fn sigkill_at_random_moments_then_rerun_equals_clean_run() {
         return;
     }
     let src = tempfile::tempdir().unwrap();
-    corpus(src.path());
+    common::book_parts(src.path(), "doc", 14, 1500, 9000);
     let work = tempfile::tempdir().unwrap();
 
     let clean = work.path().join("clean");
@@ -112,7 +79,10 @@ fn sigkill_at_random_moments_then_rerun_equals_clean_run() {
 
     let crashed = work.path().join("crashed");
     let mut kills = 0;
-    for d in delays(6, full_ms.max(100)) {
+    for d in common::clock_seeded("crash test", 6, full_ms.max(100))
+        .into_iter()
+        .map(|d| 20 + d)
+    {
         let mut c = child(&crashed, src.path()).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(d));
         if c.try_wait().unwrap().is_none() {

@@ -1,6 +1,8 @@
 //! The in-place KV cache against the cache-free forward: prefill a few
 //! positions, then one position at a time past the cache's first growth;
 //! every step's hidden state must equal the full-sequence forward's row.
+mod common;
+
 use c3::model::synthetic::{random_qwen2, release_encoder_config};
 use c3::model::weights::Weights;
 use c3::model::{KvCache, Qwen2};
@@ -25,16 +27,8 @@ fn small_model() -> Qwen2 {
 }
 
 fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    common::max_abs_diff(&flat(a), &flat(b))
 }
 
 /// `forward_tail` (the last layer computed for the last rows only) gives the

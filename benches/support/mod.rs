@@ -242,6 +242,45 @@ pub fn encoder_config() -> Qwen2Config {
     c
 }
 
+/// Turn-taking with another benchmark process (`benches/compare/alternate.sh`):
+/// with `C3_TURNS=FILE` set, [`Turns::ready`] says this side has built its
+/// model, and each [`Turns::take`] waits until FILE names this side, whose
+/// guard hands the turn to the other side when dropped. The two processes
+/// then time their runs one after the other, seconds apart, so both see
+/// the same state of a shared host. Without `C3_TURNS` it does nothing.
+pub struct Turns(Option<PathBuf>);
+
+pub struct Turn<'a>(&'a Turns);
+
+impl Turns {
+    pub fn from_env() -> Self {
+        Self(std::env::var_os("C3_TURNS").map(PathBuf::from))
+    }
+
+    pub fn ready(&self) {
+        if let Some(f) = &self.0 {
+            std::fs::write(f.with_extension("c3.ready"), b"").unwrap();
+        }
+    }
+
+    pub fn take(&self) -> Turn<'_> {
+        if let Some(f) = &self.0 {
+            while std::fs::read_to_string(f).unwrap_or_default().trim() != "c3" {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 .0 {
+            std::fs::write(f, b"torch").unwrap();
+        }
+    }
+}
+
 /// Matmul FLOPs an encoder forward over `seq` positions needs: the weight
 /// products of every row, and attention over the causal triangle (each
 /// query against the keys up to it), except in the last layer, where only

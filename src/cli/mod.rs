@@ -8,8 +8,8 @@ pub mod store_cmds;
 pub mod store_show;
 pub mod tui_cmd;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use c3::options::GlobalOptions;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -18,38 +18,10 @@ use std::path::PathBuf;
     about = "Compressed long-context memory (Context Cascade Compression)"
 )]
 pub struct Cli {
-    /// C3 checkpoint directory (config.json, model.safetensors, llm1/, qwen.tiktoken).
-    #[arg(long, global = true, env = "C3_MODEL", value_name = "DIR")]
-    pub model: Option<PathBuf>,
-    /// Compute dtype for the model weights.
-    #[arg(long, global = true, value_enum, default_value_t = DTypeArg::F32)]
-    pub dtype: DTypeArg,
-    /// Memory store directory [default: the platform data dir, e.g. ~/.local/share/c3/store].
-    #[arg(long, global = true, env = "C3_STORE", value_name = "DIR")]
-    pub store: Option<PathBuf>,
-    /// Quantize the decoder's matrices when loading it (smaller and faster
-    /// decoding on CPU; see README, Performance). Default: dense, in --dtype.
-    #[arg(long, global = true, value_name = "q8_0|q4k")]
-    pub decoder_quant: Option<c3::model::Quant>,
+    #[command(flatten)]
+    pub global: GlobalOptions,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum DTypeArg {
-    F32,
-    F16,
-    Bf16,
-}
-
-impl DTypeArg {
-    pub fn dtype(self) -> candle_core::DType {
-        match self {
-            DTypeArg::F32 => candle_core::DType::F32,
-            DTypeArg::F16 => candle_core::DType::F16,
-            DTypeArg::Bf16 => candle_core::DType::BF16,
-        }
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,11 +60,11 @@ pub enum Command {
 
 /// Runs the parsed command; the result is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    let store = cli.store.unwrap_or_else(store_cmds::default_store_dir);
+    let store = cli.global.store_dir();
     let ctx = model_cmds::ModelCtx {
-        model: cli.model,
-        dtype: cli.dtype.dtype(),
-        decoder_quant: cli.decoder_quant,
+        model: cli.global.model,
+        dtype: cli.global.dtype.dtype(),
+        decoder_quant: cli.global.decoder_quant,
     };
     match cli.command {
         Command::Tokenize(a) => model_cmds::tokenize(&ctx, &a),

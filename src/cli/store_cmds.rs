@@ -17,14 +17,6 @@ use text_splitter::ChunkSizer;
 use super::model_cmds::ModelCtx;
 pub use super::store_show::run_show;
 
-/// Default store: the platform data dir, e.g. `~/.local/share/c3/store`.
-pub fn default_store_dir() -> PathBuf {
-    dirs::data_dir()
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("c3")
-        .join("store")
-}
-
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
     /// Files and directories to ingest; `-` reads standard input.

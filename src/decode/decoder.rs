@@ -1,16 +1,16 @@
 //! The C3 decoder: reads latents spliced into its prompt and generates text
 //! with the release's rules (greedy, no-repeat 20-grams, its stop tokens).
 
-use super::ngram::NoRepeatNgram;
 use super::prompt::{build_prompt, Prompt, REPEAT};
-use super::sampling::{Sampler, Sampling};
+use super::sampling::Sampling;
+use super::token_loop::generate_ids;
 use crate::model::config::Qwen2Config;
 use crate::model::projector::Projector;
 use crate::model::weights::Weights;
-use crate::model::{C3Checkpoint, KvCache, Quant, Qwen2};
+use crate::model::{C3Checkpoint, Quant, Qwen2};
 use crate::tokenize::{special, C3Tokenizer};
 use crate::{Error, Result};
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 4096;
 pub const NO_REPEAT_NGRAM: usize = 20;
@@ -181,39 +181,12 @@ impl C3Decoder {
         }
         // Positions past the model's limit cannot be generated.
         let max_new = opts.max_new_tokens.min(limit - prompt.ids.len());
-        let vocab = self.llm.config().vocab_size;
-        let mut cache = KvCache::new();
-        let mut ngram = NoRepeatNgram::new(opts.no_repeat_ngram, &prompt.ids);
-        let mut sampler = Sampler::new(opts.sampling);
-        let mut ids = Vec::new();
-
-        // Only the prompt's last row is read: the prefill's last layer
-        // computes just that one.
-        let h = self
-            .llm
-            .forward_tail(&x.unsqueeze(0)?, Some(&mut cache), 1)?;
-        let mut last = h.i((0, 0))?.unsqueeze(0)?;
-        for step in 0..max_new {
-            let mut logits = self.llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
-            logits.truncate(vocab);
-            for b in ngram.banned() {
-                if let Some(l) = logits.get_mut(b as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
-            let Some(tok) = sampler.pick(&logits) else {
-                break;
-            };
-            ids.push(tok);
-            ngram.push(tok);
+        let ids = generate_ids(&self.llm, &x, &prompt.ids, max_new, opts, |tok, step| {
             let go_on = on_token(tok);
+            // The release stops on <|im_end|> only from the second id on.
             let stop = tok == special::ENDOFTEXT || (tok == special::IM_END && step >= 1);
-            if stop || !go_on || step + 1 == max_new {
-                break;
-            }
-            let x = self.llm.embed(&[tok])?.unsqueeze(0)?;
-            last = self.llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
-        }
+            Ok(go_on && !stop)
+        })?;
         Ok(Generation {
             text: clean_output(&self.tokenizer, &ids)?,
             ids,

@@ -4,15 +4,14 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp};
+use candle_core::{DType, Device};
 
 use super::stream::{clean_text, AnswerStream};
-use crate::decode::ngram::NoRepeatNgram;
-use crate::decode::sampling::Sampler;
+use crate::decode::token_loop::generate_ids;
 use crate::decode::{GenOptions, Generation};
 use crate::model::config::read_qwen2_config;
 use crate::model::weights::Weights;
-use crate::model::{KvCache, Qwen2};
+use crate::model::Qwen2;
 use crate::tokenize::{C3Tokenizer, StreamDecoder};
 use crate::{Error, Result};
 
@@ -126,29 +125,10 @@ impl AnswerModel {
             )));
         }
         let max_new = opts.max_new_tokens.min(limit - prompt.len());
-        let vocab = self.llm.config().vocab_size;
-        let mut cache = KvCache::new();
-        let mut ngram = NoRepeatNgram::new(opts.no_repeat_ngram, prompt);
-        let mut sampler = Sampler::new(opts.sampling);
         let mut decoder = Pieces::new(&self.tok);
         let mut stream = AnswerStream::new();
-        let mut ids = Vec::new();
-        let x = self.llm.embed(prompt)?.unsqueeze(0)?;
-        let h = self.llm.forward_tail(&x, Some(&mut cache), 1)?;
-        let mut last = h.i((0, 0))?.unsqueeze(0)?;
-        for step in 0..max_new {
-            let mut logits = self.llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
-            logits.truncate(vocab);
-            for b in ngram.banned() {
-                if let Some(l) = logits.get_mut(b as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
-            let Some(tok) = sampler.pick(&logits) else {
-                break;
-            };
-            ids.push(tok);
-            ngram.push(tok);
+        let x = self.llm.embed(prompt)?;
+        let ids = generate_ids(&self.llm, &x, prompt, max_new, opts, |tok, _| {
             let stop = tok == self.endoftext || tok == self.im_end;
             let go_on = if tok == self.endoftext {
                 true
@@ -156,12 +136,8 @@ impl AnswerModel {
                 let piece = stream.push(&decoder.push(tok)?);
                 piece.is_empty() || on_text(&piece)
             };
-            if stop || !go_on || step + 1 == max_new {
-                break;
-            }
-            let x = self.llm.embed(&[tok])?.unsqueeze(0)?;
-            last = self.llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
-        }
+            Ok(go_on && !stop)
+        })?;
         let rest = stream.finish(&decoder.finish());
         if !rest.is_empty() {
             on_text(&rest);

@@ -1,7 +1,9 @@
-//! Shared test helpers: fixture paths and the golden expectations.
+//! Shared test helpers: fixture paths, the golden expectations, running
+//! the `c3` binary, and inputs for the crash tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -63,4 +65,68 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// `c3 --store STORE ARGS...` through the built binary, without a
+/// `C3_MODEL` from the environment.
+pub fn c3(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_c3"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("C3_MODEL")
+        .output()
+        .unwrap()
+}
+
+/// The output of a command that must have succeeded.
+pub fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// The JSON a successful command printed on stdout.
+pub fn json(o: Output) -> serde_json::Value {
+    serde_json::from_slice(&ok(o).stdout).unwrap()
+}
+
+/// `count` documents `{prefix}NN.txt` in `dir`, consecutive pieces of the
+/// fixture book of `min_len` plus up to `spread` bytes each (some span
+/// several chunks).
+pub fn book_parts(dir: &Path, prefix: &str, count: usize, min_len: usize, spread: usize) {
+    let book = std::fs::read_to_string(fixtures().join("corpus/alice-in-wonderland.txt")).unwrap();
+    let mut pos = 0;
+    for i in 0..count {
+        let len = min_len + (i * 2654435761usize) % spread;
+        let mut end = (pos + len).min(book.len());
+        while !book.is_char_boundary(end) {
+            end += 1;
+        }
+        std::fs::write(dir.join(format!("{prefix}{i:02}.txt")), &book[pos..end]).unwrap();
+        pos = end;
+    }
+}
+
+/// `n` pseudo-random values below `span` (xorshift) from a clock seed,
+/// printed under `label` so a failure can be replayed from the log.
+pub fn clock_seeded(label: &str, n: usize, span: u64) -> Vec<u64> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("{label} seed {seed}");
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % span.max(1)
+        })
+        .collect()
 }

@@ -25,16 +25,16 @@ use std::time::Duration;
 /// Builds the app for `args`: opens the store (never creating it) and starts
 /// loading the model in the background when one is given.
 pub fn build(args: &cli::Args) -> App {
-    let dir = args.store.clone().unwrap_or_else(cli::default_store_dir);
+    let dir = args.global.store_dir();
     let view = StoreView::open(&dir);
-    let (model, worker) = match &args.model {
+    let (model, worker) = match &args.global.model {
         None => (ModelState::Absent, None),
         Some(m) => (
             ModelState::Loading,
             Some(Worker::spawn(
                 m.clone(),
-                args.dtype.dtype(),
-                args.decoder_quant,
+                args.global.dtype.dtype(),
+                args.global.decoder_quant,
                 view.store.clone(),
             )),
         ),

@@ -1,0 +1,56 @@
+//! The token-by-token loop every generator shares: prefill, then pick one
+//! id at a time with no-repeat n-gram bans and the chosen sampling, feeding
+//! each back through the KV cache.
+
+use super::ngram::NoRepeatNgram;
+use super::sampling::Sampler;
+use super::GenOptions;
+use crate::model::{KvCache, Qwen2};
+use crate::Result;
+use candle_core::{IndexOp, Tensor};
+
+/// Runs `llm` over the prompt embeddings `x` [T, H] (whose ids, `prompt`,
+/// seed the n-gram bans), then generates at most `max_new` ids.
+/// `on_token(id, step)` sees each id as it is chosen and returns whether to
+/// go on (the caller's stop tokens and streaming live there). Returns the
+/// chosen ids, the one that stopped the run included.
+pub fn generate_ids(
+    llm: &Qwen2,
+    x: &Tensor,
+    prompt: &[u32],
+    max_new: usize,
+    opts: &GenOptions,
+    mut on_token: impl FnMut(u32, usize) -> Result<bool>,
+) -> Result<Vec<u32>> {
+    let vocab = llm.config().vocab_size;
+    let mut cache = KvCache::new();
+    let mut ngram = NoRepeatNgram::new(opts.no_repeat_ngram, prompt);
+    let mut sampler = Sampler::new(opts.sampling);
+    let mut ids = Vec::new();
+    // Only the prompt's last row is read: the prefill's last layer computes
+    // just that one.
+    let h = llm.forward_tail(&x.unsqueeze(0)?, Some(&mut cache), 1)?;
+    let mut last = h.i((0, 0))?.unsqueeze(0)?;
+    for step in 0..max_new {
+        let mut logits = llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
+        // The output matrix may have padding rows past the vocabulary.
+        logits.truncate(vocab);
+        for b in ngram.banned() {
+            if let Some(l) = logits.get_mut(b as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        let Some(tok) = sampler.pick(&logits) else {
+            break;
+        };
+        ids.push(tok);
+        ngram.push(tok);
+        // The last allowed id needs no forward pass after it.
+        if !on_token(tok, step)? || step + 1 == max_new {
+            break;
+        }
+        let x = llm.embed(&[tok])?.unsqueeze(0)?;
+        last = llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
+    }
+    Ok(ids)
+}
