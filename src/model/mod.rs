@@ -4,6 +4,7 @@ pub mod causal_softmax;
 pub mod checkpoint;
 pub mod config;
 mod cpu_f32;
+mod decode_attention;
 pub mod gemv;
 pub mod linear;
 pub mod projector;

@@ -3,6 +3,7 @@
 
 use super::causal_softmax::causal_softmax;
 use super::config::Qwen2Config;
+use super::decode_attention::decode_attention;
 use super::linear::Linear;
 use super::quant::Quant;
 use super::rope::Rope;
@@ -205,6 +206,11 @@ const ATTENTION_BLOCK: usize = 128;
 fn attend_causal(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
     let (b, kv_heads, rep, t, d) = q.dims5()?;
     let s = k.dim(2)?;
+    if t == 1 {
+        if let Some(out) = decode_attention(q, k, v) {
+            return out;
+        }
+    }
     let kf = k.to_dtype(DType::F32)?;
     // The `rep` query heads of a group are stacked as rows of one product
     // against their shared keys, so K/V are never copied per query head.

@@ -53,7 +53,7 @@ fn quantize_blocks(x: &[f32], block: usize) -> (Vec<i8>, Vec<f32>) {
 }
 
 /// Whether the AVX2 kernels can run here (false off x86-64).
-fn simd_ready() -> bool {
+pub(crate) fn simd_ready() -> bool {
     #[cfg(target_arch = "x86_64")]
     return avx2_ready();
     #[cfg(not(target_arch = "x86_64"))]
