@@ -51,7 +51,14 @@ const DEFAULT_NAMES: &[&str] = &["libopenblas.so.0", "libopenblas.so", "libopenb
 fn load(name: &str) -> Result<Blas, String> {
     // SAFETY: opening a shared library runs its initialisers; OpenBLAS's
     // only set up its buffers and thread pool.
-    let lib = unsafe { libloading::Library::new(name) }.map_err(|e| e.to_string())?;
+    let lib = unsafe { libloading::Library::new(name) }.map_err(|e| {
+        // libloading keeps the loader's own message (which file, why) as
+        // the source.
+        match std::error::Error::source(&e) {
+            Some(why) => format!("{e}: {why}"),
+            None => e.to_string(),
+        }
+    })?;
     // SAFETY: the symbol types match OpenBLAS's cblas.h declarations.
     let sgemm = unsafe { lib.get::<Sgemm>(b"cblas_sgemm\0") }
         .map(|s| *s)
@@ -213,16 +220,7 @@ mod tests {
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
             let got = matmul_nt(&x, &w).expect("blas takes f32").unwrap();
             let want = x.matmul(&w.t().unwrap()).unwrap();
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::model::max_abs_diff(&got, &want);
             assert!(diff < 1e-4, "({m}, {n}, {k}): max diff {diff}");
         }
         // A strided operand is left to candle, never read as if contiguous.

@@ -112,14 +112,7 @@ mod tests {
                     .unwrap(),
             )
             .unwrap();
-            let diff = (fused - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::model::max_abs_diff(&fused, &want);
             assert!(diff < 1e-6, "t={t} s={s}: {diff}");
         }
     }

@@ -210,16 +210,7 @@ mod tests {
                 .unwrap()
                 .reshape((b, kv, rep, 1, d))
                 .unwrap();
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::model::max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "({b}, {kv}, {rep}, {s}, {cap}, {d}): {diff}");
         }
     }

@@ -18,3 +18,13 @@ pub mod weights;
 pub use checkpoint::C3Checkpoint;
 pub use quant::Quant;
 pub use qwen2::{KvCache, Qwen2};
+
+/// Largest |a - b| over two f32 tensors of one shape, for unit tests.
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("same-shape f32 tensors")
+}
