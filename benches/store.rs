@@ -10,11 +10,11 @@ mod store_support;
 mod support;
 
 use c3::encode::Compressor;
-use c3::store::{NewDoc, Store};
+use c3::store::Store;
 use candle_core::Tensor;
 use criterion::{Criterion, Throughput};
 use std::time::{Duration, Instant};
-use store_support::{model, FakeCompressor};
+use store_support::{commit_doc, model, FakeCompressor};
 use support::quick;
 
 const CHUNKS_PER_DOC: usize = 100;
@@ -56,25 +56,10 @@ impl Fixture {
     fn write(&self, dir: &std::path::Path) -> Duration {
         let store = Store::open(dir).unwrap();
         store.bind_model(&model(&self.enc)).unwrap();
+        let refs: Vec<&str> = self.pieces.iter().map(String::as_str).collect();
         let t = Instant::now();
         for d in 0..self.docs {
-            let mut w = store.begin(None).unwrap();
-            let mut pos = 0;
-            for (p, l) in self.pieces.iter().zip(&self.latents) {
-                w.put_chunk(pos, 1000, p, l).unwrap();
-                pos += p.len() as u64;
-            }
-            let text = self.pieces.concat();
-            w.commit(NewDoc {
-                source: format!("doc{d}"),
-                content_hash: *blake3::hash(text.as_bytes()).as_bytes(),
-                size: text.len() as u64,
-                mtime_ms: None,
-                ingested_at_ms: 0,
-                kind: "text".into(),
-                chunk_tokens: 1000,
-            })
-            .unwrap();
+            commit_doc(&store, &format!("doc{d}"), &refs, &self.latents, |_| 1000);
         }
         t.elapsed()
     }

@@ -2,6 +2,7 @@
 //! layout, budget fallback, streaming, text mode, BM25 and index upkeep.
 
 mod common;
+mod store_support;
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use c3::encode::{C3Encoder, Compressor};
 use c3::model::C3Checkpoint;
 use c3::query::{self, AnswerModel, AskRequest, Mode, Reader};
 use c3::retrieve::{index, ChunkIndex, Pick, SyncAction};
-use c3::store::{ModelRecord, NewDoc, Store};
+use c3::store::{ModelRecord, Store};
 use c3::tokenize::special;
 use candle_core::{DType, Device};
 
@@ -48,24 +49,9 @@ fn golden_store(dir: &Path, pieces: &[String], source: &str) -> Store {
 fn add_doc(store: &Store, enc: &C3Encoder, pieces: &[String], source: &str) -> u64 {
     let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
     let lat = enc.compress(&refs).unwrap();
-    let mut w = store.begin(None).unwrap();
-    let mut pos = 0u64;
-    for (p, l) in refs.iter().zip(&lat) {
-        let tokens = enc.tokenizer().encode_text(p).unwrap().len() as u32;
-        w.put_chunk(pos, tokens, p, l).unwrap();
-        pos += p.len() as u64;
-    }
-    let text = refs.concat();
-    w.commit(NewDoc {
-        source: source.into(),
-        content_hash: *blake3::hash(text.as_bytes()).as_bytes(),
-        size: text.len() as u64,
-        mtime_ms: None,
-        ingested_at_ms: 0,
-        kind: "text".into(),
-        chunk_tokens: 1000,
+    store_support::commit_doc(store, source, &refs, &lat, |p| {
+        enc.tokenizer().encode_text(p).unwrap().len() as u32
     })
-    .unwrap()
     .id
 }
 

@@ -12,6 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-5}
 shift || true
+case $runs in
+  '' | *[!0-9]* | 0) echo "alternate.sh: RUNS must be a positive whole number, not '$runs'" >&2; exit 2 ;;
+esac
 dir=$(mktemp -d)
 turns=$dir/turns
 echo none >"$turns"

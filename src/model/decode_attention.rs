@@ -138,6 +138,7 @@ impl CustomOp3 for DecodeAttention {
             candle_core::bail!("decode attention: k/v layout runs past its storage");
         }
         let mut out = vec![0f32; b * kv_heads * rep * d];
+        #[cfg(target_arch = "x86_64")]
         let simd = super::gemv::simd_ready();
         // One task per KV head: its `rep` query heads go through the keys
         // and values together, so the cache is read once per KV head rather
@@ -160,7 +161,6 @@ impl CustomOp3 for DecodeAttention {
                     // SAFETY: simd_ready checked for AVX2 and FMA.
                     return unsafe { attend_avx2(&group, o) };
                 }
-                let _ = simd;
                 attend(&group, o);
             });
         Ok((CpuStorage::F32(out), Shape::from((b, kv_heads, rep, 1, d))))

@@ -98,12 +98,24 @@ pub fn model(c: &FakeCompressor) -> ModelRecord {
 
 /// Store `pieces` as one document of `source` through the writer API.
 pub fn put_doc(store: &Store, enc: &FakeCompressor, source: &str, pieces: &[&str]) -> DocRecord {
+    let lat = enc.compress(pieces).unwrap();
+    commit_doc(store, source, pieces, &lat, |p| p.len() as u32)
+}
+
+/// Store `pieces` with their `latents` as one document of `source`, each
+/// chunk counted as `tokens(piece)` tokens.
+pub fn commit_doc(
+    store: &Store,
+    source: &str,
+    pieces: &[&str],
+    latents: &[Tensor],
+    tokens: impl Fn(&str) -> u32,
+) -> DocRecord {
     let text: String = pieces.concat();
     let mut w = store.begin(None).unwrap();
-    let lat = enc.compress(pieces).unwrap();
     let mut pos = 0u64;
-    for (p, l) in pieces.iter().zip(&lat) {
-        w.put_chunk(pos, p.len() as u32, p, l).unwrap();
+    for (p, l) in pieces.iter().zip(latents) {
+        w.put_chunk(pos, tokens(p), p, l).unwrap();
         pos += p.len() as u64;
     }
     w.commit(NewDoc {

@@ -1,7 +1,7 @@
 //! One activation row times a quantized matrix: the product every generated
 //! token spends its time in. The kernels read candle's GGML blocks in place,
-//! so the quantized model is held once and candle's own kernels still serve
-//! the many-row prefill.
+//! so the quantized model is held once (many-row products dequantize
+//! instead: `Linear::forward`).
 //!
 //! Why not candle's kernels for one row: on this AVX2 machine they convert
 //! f16 scales in software per block and leave the memory stream to the
@@ -17,6 +17,30 @@ pub use q4k::q4k_gemv;
 pub use q8_0::q8_0_gemv;
 
 use rayon::prelude::*;
+
+/// Checks the sizes of `y = W x` for a `format` matrix `w` of `n` rows of
+/// `k` values in blocks of `qk` values / `block_bytes` bytes, and returns
+/// the bytes per row. Callers (`Linear`) guarantee these; a mismatch is a
+/// bug, not bad input.
+fn checked_row_bytes(
+    format: &str,
+    (qk, block_bytes): (usize, usize),
+    w: &[u8],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    y: &[f32],
+) -> usize {
+    assert!(
+        k.is_multiple_of(qk),
+        "{format} rows must be whole {qk}-blocks"
+    );
+    let row_bytes = k / qk * block_bytes;
+    assert_eq!(w.len(), n * row_bytes, "{format} matrix size");
+    assert_eq!(x.len(), k, "activation length");
+    assert_eq!(y.len(), n, "output length");
+    row_bytes
+}
 
 /// Runs `dot(rows, out)` over contiguous row ranges of `w` (rows of
 /// `row_bytes`) in parallel: a few ranges per thread so an uneven finish

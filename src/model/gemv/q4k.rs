@@ -5,7 +5,7 @@
 //! `Σ d·dx·Σ_j sc[j]·(q·x)_j − Σ dmin·dx·Σ_j m[j]·(Σx)_j`: the first term in
 //! integers per super-block, the second from per-32 sums of the activations.
 
-use super::{quantize_blocks, simd_ready, split_rows};
+use super::{checked_row_bytes, quantize_blocks, simd_ready, split_rows};
 use half::f16;
 
 /// Bytes of one Q4K super-block.
@@ -55,11 +55,7 @@ fn scales_mins(p: &[u8]) -> ([u8; 8], [u8; 8]) {
 /// `y[r] = Σ_k W[r, k] x[k]` for the `n` rows of a Q4K matrix `w` whose rows
 /// hold `k` values (`k` a multiple of 256). `w` is the raw block bytes.
 pub fn q4k_gemv(w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
-    assert!(k.is_multiple_of(QK), "Q4K rows must be whole 256-blocks");
-    let row_bytes = k / QK * Q4K_BLOCK_BYTES;
-    assert_eq!(w.len(), n * row_bytes, "Q4K matrix size");
-    assert_eq!(x.len(), k, "activation length");
-    assert_eq!(y.len(), n, "output length");
+    let row_bytes = checked_row_bytes("Q4K", (QK, Q4K_BLOCK_BYTES), w, n, k, x, y);
     let xq = Q8KRow::new(x);
     let fast = simd_ready();
     split_rows(w, row_bytes, y, |rows, out| {

@@ -2,7 +2,7 @@
 //! bytes). Four rows share each loaded activation block; scales convert with
 //! F16C.
 
-use super::{quantize_blocks, simd_ready, split_rows};
+use super::{checked_row_bytes, quantize_blocks, simd_ready, split_rows};
 use half::f16;
 
 /// Bytes of one Q8_0 block: f16 scale + 32 quants.
@@ -30,11 +30,7 @@ impl QuantizedRow {
 /// `y[r] = Σ_k W[r, k] x[k]` for the `n` rows of a Q8_0 matrix `w` whose
 /// rows hold `k` values (`k` a multiple of 32). `w` is the raw block bytes.
 pub fn q8_0_gemv(w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
-    assert!(k.is_multiple_of(QK), "Q8_0 rows must be whole 32-blocks");
-    let row_bytes = k / QK * Q8_0_BLOCK_BYTES;
-    assert_eq!(w.len(), n * row_bytes, "Q8_0 matrix size");
-    assert_eq!(x.len(), k, "activation length");
-    assert_eq!(y.len(), n, "output length");
+    let row_bytes = checked_row_bytes("Q8_0", (QK, Q8_0_BLOCK_BYTES), w, n, k, x, y);
     let xq = QuantizedRow::new(x);
     let fast = simd_ready();
     split_rows(w, row_bytes, y, |rows, out| {
