@@ -12,7 +12,7 @@
 mod support;
 
 use c3::model::{KvCache, Quant};
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, IndexOp, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -168,7 +168,11 @@ fn encode(c: &mut Criterion) {
     turns.ready();
     for r in 0..runs() {
         let _turn = turns.take();
-        let (raw, d) = s.time(|| enc.encode_ids(&ids).unwrap());
+        let (raw, d) = s.time(|| {
+            let raw = enc.encode_ids(&ids).unwrap();
+            sync();
+            raw
+        });
         assert_eq!(raw.dims(), [32, cfg.hidden_size]);
         eprintln!("encode run {r}: {:.2} s", d.as_secs_f64());
     }
@@ -182,6 +186,74 @@ fn encode(c: &mut Criterion) {
         100.0 * gf / lim.gemm_gflops,
         lim.gemm_gflops,
         s.note()
+    );
+}
+
+/// Several chunks per encoder forward (`C3Encoder::encode_batch_ids`, what
+/// `c3 ingest --batch N` uses off the CPU): `C3_BENCH_BATCH` chunks
+/// (default 8) of 1000, 990, … tokens, padded to the longest, against the
+/// same chunks one forward each.
+fn encode_batch(c: &mut Criterion) {
+    if !wanted("encode/batch") {
+        return;
+    }
+    let _ = c;
+    let lim = limits();
+    let (enc, cfg) = encoder();
+    let n: usize = std::env::var("C3_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 2 } else { 8 })
+        .max(1);
+    let longest = if quick() { 64 } else { 1000 };
+    let texts: Vec<Vec<u32>> = (0..n)
+        .map(|j| {
+            let len = longest - 10 * j.min(longest / 20);
+            (0..len as u32)
+                .map(|i| (i * 7919 + j as u32 * 31) % 150_000)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+    let flops: f64 = texts
+        .iter()
+        .map(|t| encoder_flops(&cfg, t.len() + 34, 33))
+        .sum();
+    let one = Samples::new();
+    let all = Samples::new();
+    for r in 0..runs() {
+        let (_, d1) = one.time(|| {
+            for ids in &refs {
+                enc.encode_ids(ids).unwrap();
+            }
+            sync();
+        });
+        let (out, dn) = all.time(|| {
+            let out = enc.encode_batch_ids(&refs).unwrap();
+            sync();
+            out
+        });
+        assert_eq!(out.len(), n);
+        eprintln!(
+            "encode batch run {r}: {n} chunks one by one {:.2} s, in one forward {:.2} s",
+            d1.as_secs_f64(),
+            dn.as_secs_f64()
+        );
+    }
+    let (m1, mn) = (one.median(), all.median());
+    println!(
+        "encode batch of {n} ({} to {longest} tokens) on {:?}: one forward each {:.3} s/chunk \
+         ({:.1} GFLOP/s), one padded forward {:.3} s/chunk ({:.1} GFLOP/s = {:.0}% of the f32 GEMM \
+         peak): batching x{:.2} {}",
+        texts.iter().map(Vec::len).min().unwrap_or(0),
+        bench_device(),
+        m1 / n as f64,
+        flops / m1 / 1e9,
+        mn / n as f64,
+        flops / mn / 1e9,
+        100.0 * flops / mn / 1e9 / lim.gemm_gflops,
+        m1 / mn,
+        all.note()
     );
 }
 
@@ -263,6 +335,13 @@ fn encode_q8_0(c: &mut Criterion) {
 fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     let lim = limits();
     let label = quant.map_or("f32".to_string(), |q| q.to_string());
+    // What ran, for the printed lines: the group name stays `decode/f32`
+    // for the dense model whatever `C3_BENCH_DTYPE` says.
+    let shown = format!(
+        "{} on {:?}",
+        quant.map_or(format!("dense {:?}", bench_dtype()), |q| q.to_string()),
+        bench_device()
+    );
     if !wanted(&format!("decode/{label}")) {
         return;
     }
@@ -279,7 +358,7 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
             .unwrap_or(32)
     };
     let prompt = dec.repeat_prompt(blocks).unwrap();
-    let dev = Device::Cpu;
+    let dev = bench_device();
     let lat: Vec<Tensor> = (0..blocks)
         .map(|_| Tensor::rand(-1f32, 1f32, (dec.latent_len(), h), &dev).unwrap())
         .collect();
@@ -295,6 +374,7 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
         let h = llm.forward_tail(&x, Some(&mut cache), 1).unwrap();
         let last = h.i((0, 0)).unwrap().unsqueeze(0).unwrap();
         let logits = llm.logits(&last).unwrap();
+        sync();
         (cache, logits)
     };
 
@@ -311,7 +391,7 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
         }
         let med = s.median();
         println!(
-            "decoder {label}: prefill {n} positions ({blocks} chunks): {med:.2} s median (min {:.2}), \
+            "decoder {shown}: prefill {n} positions ({blocks} chunks): {med:.2} s median (min {:.2}), \
              {:.0} positions/s, ~{:.1} GFLOP/s (weight products only) {}",
             s.min(),
             n as f64 / med,
@@ -347,7 +427,7 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     let bytes = llm.weight_bytes_per_token() as f64;
     let bw = bytes / med / 1e9;
     println!(
-        "decoder {label}: decode step after {n} positions: {:.1} ms/token median (min {:.1}), \
+        "decoder {shown}: decode step after {n} positions: {:.1} ms/token median (min {:.1}), \
          reads {:.2} GB of weights/token = {bw:.1} GB/s = {:.0}% of read bandwidth ({:.1} GB/s; \
          bound {:.0} ms/token) {}",
         med * 1e3,
@@ -406,6 +486,7 @@ criterion_group!(
     benches,
     tokenize,
     encode,
+    encode_batch,
     encode_q8_0,
     decode_q8_0,
     decode_q4k,

@@ -1,7 +1,8 @@
 //! Peak resident memory and wall time of the real `c3` commands on a model
 //! of the release geometry: writes a random C3 checkpoint in the released
 //! layout (bf16, sharded, Qwen2.5-1.5B encoder + Qwen2.5-3B decoder, ~9 GB)
-//! to disk, then runs `c3 ingest` on one ~1000-token document and `c3 ask`
+//! to disk, then runs `c3 ingest` on a ~4000-token document (4 chunks in one
+//! padded forward, the CPU default) and `c3 ask`
 //! with each quantized decoder under `/usr/bin/time -v`.
 //!
 //! `cargo bench --bench release_memory` (several minutes; the checkpoint is
@@ -67,8 +68,12 @@ fn main() {
     let book =
         std::fs::read_to_string(repo().join("tests/fixtures/corpus/alice-in-wonderland.txt"))
             .expect("corpus fixture");
-    // About 1000 tokens: one chunk.
-    let cut = book.char_indices().nth(4200).map_or(book.len(), |(i, _)| i);
+    // About 4000 tokens: 4 chunks, which `c3 ingest` encodes in one padded
+    // forward on the CPU (its default --batch there).
+    let cut = book
+        .char_indices()
+        .nth(4 * 4200)
+        .map_or(book.len(), |(i, _)| i);
     std::fs::write(&doc, &book[..cut]).expect("write document");
 
     let (model, store, doc) = (
@@ -83,7 +88,10 @@ fn main() {
             .map(|s| s.to_string())
             .collect()
     };
-    measure("c3 ingest (f32 encoder, 1 chunk)", &c3(&["ingest", doc]));
+    measure(
+        "c3 ingest (f32 encoder, 4 chunks in one forward)",
+        &c3(&["ingest", "--json", doc]),
+    );
     for quant in ["q8_0", "q4k"] {
         let ask = ["--decoder-quant", quant, "ask", "Who is Alice?"];
         let opts = ["--max-new-tokens", "8", "--json"];

@@ -179,3 +179,38 @@ fn long_text_warns_or_is_refused() {
     );
     assert!(!Path::new("x.npy").exists());
 }
+
+/// `--device cuda` in a build without CUDA is refused by name, never run on
+/// the CPU in its place; an unknown device or `C3_DEVICE` value is named.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn device_choice_is_checked() {
+    let model = golden_model().display().to_string();
+    let text = text_path("english");
+    expect_error(
+        &[
+            "--model", &model, "--device", "cuda", "repeat", "--text", &text,
+        ],
+        &["--device cuda", "without the `cuda` feature"],
+    );
+    expect_error(
+        &[
+            "--model", &model, "--device", "tpu", "repeat", "--text", &text,
+        ],
+        &["tpu"],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_c3"))
+        .args([
+            "--model",
+            &model,
+            "repeat",
+            "--ids",
+            "--max-new-tokens",
+            "3",
+        ])
+        .args(["--text", &text])
+        .env("C3_DEVICE", "cpu")
+        .output()
+        .unwrap();
+    assert_eq!(stdout_ids(&out).len(), 3);
+}

@@ -4,17 +4,17 @@ mod common;
 use c3::decode::{C3Decoder, GenOptions, Prompt};
 use c3::encode::C3Encoder;
 use c3::model::C3Checkpoint;
-use candle_core::{DType, Device};
+use candle_core::DType;
 use common::*;
 
 fn encoder() -> C3Encoder {
     let ckpt = C3Checkpoint::open(&golden_model()).unwrap();
-    C3Encoder::load(&ckpt, DType::F32, &Device::Cpu).unwrap()
+    C3Encoder::load(&ckpt, DType::F32, &test_device()).unwrap()
 }
 
 fn decoder() -> C3Decoder {
     let ckpt = C3Checkpoint::open(&golden_model()).unwrap();
-    C3Decoder::load(&ckpt, DType::F32, &Device::Cpu).unwrap()
+    C3Decoder::load(&ckpt, DType::F32, &test_device()).unwrap()
 }
 
 #[test]
@@ -34,6 +34,94 @@ fn raw_states_and_latents_match_reference() {
         let got = lat.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let d = max_abs_diff(&got, &want);
         assert!(d < 1e-4, "{}: latents differ by {d}", case.name);
+    }
+}
+
+/// Several texts of different lengths in one padded forward give each the
+/// states it gets alone, and the reference's.
+#[test]
+fn batched_encoding_matches_one_at_a_time_and_reference() {
+    let enc = encoder();
+    let cases = golden_cases();
+    let lens: Vec<usize> = cases.iter().map(|c| c.text_ids.len()).collect();
+    assert!(
+        lens.iter().any(|&l| l != lens[0]),
+        "the cases must differ in length to exercise padding: {lens:?}"
+    );
+    let ids: Vec<&[u32]> = cases.iter().map(|c| c.text_ids.as_slice()).collect();
+    let batched = enc.encode_batch_ids(&ids).unwrap();
+    assert_eq!(batched.len(), cases.len());
+    for (case, got) in cases.iter().zip(&batched) {
+        let alone = enc.encode_ids(&case.text_ids).unwrap();
+        assert_eq!(got.dims(), alone.dims(), "{}", case.name);
+        let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let alone = alone.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let d = max_abs_diff(&got, &alone);
+        assert!(d < 1e-5, "{}: batched differs from alone by {d}", case.name);
+        let (_, want) = golden_npy(&case.name, "encoder_hidden");
+        let d = max_abs_diff(&got, &want);
+        assert!(
+            d < 1e-4,
+            "{}: batched differs from reference by {d}",
+            case.name
+        );
+    }
+    // Order is kept, and a batch of one or none is fine.
+    let rev: Vec<&[u32]> = ids.iter().rev().copied().collect();
+    let back = enc.encode_batch_ids(&rev).unwrap();
+    let a = back
+        .last()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = batched[0].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(max_abs_diff(&a, &b) < 1e-5);
+    assert_eq!(enc.encode_batch_ids(&ids[..1]).unwrap().len(), 1);
+    assert!(enc.encode_batch_ids(&[]).unwrap().is_empty());
+    // A bad member fails the batch with the member's error.
+    let err = enc
+        .encode_batch_ids(&[ids[0], &[]])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty"), "{err}");
+}
+
+/// `compress` (what ingest calls) groups texts of similar length into
+/// padded forwards and returns each text's states in the order given.
+#[test]
+fn compress_groups_texts_and_keeps_their_order() {
+    use c3::encode::Compressor;
+    let enc = encoder();
+    let cases = golden_cases();
+    let mut texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
+    texts.insert(1, "A short one.");
+    let got = enc.compress(&texts).unwrap();
+    assert_eq!(got.len(), texts.len());
+    for (t, g) in texts.iter().zip(&got) {
+        let alone = enc
+            .encode_text(t)
+            .unwrap()
+            .to_dtype(enc.storage_dtype())
+            .unwrap();
+        assert_eq!(g.dtype(), enc.storage_dtype());
+        let flat = |x: &candle_core::Tensor| {
+            x.to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let (g, a) = (flat(g), flat(&alone));
+        // Equal up to one rounding step of the storage dtype (bf16 here).
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max_abs_diff(&g, &a);
+        assert!(
+            d <= scale / 128.0,
+            "{t:.20}: compress differs from alone by {d}"
+        );
     }
 }
 

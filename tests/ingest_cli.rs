@@ -74,6 +74,11 @@ fn books_and_source_tree_with_golden_model() {
     ];
     let r = json(&c3(store.path(), &args));
     assert_eq!(r["added"], 6, "{r}");
+    // Where it ran is reported (a build without `cuda` runs on the CPU).
+    if !cfg!(feature = "cuda") {
+        assert_eq!(r["device"], "cpu", "{r}");
+        assert!(r["dense_product"].is_string(), "{r}");
+    }
     assert_eq!(r["failed"].as_array().unwrap().len(), 0, "{r}");
     let chunks = r["chunks"].as_u64().unwrap();
 

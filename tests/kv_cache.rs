@@ -6,7 +6,8 @@ mod common;
 use c3::model::synthetic::{random_qwen2, release_encoder_config};
 use c3::model::weights::Weights;
 use c3::model::{KvCache, Qwen2};
-use candle_core::{DType, Device, IndexOp};
+use candle_core::{DType, IndexOp};
+use common::test_device;
 
 fn small_model() -> Qwen2 {
     let mut cfg = release_encoder_config();
@@ -17,7 +18,7 @@ fn small_model() -> Qwen2 {
     cfg.num_attention_heads = 4;
     cfg.num_key_value_heads = 2;
     cfg.max_position_embeddings = 2048;
-    let dev = Device::Cpu;
+    let dev = test_device();
     let w = Weights::from_tensors(
         "random",
         random_qwen2(&cfg, DType::F32, &dev).unwrap(),

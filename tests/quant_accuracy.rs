@@ -10,7 +10,7 @@ use c3::encode::C3Encoder;
 use c3::model::synthetic::random_qwen2;
 use c3::model::weights::Weights;
 use c3::model::{C3Checkpoint, KvCache, Quant, Qwen2};
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, IndexOp, Tensor};
 use common::*;
 
 /// Logits [steps + 1, V] of `llm` over `x` [1, P, H] followed by `forced` ids,
@@ -86,13 +86,13 @@ fn compare(a: &[Vec<f32>], b: &[Vec<f32>]) -> Report {
 #[test]
 fn quantized_golden_decoder_stays_close_to_f32() {
     let ckpt = C3Checkpoint::open(&golden_model()).unwrap();
-    let enc = C3Encoder::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
-    let f32_dec = C3Decoder::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
+    let enc = C3Encoder::load(&ckpt, DType::F32, &test_device()).unwrap();
+    let f32_dec = C3Decoder::load(&ckpt, DType::F32, &test_device()).unwrap();
     // Q4K needs 256-wide rows; every row of this model is 64 or 128 wide, so
     // it would fall back to Q8_0 throughout (the next test covers Q4K).
     for quant in [Quant::Q8_0] {
         let q_dec =
-            C3Decoder::load_quantized(&ckpt, DType::F32, &Device::Cpu, Some(quant)).unwrap();
+            C3Decoder::load_quantized(&ckpt, DType::F32, &test_device(), Some(quant)).unwrap();
         let (mut err, mut scale, mut agree, mut n, mut same_ids, mut ids_n) =
             (0f32, 0f32, 0, 0, 0, 0);
         for case in golden_cases() {
@@ -162,7 +162,7 @@ fn quantized_formats_stay_close_at_256_wide_rows() {
     cfg.num_attention_heads = 4;
     cfg.num_key_value_heads = 2;
     cfg.max_position_embeddings = 1024;
-    let dev = Device::Cpu;
+    let dev = test_device();
     let w = Weights::from_tensors(
         "random",
         random_qwen2(&cfg, DType::F32, &dev).unwrap(),

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """The same geometry as c3's benchmarks, run by PyTorch + transformers' Qwen2
-on CPU with random weights and the same thread count, for the README's
-c3 / PyTorch ratios. Optional, not in CI (needs torch and transformers:
+on CPU (same thread count) or a GPU (`--device cuda`) with random weights,
+for the README's c3 / PyTorch ratios. Optional, not in CI (needs torch and transformers:
 `pip install torch transformers`).
 
   python3 benches/compare/pytorch_qwen2.py encoder --dtype bf16
   python3 benches/compare/pytorch_qwen2.py decoder --dtype bf16 --steps 8
 
 encoder: one 1000-token chunk + 34 frame/query positions through Qwen2.5-1.5B
-(final norm included), like `cargo bench --bench c3 -- encode`.
+(final norm included), like `cargo bench --bench c3 -- encode`; `--batch N`
+runs N such chunks in one forward (like `encode/batch`).
 decoder: prefill of the 32-chunk prompt (1149 positions) through Qwen2.5-3B
 with the 151860-row output matrix, then greedy decode steps with the KV cache,
 like `cargo bench --bench c3 -- decode`.
@@ -49,18 +50,27 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--batch", type=int, default=1, help="encoder: chunks per forward")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+
+    def sync():
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+
     torch.set_num_threads(a.threads)
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     torch.set_default_dtype(dtype)  # random init directly in the target dtype
     cfg = config(a.part)
     t0 = time.time()
-    model = (Qwen2Model if a.part == "encoder" else Qwen2ForCausalLM)(cfg).eval()
-    print(f"built random {a.part} ({a.dtype}) in {time.time() - t0:.1f} s, "
+    with dev:  # random init directly on the device
+        model = (Qwen2Model if a.part == "encoder" else Qwen2ForCausalLM)(cfg).eval()
+    print(f"built random {a.part} ({a.dtype}) on {a.device} in {time.time() - t0:.1f} s, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with torch.inference_mode():
         if a.part == "encoder":
-            x = torch.randn(1, 1034, cfg.hidden_size, dtype=dtype) * 0.02
+            x = torch.randn(a.batch, 1034, cfg.hidden_size, dtype=dtype, device=dev) * 0.02
             times = []
             turns = os.environ.get("C3_TURNS")  # see benches/compare/alternate.sh
             if turns:
@@ -70,19 +80,22 @@ def main():
                     time.sleep(0.05)
                 t = time.time()
                 model(inputs_embeds=x)
+                sync()
                 times.append(time.time() - t)
                 if turns:
                     with open(turns, "w") as f:
                         f.write("c3")
                 print(f"encoder run {r}: {times[-1]:.2f} s", flush=True)
-            print(f"pytorch encoder {a.dtype}: 1034 positions: "
-                  f"{statistics.median(times):.2f} s median (min {min(times):.2f})")
+            med = statistics.median(times)
+            print(f"pytorch encoder {a.dtype} on {a.device}: {a.batch} x 1034 positions: "
+                  f"{med:.4f} s median (min {min(times):.4f}), {med / a.batch:.4f} s/chunk")
         else:
             n = 1149
-            x = torch.randn(1, n, cfg.hidden_size, dtype=dtype) * 0.02
+            x = torch.randn(1, n, cfg.hidden_size, dtype=dtype, device=dev) * 0.02
             t = time.time()
             out = model(inputs_embeds=x, use_cache=True)
-            print(f"pytorch decoder {a.dtype}: prefill {n} positions: {time.time() - t:.2f} s")
+            sync()
+            print(f"pytorch decoder {a.dtype} on {a.device}: prefill {n} positions: {time.time() - t:.2f} s")
             past = out.past_key_values
             tok = out.logits[:, -1].argmax(-1, keepdim=True)
             times = []
@@ -91,8 +104,9 @@ def main():
                 out = model(input_ids=tok, past_key_values=past, use_cache=True)
                 past = out.past_key_values
                 tok = out.logits[:, -1].argmax(-1, keepdim=True)
+                sync()
                 times.append(time.time() - t)
-            print(f"pytorch decoder {a.dtype}: decode step after {n} positions: "
+            print(f"pytorch decoder {a.dtype} on {a.device}: decode step after {n} positions: "
                   f"{1e3 * statistics.median(times):.0f} ms/token median "
                   f"(min {1e3 * min(times):.0f})")
 

@@ -208,7 +208,14 @@ impl Limits {
                 read_gbs: r,
             };
         }
-        if quick() {
+        if !bench_device().is_cpu() {
+            eprintln!(
+                "limits: measured for the CPU only; for ratios on {:?}, pass its figures \
+                 as C3_GEMM_PEAK=GFLOP/s C3_READ_GBS=GB/s",
+                bench_device()
+            );
+        }
+        if quick() || !bench_device().is_cpu() {
             return Self {
                 gemm_gflops: f64::NAN,
                 read_gbs: f64::NAN,
@@ -229,6 +236,34 @@ impl Limits {
 }
 
 // ---------------------------------------------------------------- models
+
+/// Where the models run: `C3_DEVICE` (auto, cpu or cuda; auto is GPU 0 in
+/// a `cuda` build with a GPU, else the CPU).
+pub fn bench_device() -> Device {
+    static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEV.get_or_init(|| {
+        c3::options::DeviceArg::from_env()
+            .and_then(|d| d.device())
+            .unwrap_or_else(|e| panic!("{e}"))
+    })
+    .clone()
+}
+
+/// Compute dtype of the dense models: `C3_BENCH_DTYPE` (f32, the default;
+/// bf16 or f16 are for GPUs: the CPU has no fast kernels for them).
+pub fn bench_dtype() -> DType {
+    match std::env::var("C3_BENCH_DTYPE").as_deref() {
+        Err(_) | Ok("f32") => DType::F32,
+        Ok("bf16") => DType::BF16,
+        Ok("f16") => DType::F16,
+        Ok(other) => panic!("C3_BENCH_DTYPE=`{other}`: expected f32, bf16 or f16"),
+    }
+}
+
+/// Waits for the device's queued work, so a timing covers it.
+pub fn sync() {
+    bench_device().synchronize().expect("device synchronize");
+}
 
 /// The encoder geometry: release (Qwen2.5-1.5B) or tiny in quick mode.
 pub fn encoder_config() -> Qwen2Config {
@@ -318,7 +353,8 @@ pub struct EncoderParts {
 }
 
 pub fn encoder_parts() -> EncoderParts {
-    let dev = Device::Cpu;
+    let dev = bench_device();
+    let dtype = bench_dtype();
     let enc_cfg = encoder_config();
     let mut dec_cfg = release_decoder_config();
     if quick() {
@@ -329,12 +365,12 @@ pub fn encoder_parts() -> EncoderParts {
     let t0 = Instant::now();
     let enc_w = Weights::from_tensors(
         "random-encoder",
-        random_qwen2(&enc_cfg, DType::F32, &dev).unwrap(),
-        DType::F32,
+        random_qwen2(&enc_cfg, dtype, &dev).unwrap(),
+        dtype,
     );
     let mut parts = Default::default();
-    add_random_c3_parts(&mut parts, &dec_cfg, DType::F32, &dev).unwrap();
-    let dec_w = Weights::from_tensors("random-c3-parts", parts, DType::F32);
+    add_random_c3_parts(&mut parts, &dec_cfg, dtype, &dev).unwrap();
+    let dec_w = Weights::from_tensors("random-c3-parts", parts, dtype);
     let enc = C3Encoder::from_weights(
         &enc_cfg,
         32,
@@ -344,7 +380,10 @@ pub fn encoder_parts() -> EncoderParts {
         tokenizer(),
     )
     .unwrap();
-    eprintln!("random encoder built in {:.1?}", t0.elapsed());
+    eprintln!(
+        "random encoder ({dtype:?} on {dev:?}) built in {:.1?}",
+        t0.elapsed()
+    );
     EncoderParts {
         encoder: enc,
         config: enc_cfg,
@@ -358,7 +397,12 @@ pub fn encoder_parts() -> EncoderParts {
 /// from bf16 random weights (the release's storage type), so only one f32
 /// matrix at a time exists besides the quantized model.
 pub fn decoder(quant: Option<Quant>) -> C3Decoder {
-    let dev = Device::Cpu;
+    let dev = bench_device();
+    let dtype = if quant.is_some() {
+        DType::F32
+    } else {
+        bench_dtype()
+    };
     let mut cfg = release_decoder_config();
     if quick() {
         cfg.llm.num_hidden_layers = 1;
@@ -367,15 +411,11 @@ pub fn decoder(quant: Option<Quant>) -> C3Decoder {
         cfg.llm.num_attention_heads = 4;
         cfg.contexts_compression_llm_hidden_size = 64;
     }
-    let src = if quant.is_some() {
-        DType::BF16
-    } else {
-        DType::F32
-    };
+    let src = if quant.is_some() { DType::BF16 } else { dtype };
     let t0 = Instant::now();
     let mut m = random_qwen2(&cfg.llm, src, &dev).unwrap();
     add_random_c3_parts(&mut m, &cfg, src, &dev).unwrap();
-    let w = Weights::from_tensors("random-decoder", m, DType::F32);
+    let w = Weights::from_tensors("random-decoder", m, dtype);
     let dec = C3Decoder::from_weights_quantized(
         &cfg.llm,
         cfg.latent_token_len,
@@ -386,8 +426,8 @@ pub fn decoder(quant: Option<Quant>) -> C3Decoder {
     )
     .unwrap();
     eprintln!(
-        "random decoder ({}) built in {:.1?}",
-        quant.map_or("f32".to_string(), |q| q.to_string()),
+        "random decoder ({} on {dev:?}) built in {:.1?}",
+        quant.map_or(format!("{dtype:?}"), |q| q.to_string()),
         t0.elapsed()
     );
     dec

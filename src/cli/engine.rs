@@ -3,13 +3,13 @@
 use anyhow::bail;
 use c3::encode::C3Encoder;
 
-use super::model_cmds::{device, ModelCtx};
+use super::model_cmds::ModelCtx;
 
 /// The encoder of `--model`; its tokenizer sizes the chunks. `chunk_tokens`
 /// must fit the encoder's positions.
 pub fn load(ctx: &ModelCtx, chunk_tokens: usize) -> anyhow::Result<C3Encoder> {
     let ckpt = ctx.checkpoint()?;
-    let enc = C3Encoder::load(&ckpt, ctx.dtype, &device()?)?;
+    let enc = C3Encoder::load(&ckpt, ctx.dtype, &ctx.device()?)?;
     if chunk_tokens > enc.max_text_tokens() {
         bail!(
             "--chunk-tokens {chunk_tokens} exceeds the encoder's limit of {} tokens",

@@ -15,6 +15,7 @@ pub struct ModelCtx {
     pub model: Option<PathBuf>,
     pub dtype: DType,
     pub decoder_quant: Option<c3::model::Quant>,
+    pub device: c3::options::DeviceArg,
 }
 
 impl ModelCtx {
@@ -24,17 +25,11 @@ impl ModelCtx {
         )?;
         Ok(C3Checkpoint::open(dir)?)
     }
-}
 
-/// CUDA when built with the `cuda` feature and a GPU is present, else CPU.
-pub fn device() -> Result<Device> {
-    #[cfg(feature = "cuda")]
-    {
-        if candle_core::utils::cuda_is_available() {
-            return Ok(Device::new_cuda(0)?);
-        }
+    /// The device models load on (`--device`).
+    pub fn device(&self) -> Result<Device> {
+        Ok(self.device.device()?)
     }
-    Ok(Device::Cpu)
 }
 
 #[derive(Args, Debug)]
@@ -123,7 +118,7 @@ fn encode_file(enc: &C3Encoder, path: &Path) -> Result<candle_core::Tensor> {
 
 pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
     let ckpt = ctx.checkpoint()?;
-    let enc = C3Encoder::load(&ckpt, ctx.dtype, &device()?)?;
+    let enc = C3Encoder::load(&ckpt, ctx.dtype, &ctx.device()?)?;
     let raw = encode_file(&enc, &a.text)?;
     let out = if a.raw { raw } else { enc.project(&raw)? };
     let shape = out.dims().to_vec();
@@ -134,7 +129,7 @@ pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
 
 pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
     let ckpt = ctx.checkpoint()?;
-    let dev = device()?;
+    let dev = ctx.device()?;
     let enc = C3Encoder::load(&ckpt, ctx.dtype, &dev)?;
     let raw = encode_file(&enc, &a.text)?;
     // One path for `repeat` and `expand`: the raw states rounded to the

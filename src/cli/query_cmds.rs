@@ -13,7 +13,7 @@ use c3::store::Store;
 use clap::ValueEnum;
 use serde_json::json;
 
-use super::model_cmds::{device, sampling, ModelCtx};
+use super::model_cmds::{sampling, ModelCtx};
 use super::store_cmds::open;
 
 /// Default answer length for `ask` (reconstruction keeps the release's 4096).
@@ -123,7 +123,7 @@ pub struct EvalArgs {
 /// the store's (fingerprint of encoder config, Q and projector).
 fn load_decoder(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<C3Decoder> {
     let ckpt = ctx.checkpoint()?;
-    let w = ckpt.decoder_weights(ctx.dtype, &device()?)?;
+    let w = ckpt.decoder_weights(ctx.dtype, &ctx.device()?)?;
     if let Some(m) = store.map(Store::meta).transpose()?.and_then(|m| m.model) {
         let fp = ckpt.fingerprint(&w)?;
         if fp != m.fingerprint {
@@ -197,7 +197,7 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     let (dec, plain);
     let reader = match &a.answer_model {
         Some(dir) => {
-            plain = AnswerModel::load(dir, ctx.dtype, &device()?)
+            plain = AnswerModel::load(dir, ctx.dtype, &ctx.device()?)
                 .with_context(|| format!("loading --answer-model {}", dir.display()))?;
             Reader::Plain(&plain)
         }
@@ -433,7 +433,7 @@ fn eval_texts(
     }
     // Compress everything first so only one model is in memory at a time.
     let ckpt = ctx.checkpoint()?;
-    let enc = C3Encoder::load(&ckpt, ctx.dtype, &device()?)?;
+    let enc = C3Encoder::load(&ckpt, ctx.dtype, &ctx.device()?)?;
     let mut encoded = Vec::new();
     for (i, f) in files.iter().enumerate() {
         eprintln!("c3: compress {}/{}: {}", i + 1, files.len(), f.display());

@@ -15,6 +15,10 @@ pub trait Compressor {
     /// Compress each text to its raw encoder states, a `[latent_len, H_enc]`
     /// tensor in the checkpoint dtype, on the CPU.
     fn compress(&self, texts: &[&str]) -> crate::Result<Vec<Tensor>>;
+    /// Where the model runs (reported by `c3 ingest --json`).
+    fn device(&self) -> candle_core::Device {
+        candle_core::Device::Cpu
+    }
 }
 
 pub mod encoder;

@@ -54,10 +54,18 @@ impl CustomOp1 for CausalSoftmax {
 
 /// Softmax over the last dimension of `scores` `[..., t, s]` (`t` queries
 /// at the last `t` of `s` positions), with keys after each query's position
-/// masked out. f32 in, f32 out.
-pub fn causal_softmax(scores: &Tensor, t: usize) -> candle_core::Result<Tensor> {
+/// masked out. f32 in, f32 out. `full_mask`, when given (see
+/// [`expanded_mask`]), is an additive mask of the same shape as `scores`.
+pub fn causal_softmax(
+    scores: &Tensor,
+    t: usize,
+    full_mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
     if scores.device().is_cpu() && scores.dtype() == DType::F32 {
         return scores.contiguous()?.apply_op1_no_bwd(&CausalSoftmax { t });
+    }
+    if let Some(m) = full_mask.filter(|m| m.dims() == scores.dims()) {
+        return candle_nn::ops::softmax_last_dim(&(scores.contiguous()? + m)?);
     }
     let dims = scores.dims().to_vec();
     let s = dims[dims.len() - 1];
@@ -74,22 +82,32 @@ pub fn causal_softmax(scores: &Tensor, t: usize) -> candle_core::Result<Tensor> 
     candle_nn::ops::softmax_last_dim(&masked)
 }
 
+/// The [t, s] mask repeated `lead` times, contiguous: [lead, t, s]. Off the
+/// CPU one such tensor per forward serves every layer, and adding it to the
+/// scores is a plain elementwise add (a broadcast add takes candle's
+/// strided kernels, the largest single cost of a GPU encoder forward).
+pub fn expanded_mask(
+    lead: usize,
+    t: usize,
+    s: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    mask(t, s, device)?
+        .unsqueeze(0)?
+        .broadcast_as((lead, t, s))?
+        .contiguous()
+}
+
 /// [t, s] additive mask: query i (at absolute position s - t + i) sees keys
-/// 0..=s - t + i.
+/// 0..=s - t + i. Built on `device` from two index ranges, so a GPU gets
+/// s + t indices rather than a t·s upload per layer.
 fn mask(t: usize, s: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let offset = s - t;
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| {
-            (0..s).map(move |j| {
-                if j > offset + i {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(mask, (t, s), device)
+    let keys = Tensor::arange(0u32, s as u32, device)?.unsqueeze(0)?; // [1, s]
+    let last_seen = Tensor::arange((s - t) as u32, s as u32, device)?.unsqueeze(1)?; // [t, 1]
+    let hidden = keys.broadcast_gt(&last_seen)?; // [t, s], 1 where masked
+    let neg = Tensor::full(f32::NEG_INFINITY, (t, s), device)?;
+    let zero = Tensor::zeros((t, s), DType::F32, device)?;
+    hidden.where_cond(&neg, &zero)
 }
 
 #[cfg(test)]
@@ -101,7 +119,7 @@ mod tests {
         let dev = Device::Cpu;
         for &(t, s) in &[(1usize, 1usize), (1, 9), (4, 4), (3, 7)] {
             let scores = Tensor::randn(0f32, 2.0, (2, 2 * t, s), &dev).unwrap();
-            let fused = causal_softmax(&scores, t).unwrap();
+            let fused = causal_softmax(&scores, t, None).unwrap();
             let want = candle_nn::ops::softmax_last_dim(
                 &scores
                     .reshape((2, 2, t, s))
@@ -117,9 +135,25 @@ mod tests {
         }
     }
 
+    /// The precomputed full-shape mask (the GPU path) gives what the fused
+    /// CPU softmax gives.
+    #[test]
+    fn expanded_mask_then_softmax_equals_fused() {
+        let dev = Device::Cpu;
+        let (t, s) = (3, 7);
+        let scores = Tensor::randn(0f32, 2.0, (2, 2 * t, s), &dev).unwrap();
+        let full = expanded_mask(4, t, s, &dev).unwrap();
+        assert_eq!(full.dims(), [4, t, s]);
+        assert!(full.is_contiguous());
+        let masked = (&scores + full.reshape((2, 2 * t, s)).unwrap()).unwrap();
+        let got = candle_nn::ops::softmax_last_dim(&masked).unwrap();
+        let want = causal_softmax(&scores, t, None).unwrap();
+        assert!(crate::model::max_abs_diff(&got, &want) < 1e-6);
+    }
+
     #[test]
     fn rows_not_ending_in_t_queries_are_refused() {
         let scores = Tensor::zeros((5, 4), DType::F32, &Device::Cpu).unwrap();
-        assert!(causal_softmax(&scores, 2).is_err());
+        assert!(causal_softmax(&scores, 2, None).is_err());
     }
 }

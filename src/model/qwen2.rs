@@ -1,7 +1,7 @@
 //! Qwen2 decoder stack that takes input embeddings (so latents can be spliced
 //! in), with causal attention, grouped KV heads, f32 RoPE and a KV cache.
 
-use super::causal_softmax::causal_softmax;
+use super::causal_softmax::{causal_softmax, expanded_mask};
 use super::config::Qwen2Config;
 use super::decode_attention::decode_attention;
 use super::linear::Linear;
@@ -24,9 +24,23 @@ struct Attention {
     head_dim: usize,
 }
 
+/// Gate and up projections: one stacked matrix on the CPU (one pass over
+/// the input, a fused SwiGLU after it); two matrices elsewhere, so that the
+/// SwiGLU reads contiguous halves (candle's GPU kernels for strided views
+/// are several times slower).
+enum GateUp {
+    Fused {
+        gate_up: Linear,
+        intermediate: usize,
+    },
+    Split {
+        gate: Linear,
+        up: Linear,
+    },
+}
+
 struct Mlp {
-    gate_up: Linear,
-    intermediate: usize,
+    gate_up: GateUp,
     down: Linear,
 }
 
@@ -142,6 +156,7 @@ impl Attention {
         start: usize,
         cache: Option<&mut Option<LayerCache>>,
         q_rows: usize,
+        mask: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let skip = t - q_rows;
@@ -183,7 +198,7 @@ impl Attention {
             q_rows,
             self.head_dim,
         ))?;
-        let out = attend_causal(&q, &k, &v)?;
+        let out = attend_causal(&q, &k, &v, mask)?;
         let out = out
             .reshape((b, self.heads, q_rows, self.head_dim))?
             .transpose(1, 2)?
@@ -197,13 +212,19 @@ const ATTENTION_BLOCK: usize = 128;
 
 /// Causal attention of `q` [b, kv_heads, rep, t, d] (f32, scaled) against
 /// `k`, `v` [b, kv_heads, s, d], the `t` queries being the last `t` of the
-/// `s` positions; returns [b, kv_heads, rep, t, d].
+/// `s` positions; returns [b, kv_heads, rep, t, d]. `mask`: see
+/// [`attention_mask`].
 ///
-/// A long prefill is cut into blocks of query rows, each multiplied only
-/// against the keys it may see: the masked upper triangle of the score
-/// matrix (nearly half of it at t = s) is neither computed nor
+/// On the CPU a long prefill is cut into blocks of query rows, each
+/// multiplied only against the keys it may see: the masked upper triangle
+/// of the score matrix (nearly half of it at t = s) is neither computed nor
 /// exponentiated.
-fn attend_causal(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
+fn attend_causal(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
     let (b, kv_heads, rep, t, d) = q.dims5()?;
     let s = k.dim(2)?;
     if t == 1 {
@@ -217,12 +238,13 @@ fn attend_causal(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tens
     let block = |q: &Tensor, rows: usize, keys: usize| -> candle_core::Result<Tensor> {
         let q = q.reshape((b, kv_heads, rep * rows, d))?;
         let scores = q.matmul(&kf.narrow(2, 0, keys)?.t()?)?; // [b, kv, rep * rows, keys]
-        let probs = causal_softmax(&scores, rows)?.to_dtype(v.dtype())?;
+        let probs = causal_softmax(&scores, rows, mask)?.to_dtype(v.dtype())?;
         probs
             .matmul(&v.narrow(2, 0, keys)?)?
             .reshape((b, kv_heads, rep, rows, d))
     };
-    if t < 2 * ATTENTION_BLOCK {
+    // On a GPU the masked triangle costs less than more, smaller launches.
+    if t < 2 * ATTENTION_BLOCK || !q.device().is_cpu() {
         return block(q, t, s);
     }
     let mut outs = Vec::with_capacity(t.div_ceil(ATTENTION_BLOCK));
@@ -236,10 +258,49 @@ fn attend_causal(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tens
     Tensor::cat(&outs, 3)
 }
 
+/// Off the CPU, the additive causal mask of `rows` queries against `keys`
+/// positions, already in the shape of the scores of every head
+/// ([b, kv_heads, rep * rows, keys]), built once per forward for all
+/// layers. None on the CPU (its fused softmax needs none) and for one row.
+fn attention_mask(
+    cfg: &Qwen2Config,
+    b: usize,
+    rows: usize,
+    keys: usize,
+    device: &Device,
+) -> candle_core::Result<Option<Tensor>> {
+    if device.is_cpu() || rows < 2 {
+        return Ok(None);
+    }
+    let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+    let m = expanded_mask(b * heads, rows, keys, device)?;
+    Ok(Some(m.reshape((
+        b,
+        kv_heads,
+        heads / kv_heads * rows,
+        keys,
+    ))?))
+}
+
 impl Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let gu = self.gate_up.forward(x)?;
-        self.down.forward(&swiglu(&gu, self.intermediate)?)
+        let act = match &self.gate_up {
+            GateUp::Fused {
+                gate_up,
+                intermediate,
+            } => swiglu(&gate_up.forward(x)?, *intermediate)?,
+            GateUp::Split { gate, up } => {
+                (candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?)?
+            }
+        };
+        self.down.forward(&act)
+    }
+
+    fn linears(&self) -> Vec<&Linear> {
+        match &self.gate_up {
+            GateUp::Fused { gate_up, .. } => vec![gate_up, &self.down],
+            GateUp::Split { gate, up } => vec![gate, up, &self.down],
+        }
     }
 }
 
@@ -336,15 +397,24 @@ impl Qwen2 {
                     head_dim: hd,
                 },
                 mlp: Mlp {
-                    gate_up: lin(
-                        &[
-                            (&format!("{p}.mlp.gate_proj"), i),
-                            (&format!("{p}.mlp.up_proj"), i),
-                        ],
-                        h,
-                        false,
-                    )?,
-                    intermediate: i,
+                    gate_up: if device.is_cpu() {
+                        GateUp::Fused {
+                            gate_up: lin(
+                                &[
+                                    (&format!("{p}.mlp.gate_proj"), i),
+                                    (&format!("{p}.mlp.up_proj"), i),
+                                ],
+                                h,
+                                false,
+                            )?,
+                            intermediate: i,
+                        }
+                    } else {
+                        GateUp::Split {
+                            gate: lin(&[(&format!("{p}.mlp.gate_proj"), i)], h, false)?,
+                            up: lin(&[(&format!("{p}.mlp.up_proj"), i)], h, false)?,
+                        }
+                    },
                     down: lin(&[(&format!("{p}.mlp.down_proj"), h)], i, false)?,
                 },
             });
@@ -391,8 +461,9 @@ impl Qwen2 {
             .blocks
             .iter()
             .map(|b| {
-                [&b.attn.qkv, &b.attn.o, &b.mlp.gate_up, &b.mlp.down]
-                    .iter()
+                [&b.attn.qkv, &b.attn.o]
+                    .into_iter()
+                    .chain(b.mlp.linears())
                     .map(|l| l.weight_bytes())
                     .sum::<usize>()
             })
@@ -458,11 +529,20 @@ impl Qwen2 {
         }
         let mut h = x.to_dtype(self.dtype)?;
         let last = self.blocks.len() - 1;
+        let b = x.dim(0)?;
+        let mask = attention_mask(&self.cfg, b, t, start + t, self.device())?;
+        let tail_mask = match tail {
+            _ if tail == t => None,
+            _ => attention_mask(&self.cfg, b, tail, start + t, self.device())?,
+        };
         for (l, block) in self.blocks.iter().enumerate() {
             let q_rows = if l == last { tail } else { t };
+            let mask = if q_rows == t { &mask } else { &tail_mask };
             let n = rms_norm(&h, &block.input_norm, self.cfg.rms_norm_eps)?;
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[l]);
-            let a = block.attn.forward(&n, &self.rope, start, slot, q_rows)?;
+            let a = block
+                .attn
+                .forward(&n, &self.rope, start, slot, q_rows, mask.as_ref())?;
             if q_rows < t {
                 h = h.narrow(1, t - q_rows, q_rows)?;
             }

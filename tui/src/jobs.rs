@@ -7,10 +7,11 @@
 
 use c3::decode::{C3Decoder, GenOptions};
 use c3::model::{C3Checkpoint, Quant};
+use c3::options::DeviceArg;
 use c3::query::{prepare, AskRequest, Mode, Reader};
 use c3::retrieve::Pick;
 use c3::store::Store;
-use candle_core::{DType, Device};
+use candle_core::DType;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -86,13 +87,14 @@ impl Worker {
         dir: PathBuf,
         dtype: DType,
         quant: Option<Quant>,
+        device: DeviceArg,
         store: Option<Arc<Store>>,
     ) -> Worker {
         let (req_tx, req_rx) = channel();
         let (ev_tx, ev_rx) = channel();
         std::thread::Builder::new()
             .name("c3-tui-model".into())
-            .spawn(move || run(dir, dtype, quant, store, req_rx, ev_tx))
+            .spawn(move || run(dir, dtype, quant, device, store, req_rx, ev_tx))
             .expect("spawn model thread");
         Worker {
             requests: req_tx,
@@ -105,9 +107,10 @@ fn load(
     dir: &std::path::Path,
     dtype: DType,
     quant: Option<Quant>,
+    device: DeviceArg,
 ) -> c3::Result<(C3Decoder, String)> {
     let ckpt = C3Checkpoint::open(dir)?;
-    let device = Device::Cpu;
+    let device = device.device()?;
     let weights = ckpt.decoder_weights(dtype, &device)?;
     let fingerprint = ckpt.fingerprint(&weights)?;
     let dec = C3Decoder::from_weights_quantized(
@@ -125,11 +128,12 @@ fn run(
     dir: PathBuf,
     dtype: DType,
     quant: Option<Quant>,
+    device: DeviceArg,
     store: Option<Arc<Store>>,
     requests: Receiver<Request>,
     events: Sender<Event>,
 ) {
-    let dec = match load(&dir, dtype, quant) {
+    let dec = match load(&dir, dtype, quant, device) {
         Ok((dec, fingerprint)) => {
             let _ = events.send(Event::ModelReady { fingerprint });
             dec

@@ -35,6 +35,7 @@ pub fn build(args: &cli::Args) -> App {
                 m.clone(),
                 args.global.dtype.dtype(),
                 args.global.decoder_quant,
+                args.global.device,
                 view.store.clone(),
             )),
         ),

@@ -3,6 +3,7 @@
 
 mod support;
 
+use c3::options::DeviceArg;
 use c3_tui::app::{App, ModelState};
 use c3_tui::data::StoreView;
 use c3_tui::jobs::Worker;
@@ -13,7 +14,13 @@ use support::*;
 
 fn model_app() -> App {
     let store = shared_store();
-    let worker = Worker::spawn(golden_model(), DType::F32, None, Some(store.clone()));
+    let worker = Worker::spawn(
+        golden_model(),
+        DType::F32,
+        None,
+        DeviceArg::Cpu,
+        Some(store.clone()),
+    );
     let mut app = App::new(
         StoreView::from_store(store),
         ModelState::Loading,
@@ -119,6 +126,7 @@ fn a_quantized_decoder_reconstructs_too() {
         golden_model(),
         DType::F32,
         Some(c3::model::Quant::Q8_0),
+        DeviceArg::Cpu,
         Some(store.clone()),
     );
     let mut app = App::new(
