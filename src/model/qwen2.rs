@@ -243,13 +243,19 @@ fn attend_causal(
             .matmul(&v.narrow(2, 0, keys)?)?
             .reshape((b, kv_heads, rep, rows, d))
     };
-    // On a GPU the masked triangle costs less than more, smaller launches.
-    if t < 2 * ATTENTION_BLOCK || !q.device().is_cpu() {
+    // On a GPU the masked triangle costs less than more, smaller launches:
+    // blocks only bound the score matrix's memory there.
+    let rows_per_block = match q.device().is_cpu() {
+        true if t < 2 * ATTENTION_BLOCK => t,
+        true => ATTENTION_BLOCK,
+        false => gpu_block_rows(b * kv_heads * rep, s),
+    };
+    if rows_per_block >= t {
         return block(q, t, s);
     }
-    let mut outs = Vec::with_capacity(t.div_ceil(ATTENTION_BLOCK));
-    for r0 in (0..t).step_by(ATTENTION_BLOCK) {
-        let rows = ATTENTION_BLOCK.min(t - r0);
+    let mut outs = Vec::with_capacity(t.div_ceil(rows_per_block));
+    for r0 in (0..t).step_by(rows_per_block) {
+        let rows = rows_per_block.min(t - r0);
         // Query row r0 + i sits at position s - t + r0 + i and sees the
         // keys up to it: the block's last row bounds the key range.
         let keys = s - t + r0 + rows;
@@ -258,10 +264,23 @@ fn attend_causal(
     Tensor::cat(&outs, 3)
 }
 
+/// Bytes of f32 attention scores one GPU attention pass may hold (the full
+/// mask of [`attention_mask`] is as large again). 8 chunks of 1034
+/// positions (12 heads) need 0.4 GiB; a 10k-position prompt over the 3B
+/// decoder (16 heads) would need 6.4 GiB and is done in blocks of rows.
+const GPU_SCORE_BYTES: usize = 2 << 30;
+
+/// Query rows per GPU attention pass for `lead` = batch × heads score
+/// matrices against `keys` positions (at least [`ATTENTION_BLOCK`]).
+fn gpu_block_rows(lead: usize, keys: usize) -> usize {
+    (GPU_SCORE_BYTES / (4 * lead * keys).max(1)).max(ATTENTION_BLOCK)
+}
+
 /// Off the CPU, the additive causal mask of `rows` queries against `keys`
 /// positions, already in the shape of the scores of every head
 /// ([b, kv_heads, rep * rows, keys]), built once per forward for all
-/// layers. None on the CPU (its fused softmax needs none) and for one row.
+/// layers. None on the CPU (its fused softmax needs none), for one row, and
+/// when the scores are too large for one pass.
 fn attention_mask(
     cfg: &Qwen2Config,
     b: usize,
@@ -269,10 +288,11 @@ fn attention_mask(
     keys: usize,
     device: &Device,
 ) -> candle_core::Result<Option<Tensor>> {
-    if device.is_cpu() || rows < 2 {
+    let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+    // Blocked passes build their own smaller masks.
+    if device.is_cpu() || rows < 2 || gpu_block_rows(b * heads, keys) < rows {
         return Ok(None);
     }
-    let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
     let m = expanded_mask(b * heads, rows, keys, device)?;
     Ok(Some(m.reshape((
         b,
@@ -559,5 +579,21 @@ impl Qwen2 {
             .lm_head
             .forward(&h.to_dtype(self.dtype)?)?
             .to_dtype(DType::F32)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{gpu_block_rows, ATTENTION_BLOCK};
+
+    #[test]
+    fn gpu_attention_passes_bound_the_score_memory() {
+        // 8 encoder chunks (12 heads, 1034 positions): one pass.
+        assert!(gpu_block_rows(8 * 12, 1034) >= 1034);
+        // A 10k-position prompt over 16 heads: blocks of at most 2 GiB.
+        let rows = gpu_block_rows(16, 10_000);
+        assert!(rows < 10_000 && 4 * 16 * 10_000 * rows <= 2 << 30, "{rows}");
+        // Never below the CPU block size, whatever the size.
+        assert_eq!(gpu_block_rows(1 << 20, 1 << 20), ATTENTION_BLOCK);
     }
 }
