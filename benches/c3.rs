@@ -190,7 +190,7 @@ fn encode(c: &mut Criterion) {
 }
 
 /// Several chunks per encoder forward (`C3Encoder::encode_batch_ids`, what
-/// `c3 ingest --batch N` uses off the CPU): `C3_BENCH_BATCH` chunks
+/// `c3 ingest --batch N` uses): `C3_BENCH_BATCH` chunks
 /// (default 8) of 1000, 990, … tokens, padded to the longest, against the
 /// same chunks one forward each.
 fn encode_batch(c: &mut Criterion) {

@@ -80,8 +80,13 @@ impl DeviceArg {
         }
     }
 
-    /// `C3_DEVICE` (auto, cpu or cuda; default auto), for programs without
-    /// a command line of their own (tests, benchmarks).
+    /// The device `C3_DEVICE` names, for programs without a command line of
+    /// their own (tests, benchmarks).
+    pub fn env_device() -> crate::Result<candle_core::Device> {
+        Self::from_env()?.device()
+    }
+
+    /// `C3_DEVICE` (auto, cpu or cuda; default auto).
     pub fn from_env() -> crate::Result<Self> {
         match std::env::var("C3_DEVICE") {
             Err(_) => Ok(DeviceArg::Auto),

@@ -241,12 +241,8 @@ impl Limits {
 /// a `cuda` build with a GPU, else the CPU).
 pub fn bench_device() -> Device {
     static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    DEV.get_or_init(|| {
-        c3::options::DeviceArg::from_env()
-            .and_then(|d| d.device())
-            .unwrap_or_else(|e| panic!("{e}"))
-    })
-    .clone()
+    DEV.get_or_init(|| c3::options::DeviceArg::env_device().unwrap_or_else(|e| panic!("{e}")))
+        .clone()
 }
 
 /// Compute dtype of the dense models: `C3_BENCH_DTYPE` (f32, the default;

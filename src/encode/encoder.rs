@@ -106,8 +106,8 @@ impl C3Encoder {
     /// Each framed sequence is padded at its end (with `</img>` rows) to the
     /// longest. Attention is causal, so no real row ever sees a pad row: no
     /// mask is needed, and each sequence's query rows are read at its own
-    /// offset. Worth it where one sequence leaves the device idle (a GPU);
-    /// on the CPU one ~1k-row sequence already fills the GEMM.
+    /// offset. Shared per-forward work makes it pay on the CPU too (README,
+    /// Performance), and much more on a GPU.
     pub fn encode_batch_ids(&self, batch: &[&[u32]]) -> Result<Vec<Tensor>> {
         match batch {
             [] => return Ok(Vec::new()),

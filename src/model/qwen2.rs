@@ -551,9 +551,10 @@ impl Qwen2 {
         let last = self.blocks.len() - 1;
         let b = x.dim(0)?;
         let mask = attention_mask(&self.cfg, b, t, start + t, self.device())?;
-        let tail_mask = match tail {
-            _ if tail == t => None,
-            _ => attention_mask(&self.cfg, b, tail, start + t, self.device())?,
+        let tail_mask = if tail == t {
+            None
+        } else {
+            attention_mask(&self.cfg, b, tail, start + t, self.device())?
         };
         for (l, block) in self.blocks.iter().enumerate() {
             let q_rows = if l == last { tail } else { t };

@@ -58,9 +58,7 @@ pub fn golden_cases() -> Vec<GoldenCase> {
 /// The device model tests run on: `C3_DEVICE` (auto, cpu or cuda; auto is
 /// GPU 0 in a `cuda` build on a machine with one, else the CPU).
 pub fn test_device() -> candle_core::Device {
-    c3::options::DeviceArg::from_env()
-        .and_then(|d| d.device())
-        .unwrap_or_else(|e| panic!("test device: {e}"))
+    c3::options::DeviceArg::env_device().unwrap_or_else(|e| panic!("test device: {e}"))
 }
 
 pub fn golden_npy(name: &str, kind: &str) -> (Vec<usize>, Vec<f32>) {
