@@ -156,16 +156,33 @@ fn encode(c: &mut Criterion) {
     if !wanted("encode/f32") {
         return;
     }
-    let lim = limits();
-    let (enc, cfg) = encoder();
-    let tokens = if quick() { 64 } else { 1000 };
-    let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7919) % 150_000).collect();
-    let seq = tokens + 34;
-    let flops = encoder_flops(&cfg, seq, 33);
     let _ = c;
+    let (enc, cfg) = encoder();
+    time_chunk(&enc, &cfg, "encode");
+}
+
+/// The ids of the benchmarks' one chunk (1000 tokens; 64 in quick mode).
+fn chunk_ids() -> Vec<u32> {
+    let tokens = if quick() { 64 } else { 1000 };
+    (0..tokens as u32).map(|i| (i * 7919) % 150_000).collect()
+}
+
+/// Times `runs()` encodes of [`chunk_ids`] (in turns with PyTorch when
+/// `C3_TURNS` is set: `benches/compare/alternate.sh`), prints `label`'s line,
+/// and returns the raw states of the last run.
+fn time_chunk(
+    enc: &c3::encode::C3Encoder,
+    cfg: &c3::model::config::Qwen2Config,
+    label: &str,
+) -> Tensor {
+    let lim = limits();
+    let ids = chunk_ids();
+    let seq = ids.len() + 34;
+    let flops = encoder_flops(cfg, seq, 33);
     let s = Samples::new();
     let turns = Turns::from_env();
     turns.ready();
+    let mut last = None;
     for r in 0..runs() {
         let _turn = turns.take();
         let (raw, d) = s.time(|| {
@@ -175,11 +192,12 @@ fn encode(c: &mut Criterion) {
         });
         assert_eq!(raw.dims(), [32, cfg.hidden_size]);
         eprintln!("encode run {r}: {:.2} s", d.as_secs_f64());
+        last = Some(raw);
     }
     let med = s.median();
     let gf = flops / med / 1e9;
     println!(
-        "encode: {seq} positions -> 32 latents: {med:.2} s/chunk median (min {:.2}), {:.0} tokens/s, \
+        "{label}: {seq} positions -> 32 latents: {med:.2} s/chunk median (min {:.2}), {:.0} tokens/s, \
          {gf:.1} GFLOP/s = {:.0}% of the f32 GEMM peak ({:.1}) {}",
         s.min(),
         seq as f64 / med,
@@ -187,19 +205,100 @@ fn encode(c: &mut Criterion) {
         lim.gemm_gflops,
         s.note()
     );
+    last.expect("at least one run")
+}
+
+/// `got` against `want` (same shape): max |err| and mean |err| / mean |x|.
+fn state_error(got: &Tensor, want: &Tensor) -> (f32, f64) {
+    let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let max_err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let mean_err: f64 = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .sum();
+    let mean_abs: f64 = want.iter().map(|v| v.abs() as f64).sum();
+    (max_err, mean_err / mean_abs)
+}
+
+/// The encoder with 14-bit integer products (`--encoder-precision i16`, the
+/// CPU default with AVX2): speed, and its raw states against the f32
+/// encoder's on the same random weights, beside what rounding the f32 states
+/// to bf16 (as the store keeps them for a bf16 checkpoint) changes.
+fn encode_i16(c: &mut Criterion) {
+    if !wanted("encode/i16") {
+        return;
+    }
+    let _ = c;
+    let EncoderParts {
+        encoder: enc,
+        config: cfg,
+        enc_w,
+        dec_w,
+        dec_hidden,
+    } = encoder_parts();
+    let t = Instant::now();
+    let want = enc.encode_ids(&chunk_ids()).unwrap();
+    eprintln!("f32 reference encode: {:.2} s", t.elapsed().as_secs_f64());
+    drop(enc);
+    let t = Instant::now();
+    let q = c3::encode::C3Encoder::from_weights_quantized(
+        &cfg,
+        32,
+        dec_hidden,
+        &enc_w,
+        &dec_w,
+        tokenizer(),
+        Some(Quant::I16),
+    )
+    .unwrap();
+    eprintln!("i16 encoder packed in {:.1?}", t.elapsed());
+    drop(enc_w);
+    let got = time_chunk(&q, &cfg, "encode i16");
+    let (max_err, rel) = state_error(&got, &want);
+    let rounded = want
+        .to_dtype(DType::BF16)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let (bf_max, bf_rel) = state_error(&rounded, &want);
+    println!(
+        "encode i16 raw states vs f32: max |err| {max_err:.3e}, mean |err| / mean |x| = {:.4}%; \
+         bf16 rounding of the f32 states: max |err| {bf_max:.3e}, mean {:.4}% -> i16 error / bf16 \
+         rounding = {:.2} (mean), {:.2} (max)",
+        100.0 * rel,
+        100.0 * bf_rel,
+        rel / bf_rel,
+        max_err / bf_max
+    );
 }
 
 /// Several chunks per encoder forward (`C3Encoder::encode_batch_ids`, what
 /// `c3 ingest --batch N` uses): `C3_BENCH_BATCH` chunks
 /// (default 8) of 1000, 990, … tokens, padded to the longest, against the
-/// same chunks one forward each.
+/// same chunks one forward each. `C3_BENCH_PRECISION=i16` runs the i16
+/// encoder (default: dense).
 fn encode_batch(c: &mut Criterion) {
     if !wanted("encode/batch") {
         return;
     }
     let _ = c;
     let lim = limits();
-    let (enc, cfg) = encoder();
+    let quant = match std::env::var("C3_BENCH_PRECISION").as_deref() {
+        Ok("i16") => Some(Quant::I16),
+        Ok("dense") | Err(_) => None,
+        Ok(other) => panic!("C3_BENCH_PRECISION={other}: dense or i16"),
+    };
+    let EncoderParts {
+        encoder: enc,
+        config: cfg,
+        ..
+    } = encoder_parts_in(quant);
     let n: usize = std::env::var("C3_BENCH_BATCH")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -242,10 +341,11 @@ fn encode_batch(c: &mut Criterion) {
     }
     let (m1, mn) = (one.median(), all.median());
     println!(
-        "encode batch of {n} ({} to {longest} tokens) on {:?}: one forward each {:.3} s/chunk \
+        "encode batch of {n} ({} to {longest} tokens, {}) on {:?}: one forward each {:.3} s/chunk \
          ({:.1} GFLOP/s), one padded forward {:.3} s/chunk ({:.1} GFLOP/s = {:.0}% of the f32 GEMM \
          peak): batching x{:.2} {}",
         texts.iter().map(Vec::len).min().unwrap_or(0),
+        quant.map_or("dense".to_string(), |q| q.to_string()),
         bench_device(),
         m1 / n as f64,
         flops / m1 / 1e9,
@@ -297,26 +397,14 @@ fn encode_q8_0(c: &mut Criterion) {
         eprintln!("encode q8_0 run {r}: {:.2} s", d.as_secs_f64());
         got = Some(raw);
     }
-    let got = got
+    let (max_err, rel) = state_error(&got.unwrap(), &want);
+    let max_abs = want
+        .abs()
         .unwrap()
-        .flatten_all()
+        .max_all()
         .unwrap()
-        .to_vec1::<f32>()
+        .to_scalar::<f32>()
         .unwrap();
-    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let max_err = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    let max_abs = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let mean_err = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs() as f64)
-        .sum::<f64>()
-        / got.len() as f64;
-    let mean_abs = want.iter().map(|v| v.abs() as f64).sum::<f64>() / want.len() as f64;
     let med = s.median();
     let gf = encoder_flops(&cfg, seq, 33) / med / 1e9;
     println!(
@@ -325,7 +413,7 @@ fn encode_q8_0(c: &mut Criterion) {
          mean |err| / mean |x| = {:.2}% (bf16 rounding: <= 0.39% per element) {}",
         s.min(),
         100.0 * gf / lim.gemm_gflops,
-        100.0 * mean_err / mean_abs,
+        100.0 * rel,
         s.note()
     );
 }
@@ -442,9 +530,10 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
 
 fn bytes_per_weight(quant: Option<Quant>) -> f64 {
     // Nominal: q8_0 34 B / 32, q4k 144 B / 256 (its rows of 64 fall back to
-    // q8_0 only at tiny geometry), f32 4.
+    // q8_0 only at tiny geometry), i16 2, f32 4.
     match quant {
         None => 4.0,
+        Some(Quant::I16) => 2.0,
         Some(Quant::Q8_0) => 34.0 / 32.0,
         Some(Quant::Q4K) => 144.0 / 256.0,
     }
@@ -487,6 +576,7 @@ criterion_group!(
     tokenize,
     encode,
     encode_batch,
+    encode_i16,
     encode_q8_0,
     decode_q8_0,
     decode_q4k,

@@ -2,7 +2,8 @@
 //! of the release geometry: writes a random C3 checkpoint in the released
 //! layout (bf16, sharded, Qwen2.5-1.5B encoder + Qwen2.5-3B decoder, ~9 GB)
 //! to disk, then runs `c3 ingest` on a ~4000-token document (4 chunks in one
-//! padded forward, the CPU default) and `c3 ask`
+//! padded forward, the CPU default; with the default encoder precision, then
+//! with `--encoder-precision dense`) and `c3 ask`
 //! with each quantized decoder under `/usr/bin/time -v`.
 //!
 //! `cargo bench --bench release_memory` (several minutes; the checkpoint is
@@ -88,9 +89,27 @@ fn main() {
             .map(|s| s.to_string())
             .collect()
     };
+    // The default encoder (i16 products where the CPU has AVX2), then the
+    // dense f32 one, each into its own store.
     measure(
-        "c3 ingest (f32 encoder, 4 chunks in one forward)",
+        "c3 ingest (default encoder precision, 4 chunks in one forward)",
         &c3(&["ingest", "--json", doc]),
+    );
+    let dense_store = format!("{store}-dense");
+    measure(
+        "c3 ingest --encoder-precision dense (f32 encoder, 4 chunks in one forward)",
+        &[
+            "--model",
+            model,
+            "--store",
+            &dense_store,
+            "--encoder-precision",
+            "dense",
+            "ingest",
+            "--json",
+            doc,
+        ]
+        .map(str::to_string),
     );
     for quant in ["q8_0", "q4k"] {
         let ask = ["--decoder-quant", quant, "ask", "Who is Alice?"];

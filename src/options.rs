@@ -17,8 +17,15 @@ pub struct GlobalOptions {
     pub store: Option<PathBuf>,
     /// Quantize the decoder's matrices when loading it (smaller and faster
     /// decoding on CPU; see README, Performance). Default: dense, in --dtype.
-    #[arg(long, global = true, value_name = "q8_0|q4k")]
+    #[arg(long, global = true, value_name = "q8_0|q4k", value_parser = parse_decoder_quant)]
     pub decoder_quant: Option<crate::model::Quant>,
+    /// How the encoder multiplies its matrices: `i16` = 14-bit integer
+    /// products on a CPU with AVX2 (faster; latents within a bf16 rounding
+    /// of f32's, README, Performance), `dense` = in --dtype, `auto` = i16
+    /// where it runs (CPU with AVX2, --dtype f32), else dense.
+    #[arg(long, global = true, env = "C3_ENCODER_PRECISION", value_enum,
+          default_value_t = EncoderPrecision::Auto)]
+    pub encoder_precision: EncoderPrecision,
     /// Where the model runs: `auto` takes GPU 0 when c3 was built with the
     /// `cuda` feature and one is present, else the CPU.
     #[arg(long, global = true, env = "C3_DEVICE", value_enum, default_value_t = DeviceArg::Auto)]
@@ -29,6 +36,53 @@ impl GlobalOptions {
     /// `--store`, or the default store.
     pub fn store_dir(&self) -> PathBuf {
         self.store.clone().unwrap_or_else(default_store_dir)
+    }
+}
+
+/// `--decoder-quant`: the GGML block formats (i16 is the encoder's).
+fn parse_decoder_quant(s: &str) -> Result<crate::model::Quant, String> {
+    match s.parse()? {
+        crate::model::Quant::I16 => Err(
+            "i16 is the encoder's format (--encoder-precision); the decoder takes q8_0 or q4k"
+                .into(),
+        ),
+        q => Ok(q),
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EncoderPrecision {
+    Auto,
+    Dense,
+    I16,
+}
+
+impl EncoderPrecision {
+    /// The matrix format the encoder loads with on `device` for `dtype`;
+    /// an explicit `i16` that cannot run is an error, not a silent f32 run.
+    pub fn quant(
+        self,
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> crate::Result<Option<crate::model::Quant>> {
+        use crate::model::quant::i16_supported;
+        use crate::model::Quant;
+        match self {
+            EncoderPrecision::Dense => Ok(None),
+            EncoderPrecision::Auto => Ok((device.is_cpu()
+                && i16_supported()
+                && dtype == candle_core::DType::F32)
+                .then_some(Quant::I16)),
+            EncoderPrecision::I16 if !device.is_cpu() => Err(crate::Error::Input(
+                "--encoder-precision i16 runs on the CPU only (use --device cpu, or dense on a GPU)"
+                    .into(),
+            )),
+            EncoderPrecision::I16 if !i16_supported() => Err(crate::Error::Input(
+                "--encoder-precision i16 needs an x86-64 CPU with AVX2, which this one lacks"
+                    .into(),
+            )),
+            EncoderPrecision::I16 => Ok(Some(Quant::I16)),
+        }
     }
 }
 

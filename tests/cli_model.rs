@@ -62,33 +62,54 @@ fn tokenize_prints_golden_ids_and_model_comes_from_env() {
     }
 }
 
+/// `--encoder-precision dense` writes the reference's arrays (f32 parity);
+/// the default (i16 products on a CPU with AVX2) stays within what rounding
+/// them to bf16 would change, element by element.
 #[test]
 fn encode_writes_golden_npy() {
     let tmp = tempfile::tempdir().unwrap();
     let model = golden_model().display().to_string();
     let text = text_path("english");
-    for (flag, kind) in [(None, "latents"), (Some("--raw"), "encoder_hidden")] {
-        let out_path = tmp.path().join(format!("{kind}.npy"));
-        let mut args = vec![
-            "--model",
-            &model,
-            "encode",
-            "--text",
-            &text,
-            "--out",
-            out_path.to_str().unwrap(),
-        ];
-        args.extend(flag);
-        let out = c3(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (shape, got) = c3::npy::read_f32(&out_path).unwrap();
-        let (want_shape, want) = golden_npy("english", kind);
-        assert_eq!(shape, want_shape);
-        assert!(max_abs_diff(&got, &want) < 1e-4, "{kind}");
+    for precision in ["dense", "auto"] {
+        for (flag, kind) in [(None, "latents"), (Some("--raw"), "encoder_hidden")] {
+            let out_path = tmp.path().join(format!("{kind}-{precision}.npy"));
+            let mut args = vec![
+                "--model",
+                &model,
+                "--encoder-precision",
+                precision,
+                "encode",
+                "--text",
+                &text,
+                "--out",
+                out_path.to_str().unwrap(),
+            ];
+            args.extend(flag);
+            let out = c3(&args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (shape, got) = c3::npy::read_f32(&out_path).unwrap();
+            let (want_shape, want) = golden_npy("english", kind);
+            assert_eq!(shape, want_shape);
+            let d = max_abs_diff(&got, &want);
+            if precision == "dense" {
+                assert!(d < 1e-4, "{kind}: {d}");
+            } else {
+                let bf16 = candle_core::Tensor::new(want.as_slice(), &candle_core::Device::Cpu)
+                    .and_then(|t| t.to_dtype(candle_core::DType::BF16))
+                    .and_then(|t| t.to_dtype(candle_core::DType::F32))
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .unwrap();
+                let rounding = max_abs_diff(&bf16, &want);
+                assert!(
+                    d < rounding,
+                    "{kind}: {d} over a bf16 rounding ({rounding})"
+                );
+            }
+        }
     }
 }
 
@@ -213,4 +234,52 @@ fn device_choice_is_checked() {
         .output()
         .unwrap();
     assert_eq!(stdout_ids(&out).len(), 3);
+}
+
+/// The precision options are checked by name: i16 is not a decoder format,
+/// and an unknown encoder precision lists the valid ones.
+#[test]
+fn precision_choice_is_checked() {
+    let model = golden_model().display().to_string();
+    let text = text_path("english");
+    expect_error(
+        &[
+            "--model",
+            &model,
+            "--decoder-quant",
+            "i16",
+            "repeat",
+            "--text",
+            &text,
+        ],
+        &["i16", "--encoder-precision", "q8_0 or q4k"],
+    );
+    expect_error(
+        &[
+            "--model",
+            &model,
+            "--encoder-precision",
+            "int4",
+            "repeat",
+            "--text",
+            &text,
+        ],
+        &["int4", "auto", "dense", "i16"],
+    );
+    // Explicit i16 (where the CPU has AVX2) reconstructs like the default.
+    if c3::model::quant::i16_supported() {
+        let out = c3(&[
+            "--model",
+            &model,
+            "--encoder-precision",
+            "i16",
+            "repeat",
+            "--ids",
+            "--max-new-tokens",
+            "3",
+            "--text",
+            &text,
+        ]);
+        assert_eq!(stdout_ids(&out).len(), 3);
+    }
 }

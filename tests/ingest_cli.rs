@@ -78,6 +78,13 @@ fn books_and_source_tree_with_golden_model() {
     if !cfg!(feature = "cuda") {
         assert_eq!(r["device"], "cpu", "{r}");
         assert!(r["dense_product"].is_string(), "{r}");
+        // The default precision: the integer products where the CPU has AVX2.
+        let want = if c3::model::quant::i16_supported() {
+            "i16"
+        } else {
+            "dense"
+        };
+        assert_eq!(r["encoder_precision"], want, "{r}");
     }
     assert_eq!(r["failed"].as_array().unwrap().len(), 0, "{r}");
     let chunks = r["chunks"].as_u64().unwrap();

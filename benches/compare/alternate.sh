@@ -2,6 +2,7 @@
 # c3's encoder and PyTorch's, one chunk each in turn, on a shared (noisy) host.
 #
 #   benches/compare/alternate.sh [RUNS] [extra env for c3, e.g. C3_BLAS=off]
+#   C3_ENCODER=i16 benches/compare/alternate.sh [RUNS]   # c3's i16 encoder (encode/i16)
 #
 # Both build their random release-geometry encoder first (~30 s each, ~13 GB
 # together); then c3 encodes, then PyTorch, then c3 ... RUNS times each, so
@@ -15,13 +16,18 @@ shift || true
 case $runs in
   '' | *[!0-9]* | 0) echo "alternate.sh: RUNS must be a positive whole number, not '$runs'" >&2; exit 2 ;;
 esac
+encoder=${C3_ENCODER:-f32}
+case $encoder in
+  f32 | i16) ;;
+  *) echo "alternate.sh: C3_ENCODER must be f32 or i16, not '$encoder'" >&2; exit 2 ;;
+esac
 dir=$(mktemp -d)
 turns=$dir/turns
 echo none >"$turns"
 bench=$(cargo bench --bench c3 --no-run 2>&1 | sed -n 's/.*Executable benches\/c3.rs (\(.*\))/\1/p')
 # No limits measurement: it would run while PyTorch builds its model.
 env C3_TURNS="$turns" C3_BENCH_RUNS="$runs" C3_GEMM_PEAK=NaN C3_READ_GBS=NaN "$@" \
-  "$bench" --bench encode/f32 >"$dir/c3.log" 2>&1 &
+  "$bench" --bench "encode/$encoder" >"$dir/c3.log" 2>&1 &
 c3_pid=$!
 C3_TURNS="$turns" python3 benches/compare/pytorch_qwen2.py encoder --dtype f32 --runs "$runs" \
   >"$dir/torch.log" 2>&1 &
@@ -33,15 +39,15 @@ while [ ! -e "$turns.c3.ready" ] || [ ! -e "$turns.torch.ready" ]; do
 done
 echo c3 >"$turns"
 wait "$c3_pid" "$torch_pid"
-grep -E "^dense" "$dir/c3.log" || true
-python3 - "$dir/c3.log" "$dir/torch.log" <<'PY'
+grep -E "^dense|^encode i16 raw" "$dir/c3.log" || true
+python3 - "$dir/c3.log" "$dir/torch.log" "$encoder" <<'PY'
 import re, statistics, sys
 c3 = [float(x) for x in re.findall(r"^encode run \d+: ([0-9.]+) s", open(sys.argv[1]).read(), re.M)]
 pt = [float(x) for x in re.findall(r"^encoder run \d+: ([0-9.]+) s", open(sys.argv[2]).read(), re.M)]
 ratios = []
 for i, (a, b) in enumerate(zip(c3, pt)):
     ratios.append(a / b)
-    print(f"run {i}: c3 {a:.2f} s, pytorch f32 {b:.2f} s, c3/pytorch {a / b:.3f}")
+    print(f"run {i}: c3 ({sys.argv[3]}) {a:.2f} s, pytorch f32 {b:.2f} s, c3/pytorch {a / b:.3f}")
 print(f"c3 median {statistics.median(c3):.2f} s (min {min(c3):.2f}), pytorch f32 median "
       f"{statistics.median(pt):.2f} s (min {min(pt):.2f}); c3/pytorch per pair: median "
       f"{statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")

@@ -349,6 +349,11 @@ pub struct EncoderParts {
 }
 
 pub fn encoder_parts() -> EncoderParts {
+    encoder_parts_in(None)
+}
+
+/// [`encoder_parts`] with the encoder's matrices in `quant`'s format.
+pub fn encoder_parts_in(quant: Option<Quant>) -> EncoderParts {
     let dev = bench_device();
     let dtype = bench_dtype();
     let enc_cfg = encoder_config();
@@ -367,17 +372,19 @@ pub fn encoder_parts() -> EncoderParts {
     let mut parts = Default::default();
     add_random_c3_parts(&mut parts, &dec_cfg, dtype, &dev).unwrap();
     let dec_w = Weights::from_tensors("random-c3-parts", parts, dtype);
-    let enc = C3Encoder::from_weights(
+    let enc = C3Encoder::from_weights_quantized(
         &enc_cfg,
         32,
         dec_cfg.llm.hidden_size,
         &enc_w,
         &dec_w,
         tokenizer(),
+        quant,
     )
     .unwrap();
     eprintln!(
-        "random encoder ({dtype:?} on {dev:?}) built in {:.1?}",
+        "random encoder ({dtype:?}, {} on {dev:?}) built in {:.1?}",
+        quant.map_or("dense".to_string(), |q| q.to_string()),
         t0.elapsed()
     );
     EncoderParts {

@@ -9,7 +9,7 @@ use super::model_cmds::ModelCtx;
 /// must fit the encoder's positions.
 pub fn load(ctx: &ModelCtx, chunk_tokens: usize) -> anyhow::Result<C3Encoder> {
     let ckpt = ctx.checkpoint()?;
-    let enc = C3Encoder::load(&ckpt, ctx.dtype, &ctx.device()?)?;
+    let enc = ctx.encoder(&ckpt, &ctx.device()?)?;
     if chunk_tokens > enc.max_text_tokens() {
         bail!(
             "--chunk-tokens {chunk_tokens} exceeds the encoder's limit of {} tokens",

@@ -65,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         model: cli.global.model,
         dtype: cli.global.dtype.dtype(),
         decoder_quant: cli.global.decoder_quant,
+        encoder_precision: cli.global.encoder_precision,
         device: cli.global.device,
     };
     match cli.command {

@@ -15,6 +15,7 @@ pub struct ModelCtx {
     pub model: Option<PathBuf>,
     pub dtype: DType,
     pub decoder_quant: Option<c3::model::Quant>,
+    pub encoder_precision: c3::options::EncoderPrecision,
     pub device: c3::options::DeviceArg,
 }
 
@@ -29,6 +30,12 @@ impl ModelCtx {
     /// The device models load on (`--device`).
     pub fn device(&self) -> Result<Device> {
         Ok(self.device.device()?)
+    }
+
+    /// The encoder of `ckpt` on `device`, in `--encoder-precision`.
+    pub fn encoder(&self, ckpt: &C3Checkpoint, device: &Device) -> Result<C3Encoder> {
+        let quant = self.encoder_precision.quant(self.dtype, device)?;
+        Ok(C3Encoder::load_quantized(ckpt, self.dtype, device, quant)?)
     }
 }
 
@@ -118,7 +125,7 @@ fn encode_file(enc: &C3Encoder, path: &Path) -> Result<candle_core::Tensor> {
 
 pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
     let ckpt = ctx.checkpoint()?;
-    let enc = C3Encoder::load(&ckpt, ctx.dtype, &ctx.device()?)?;
+    let enc = ctx.encoder(&ckpt, &ctx.device()?)?;
     let raw = encode_file(&enc, &a.text)?;
     let out = if a.raw { raw } else { enc.project(&raw)? };
     let shape = out.dims().to_vec();
@@ -130,7 +137,7 @@ pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
 pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
     let ckpt = ctx.checkpoint()?;
     let dev = ctx.device()?;
-    let enc = C3Encoder::load(&ckpt, ctx.dtype, &dev)?;
+    let enc = ctx.encoder(&ckpt, &dev)?;
     let raw = encode_file(&enc, &a.text)?;
     // One path for `repeat` and `expand`: the raw states rounded to the
     // checkpoint's storage dtype (what the store keeps; bf16 for the

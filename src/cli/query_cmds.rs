@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use c3::decode::{C3Decoder, GenOptions};
-use c3::encode::{C3Encoder, Compressor};
+use c3::encode::Compressor;
 use c3::eval::{self, diff, Sample};
 use c3::query::{self, AnswerModel, AskRequest, Mode, Reader};
 use c3::retrieve::{ChunkIndex, Pick};
@@ -433,7 +433,7 @@ fn eval_texts(
     }
     // Compress everything first so only one model is in memory at a time.
     let ckpt = ctx.checkpoint()?;
-    let enc = C3Encoder::load(&ckpt, ctx.dtype, &ctx.device()?)?;
+    let enc = ctx.encoder(&ckpt, &ctx.device()?)?;
     let mut encoded = Vec::new();
     for (i, f) in files.iter().enumerate() {
         eprintln!("c3: compress {}/{}: {}", i + 1, files.len(), f.display());

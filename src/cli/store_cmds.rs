@@ -29,8 +29,8 @@ pub struct IngestArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CHUNK_TOKENS)]
     pub chunk_tokens: usize,
     /// Chunks per encoder call, encoded in padded forwards of similar-length
-    /// chunks [default: 4 on the CPU, 8 on a GPU]. Progress and the ETA
-    /// advance per call.
+    /// chunks [default: 1 with the CPU's i16 encoder, 4 with a dense one on
+    /// the CPU, 8 on a GPU]. Progress and the ETA advance per call.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub batch: Option<u16>,
     /// Inputs larger than this many bytes are read and chunked in sections.
@@ -114,15 +114,15 @@ pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow
     ingest_with(store_dir, &enc, enc.tokenizer(), args)
 }
 
-/// Chunks per encoder call when `--batch` is not given. On the CPU, 2 and 4
-/// chunks per forward measured 1.05x and 1.10x the speed of one forward
-/// each (README, Performance); 4 keeps progress updates about a minute
-/// apart. A GPU gains more from 8.
-fn default_batch(device: &candle_core::Device) -> usize {
-    if device.is_cpu() {
-        4
-    } else {
-        8
+/// Chunks per encoder call when `--batch` is not given (README,
+/// Performance). On the CPU the dense f32 encoder ran 4 chunks per forward
+/// at 1.10x the speed of one forward each, the i16 one at 0.97–0.99x, so it
+/// takes one at a time; a GPU gains from 8.
+fn default_batch(model: &dyn Compressor) -> usize {
+    match (model.device().is_cpu(), model.precision().as_str()) {
+        (true, "i16") => 1,
+        (true, _) => 4,
+        (false, _) => 8,
     }
 }
 
@@ -156,9 +156,7 @@ pub fn ingest_with<S: ChunkSizer>(
     let store = open_or_create(store_dir)?;
     let opts = IngestOptions {
         prune: args.prune,
-        batch_size: args
-            .batch
-            .map_or_else(|| default_batch(&model.device()), usize::from),
+        batch_size: args.batch.map_or_else(|| default_batch(model), usize::from),
         progress: !args.json,
         section_bytes: args.section_bytes,
     };
@@ -166,8 +164,9 @@ pub fn ingest_with<S: ChunkSizer>(
     super::query_cmds::refresh_index(&store, !args.json);
     if args.json {
         let mut v = serde_json::to_value(&report)?;
-        // Where and with which dense product the encoder ran (on the CPU:
-        // OpenBLAS when found, else built-in): it sets encode_seconds.
+        // Where, with which dense product (on the CPU: OpenBLAS when found,
+        // else built-in) and in which precision the encoder ran: they set
+        // encode_seconds.
         let device = model.device();
         v["device"] = json!(match device.location() {
             candle_core::DeviceLocation::Cpu => "cpu".to_string(),
@@ -179,6 +178,7 @@ pub fn ingest_with<S: ChunkSizer>(
         } else {
             "candle (cuBLAS)".to_string()
         });
+        v["encoder_precision"] = json!(model.precision());
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         eprintln!(

@@ -28,15 +28,27 @@ pub struct C3Encoder {
 
 impl C3Encoder {
     pub fn load(ckpt: &C3Checkpoint, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_quantized(ckpt, dtype, device, None)
+    }
+
+    /// [`C3Encoder::load`] with the matrices held in `quant`'s format
+    /// (`Quant::I16`: the CPU's integer product, `--encoder-precision`).
+    pub fn load_quantized(
+        ckpt: &C3Checkpoint,
+        dtype: DType,
+        device: &Device,
+        quant: Option<Quant>,
+    ) -> Result<Self> {
         let dec_w = ckpt.decoder_weights(dtype, device)?;
         let enc_w = ckpt.encoder_weights(dtype, device)?;
-        Self::from_weights(
+        Self::from_weights_quantized(
             &ckpt.encoder_config,
             ckpt.latent_len(),
             ckpt.config.llm.hidden_size,
             &enc_w,
             &dec_w,
             ckpt.tokenizer()?,
+            quant,
         )
     }
 
@@ -53,9 +65,9 @@ impl C3Encoder {
         Self::from_weights_quantized(enc, latent_len, dec_hidden, enc_w, dec_w, tokenizer, None)
     }
 
-    /// [`C3Encoder::from_weights`] with the encoder's matrices quantized
-    /// (an experiment measured in `benches/c3.rs`: faster, at a latent error
-    /// the README reports; the CLI keeps the encoder dense).
+    /// [`C3Encoder::from_weights`] with the encoder's matrices quantized:
+    /// `Quant::I16` is the CPU's fast path (`--encoder-precision i16`); the
+    /// GGML formats are an experiment measured in `benches/c3.rs`.
     pub fn from_weights_quantized(
         enc: &Qwen2Config,
         latent_len: usize,
@@ -204,6 +216,12 @@ impl Compressor for C3Encoder {
 
     fn device(&self) -> Device {
         self.llm.device().clone()
+    }
+
+    fn precision(&self) -> String {
+        self.llm
+            .quant()
+            .map_or("dense".to_string(), |q| q.to_string())
     }
 
     fn compress(&self, texts: &[&str]) -> Result<Vec<Tensor>> {

@@ -19,6 +19,11 @@ pub trait Compressor {
     fn device(&self) -> candle_core::Device {
         candle_core::Device::Cpu
     }
+    /// How the model's matrices are held: `dense`, or a quantized format
+    /// such as `i16` (reported by `c3 ingest --json`).
+    fn precision(&self) -> String {
+        "dense".to_string()
+    }
 }
 
 pub mod encoder;

@@ -12,8 +12,8 @@
 //! would compete with rayon for the same cores (the fused softmax, SwiGLU and
 //! the decode kernels all run on rayon).
 
-use super::cpu_f32::contiguous_f32;
-use candle_core::{DType, Storage, Tensor};
+use super::cpu_f32::{with_slice, OutPtr};
+use candle_core::{DType, Tensor};
 use std::sync::OnceLock;
 
 const ROW_MAJOR: i32 = 101;
@@ -103,31 +103,6 @@ pub fn backend() -> String {
     match blas() {
         Some(b) => format!("OpenBLAS ({})", b.name),
         None => "built-in (candle's gemm)".to_string(),
-    }
-}
-
-/// A contiguous f32 CPU tensor's values, or `None`.
-fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        return None;
-    };
-    contiguous_f32("blas", cpu, layout).ok().map(f)
-}
-
-/// A pointer that may cross to rayon's threads; each thread writes its own
-/// columns of the output.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: the column ranges handed to the threads are disjoint (see below).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The output from column `j` on (a method, so closures capture the
-    /// whole `Send` wrapper rather than its raw pointer field).
-    fn at(self, j: usize) -> *mut f32 {
-        self.0.wrapping_add(j)
     }
 }
 

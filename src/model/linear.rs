@@ -10,6 +10,9 @@ enum Weight {
     /// [out, in], as stored in the checkpoint.
     Dense(Tensor),
     Quantized(QMatMul),
+    /// 14-bit integers for the CPU's integer product (see `i16_gemm`).
+    #[cfg(target_arch = "x86_64")]
+    I16(super::i16_gemm::PackedWeight),
 }
 
 /// From this many rows on, a quantized matrix is dequantized and multiplied
@@ -36,6 +39,9 @@ impl Linear {
     /// shape; computations then run in f32 activations.
     pub fn new_quantized(weight: Tensor, bias: Option<Tensor>, quant: Quant) -> Result<Self> {
         let (out_dim, k) = weight.dims2()?;
+        if quant == Quant::I16 {
+            return Self::new_i16(weight, bias);
+        }
         let Some(ggml) = quant.ggml_for(k) else {
             return Ok(Self::new(weight, bias));
         };
@@ -47,11 +53,30 @@ impl Linear {
         })
     }
 
+    /// The weight packed for the integer product where this is a CPU with
+    /// AVX2, dense otherwise.
+    fn new_i16(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if weight.device().is_cpu() && super::quant::i16_supported() {
+            let (out_dim, k) = weight.dims2()?;
+            let w = weight
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            return Ok(Self {
+                weight: Weight::I16(super::i16_gemm::PackedWeight::pack(&w, out_dim, k)),
+                out_dim,
+                bias,
+            });
+        }
+        Ok(Self::new(weight, bias))
+    }
+
     /// The dense weight, when the layer is not quantized.
     pub fn weight(&self) -> Option<&Tensor> {
         match &self.weight {
             Weight::Dense(w) => Some(w),
-            Weight::Quantized(_) => None,
+            _ => None,
         }
     }
 
@@ -63,11 +88,13 @@ impl Linear {
             Weight::Quantized(QMatMul::Tensor(w) | QMatMul::TensorF16(w)) => {
                 w.elem_count() * w.dtype().size_in_bytes()
             }
+            #[cfg(target_arch = "x86_64")]
+            Weight::I16(p) => p.bytes(),
         }
     }
 
     pub fn is_quantized(&self) -> bool {
-        matches!(self.weight, Weight::Quantized(_))
+        !matches!(self.weight, Weight::Dense(_))
     }
 
     /// `x`: [..., in] → [..., out]. Rows are flattened to one 2-D product so
@@ -110,6 +137,20 @@ impl Linear {
                 let dtype = x2.dtype();
                 q.forward(&x2.to_dtype(DType::F32)?.contiguous()?)?
                     .to_dtype(dtype)?
+            }
+            #[cfg(target_arch = "x86_64")]
+            Weight::I16(p) => {
+                let dtype = x2.dtype();
+                let xf = x2.to_dtype(DType::F32)?.contiguous()?;
+                let y =
+                    super::cpu_f32::with_slice(&xf, |x| p.matmul(x, rows)).ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "i16 product: f32 CPU activations expected, got {:?} on {:?}",
+                            xf.dtype(),
+                            xf.device()
+                        ))
+                    })?;
+                Tensor::from_vec(y, (rows, self.out_dim), x2.device())?.to_dtype(dtype)?
             }
         };
         let y = match &self.bias {

@@ -6,6 +6,8 @@ pub mod config;
 mod cpu_f32;
 mod decode_attention;
 pub mod gemv;
+#[cfg(target_arch = "x86_64")]
+pub mod i16_gemm;
 pub mod linear;
 pub mod projector;
 pub mod quant;

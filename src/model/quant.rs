@@ -1,17 +1,22 @@
-//! Weight quantization at load time (decoder only): candle's GGML block
-//! formats through `QMatMul`, chosen per matrix by what its shape allows.
+//! Weight quantization at load time: for the decoder, candle's GGML block
+//! formats through `QMatMul`, chosen per matrix by what its shape allows;
+//! for the encoder, c3's 16-bit integer product (`i16_gemm`).
 
 use candle_core::quantized::GgmlDType;
 use std::fmt;
 use std::str::FromStr;
 
-/// Block format for the decoder's matrices.
+/// How a model's matrices are held after loading.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Quant {
     /// 8-bit weights, one f16 scale per 32 (8.5 bits per weight).
     Q8_0,
     /// 4-bit k-quant, super-blocks of 256 with 6-bit sub-scales (4.5 bits per weight).
     Q4K,
+    /// 14-bit integers with one f32 scale per output row, multiplied by
+    /// activations quantized per row in the same way (AVX2 CPUs; the
+    /// encoder's many-row products). Elsewhere the matrix stays dense.
+    I16,
 }
 
 impl Quant {
@@ -22,8 +27,21 @@ impl Quant {
         match self {
             Quant::Q4K if k.is_multiple_of(256) => Some(GgmlDType::Q4K),
             Quant::Q4K | Quant::Q8_0 if k.is_multiple_of(32) => Some(GgmlDType::Q8_0),
-            _ => None,
+            Quant::Q4K | Quant::Q8_0 | Quant::I16 => None,
         }
+    }
+}
+
+/// Whether `Quant::I16` runs here (an x86-64 CPU with AVX2); elsewhere its
+/// matrices stay dense.
+pub fn i16_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::i16_gemm::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -32,6 +50,7 @@ impl fmt::Display for Quant {
         f.write_str(match self {
             Quant::Q8_0 => "q8_0",
             Quant::Q4K => "q4k",
+            Quant::I16 => "i16",
         })
     }
 }
@@ -42,7 +61,8 @@ impl FromStr for Quant {
         match s.to_ascii_lowercase().as_str() {
             "q8_0" | "q8" => Ok(Quant::Q8_0),
             "q4k" | "q4_k" => Ok(Quant::Q4K),
-            other => Err(format!("unknown quantization `{other}` (q8_0 or q4k)")),
+            "i16" => Ok(Quant::I16),
+            other => Err(format!("unknown quantization `{other}` (q8_0, q4k or i16)")),
         }
     }
 }
@@ -57,6 +77,8 @@ mod tests {
         assert_eq!(Quant::Q4K.ggml_for(64), Some(GgmlDType::Q8_0));
         assert_eq!(Quant::Q8_0.ggml_for(2048), Some(GgmlDType::Q8_0));
         assert_eq!(Quant::Q8_0.ggml_for(48), None);
+        assert_eq!(Quant::I16.ggml_for(2048), None);
+        assert_eq!("i16".parse::<Quant>(), Ok(Quant::I16));
         assert_eq!("Q4K".parse::<Quant>(), Ok(Quant::Q4K));
         assert!("q2".parse::<Quant>().is_err());
     }

@@ -1,0 +1,489 @@
+//! `x · wᵀ` in 16-bit integers, for the encoder's many-row products on AVX2.
+//!
+//! The encoder is GEMM-bound and f32 FMA is at its ceiling on an AVX2 CPU.
+//! `vpmaddwd` multiplies sixteen i16 pairs per instruction where an f32 FMA
+//! does eight products, and on Zen 3 it issues as often: the kernel below
+//! runs ~1.6x the f32 kernel's multiply-adds per cycle (README, Performance).
+//!
+//! Both operands are quantized symmetrically to 14 bits (±8191): the weight
+//! once at load, one scale per output column; the activations per call, one
+//! scale per row. That keeps every value's rounding below a bf16 rounding
+//! (8 significant bits) unless a row's largest value is over ~40x its RMS,
+//! and the products are summed exactly in i32 before being scaled back.
+//!
+//! i32 overflow: |a·w| ≤ 8191² < 2²⁶, so one `vpmaddwd` lane (two products)
+//! stays under 2²⁷ and [`FLUSH_PAIRS`] = 16 of them under 2³¹. The kernel
+//! moves its i32 sums into f32 every 16 pairs.
+
+use super::cpu_f32::OutPtr;
+use std::arch::x86_64::*;
+
+/// The quantization range: 14-bit symmetric.
+pub const LEVELS: f32 = 8191.0;
+/// Output columns per packed panel (two AVX2 vectors of i32 sums).
+const NR: usize = 16;
+/// Rows per microkernel call (12 accumulators + 2 weight vectors + 2 temps
+/// fill the 16 ymm registers).
+const MR: usize = 6;
+/// k-pairs summed in i32 before moving to f32 (see the module doc).
+const FLUSH_PAIRS: usize = 16;
+/// k-pairs per cache block: a panel's block (256 × 64 B) stays in L1.
+const KC_PAIRS: usize = 256;
+/// Panels that share one pass over the activations.
+const GROUP: usize = 4;
+/// Row blocks per pass (1080 rows: one chunk's 1066 in one pass, and the
+/// group's sums, 4 × 180 × 384 B, within L2 for batches too).
+const MC_BLOCKS: usize = 180;
+
+/// Whether this CPU runs the kernel (AVX2). Without it the encoder stays f32.
+pub fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// A weight `[n, k]` quantized per output row and packed in panels of
+/// [`NR`] outputs: `[panel][k-pair][NR]`, each i32 holding the even k in its
+/// low half and the odd k in its high half (the `vpmaddwd` operand order).
+pub struct PackedWeight {
+    n: usize,
+    k: usize,
+    pairs: usize,
+    panels: Vec<i32>,
+    /// Per output (padded to whole panels with 0): the value of one step.
+    scales: Vec<f32>,
+}
+
+/// Two i16 values as one i32 lane: `lo` at the even index.
+fn pair(lo: i16, hi: i16) -> i32 {
+    (lo as u16 as u32 | ((hi as u16 as u32) << 16)) as i32
+}
+
+/// The step of a row's quantization and its inverse: 0 for an all-zero row,
+/// NaN (and all-zero values) for a row with a NaN or infinity, so the
+/// product carries the NaN as the f32 product would.
+fn step(row: &[f32]) -> (f32, f32) {
+    let mut max_abs = 0f32;
+    let mut finite = true;
+    for v in row {
+        finite &= v.is_finite();
+        max_abs = max_abs.max(v.abs());
+    }
+    if !finite {
+        (f32::NAN, 0.0)
+    } else if max_abs > 0.0 {
+        (max_abs / LEVELS, LEVELS / max_abs)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+/// `row · inv` rounded to the nearest integer (ties to even), two values per
+/// i32 lane, written to `dst[j · stride]` for pair `j`. A missing last odd
+/// value is 0. `|row · inv| ≤ LEVELS` by construction of `inv`.
+fn quantize_pairs(row: &[f32], inv: f32, dst: &mut [i32], stride: usize) {
+    let mut j = 0;
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        let mut q = [0i32; 8];
+        // SAFETY: only reached after `available()` (AVX2) was checked.
+        unsafe { round8(c, inv, &mut q) };
+        for h in 0..4 {
+            dst[(j + h) * stride] = pair(q[2 * h] as i16, q[2 * h + 1] as i16);
+        }
+        j += 4;
+    }
+    let rest = chunks.remainder();
+    for p in rest.chunks(2) {
+        let lo = (p[0] * inv).round_ties_even() as i16;
+        let hi = p.get(1).map_or(0, |v| (v * inv).round_ties_even() as i16);
+        dst[j * stride] = pair(lo, hi);
+        j += 1;
+    }
+}
+
+/// Eight values times `inv`, rounded to nearest even (the default MXCSR mode).
+#[target_feature(enable = "avx2")]
+unsafe fn round8(x: &[f32], inv: f32, q: &mut [i32; 8]) {
+    let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr()), _mm256_set1_ps(inv));
+    _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, _mm256_cvtps_epi32(v));
+}
+
+impl PackedWeight {
+    /// Packs `w`, row-major `[n, k]` (rows are outputs), a panel per task
+    /// on rayon's threads (the encoder's 1.3 G weights take seconds).
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
+        use rayon::prelude::*;
+        assert_eq!(w.len(), n * k, "weight of {n}×{k} expected");
+        let pairs = k.div_ceil(2);
+        let n_panels = n.div_ceil(NR);
+        let mut panels = vec![0i32; n_panels * pairs * NR];
+        let mut scales = vec![0f32; n_panels * NR];
+        panels
+            .par_chunks_mut(pairs * NR)
+            .zip(scales.par_chunks_mut(NR))
+            .enumerate()
+            .for_each(|(p, (panel, scale))| {
+                for c in 0..NR.min(n - p * NR) {
+                    let row = &w[(p * NR + c) * k..(p * NR + c + 1) * k];
+                    let (s, inv) = step(row);
+                    scale[c] = s;
+                    quantize_pairs(row, inv, &mut panel[c..], NR);
+                }
+            });
+        Self {
+            n,
+            k,
+            pairs,
+            panels,
+            scales,
+        }
+    }
+
+    /// Bytes held (what one full pass reads).
+    pub fn bytes(&self) -> usize {
+        self.panels.len() * 4 + self.scales.len() * 4
+    }
+
+    /// `x [m, k]` (row-major) `· wᵀ` → `[m, n]`, on rayon's threads.
+    /// Panics without AVX2 (callers check [`available`]).
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        assert!(available(), "i16 product without AVX2");
+        assert_eq!(
+            x.len(),
+            m * self.k,
+            "activations of {m}×{} expected",
+            self.k
+        );
+        let a = QuantRows::new(x, m, self.k);
+        let n = self.n;
+        let mut out: Vec<f32> = Vec::with_capacity(m * n);
+        let c = OutPtr(out.as_mut_ptr());
+        let n_panels = n.div_ceil(NR);
+        let threads = rayon::current_num_threads().max(1);
+        let per = n_panels.div_ceil(threads);
+        let ranges: Vec<(usize, usize)> = (0..n_panels)
+            .step_by(per)
+            .map(|p| (p, (p + per).min(n_panels)))
+            .collect();
+        let run = |&(p0, p1): &(usize, usize)| {
+            // SAFETY: AVX2 was checked above; this call writes only columns
+            // of panels p0..p1 of the m×n output, which no other range has.
+            unsafe { self.panels_product(&a, p0, p1, c) }
+        };
+        if ranges.len() == 1 {
+            run(&ranges[0]);
+        } else {
+            use rayon::prelude::*;
+            ranges.par_iter().for_each(run);
+        }
+        // SAFETY: the ranges cover every panel, and every K block of a panel
+        // writes all m rows of its columns (the first one without reading).
+        unsafe { out.set_len(m * n) };
+        out
+    }
+
+    /// Output columns of panels `p0..p1`, [`MC_BLOCKS`] row blocks and
+    /// [`GROUP`] panels at a time. For each block of k, a row block's
+    /// activations (≤ 6 KB) stay in L1 while the group's panel slices
+    /// (16 KB each) stream from L2 past them; the group's f32 sums (≤ 276 KB)
+    /// stay in L2 until they are scaled into the output once.
+    #[target_feature(enable = "avx2")]
+    unsafe fn panels_product(&self, a: &QuantRows, p0: usize, p1: usize, c: OutPtr) {
+        let row_blocks = a.m.div_ceil(MR);
+        let tile = MR * NR;
+        let chunk = MC_BLOCKS.min(row_blocks);
+        let mut sums = vec![0f32; GROUP * chunk * tile];
+        // Row passes outermost: a pass's activations (≤ 19 MB at k = 8960)
+        // stay in L3 while every group of this thread's panels reads them.
+        for r0 in (0..row_blocks).step_by(chunk) {
+            let r1 = (r0 + chunk).min(row_blocks);
+            let mut g0 = p0;
+            while g0 < p1 {
+                let g1 = (g0 + GROUP).min(p1);
+                sums.fill(0.0);
+                let mut kb = 0;
+                while kb < self.pairs {
+                    let kc = KC_PAIRS.min(self.pairs - kb);
+                    for rb in r0..r1 {
+                        let ap = a.blocks.as_ptr().add((rb * a.pairs + kb) * MR);
+                        for p in g0..g1 {
+                            let b = self.panels.as_ptr().add((p * self.pairs + kb) * NR);
+                            let at = ((p - g0) * chunk + rb - r0) * tile;
+                            kernel(ap, b, kc, sums.as_mut_ptr().add(at));
+                        }
+                    }
+                    kb += kc;
+                }
+                self.write_rows(a, (g0, g1), r0 * MR, &sums, chunk, c);
+                g0 = g1;
+            }
+        }
+    }
+
+    /// Scales the sums of panels `g0..g1` (`chunk` row blocks each) into
+    /// the output rows from `row0` on.
+    #[target_feature(enable = "avx2")]
+    unsafe fn write_rows(
+        &self,
+        a: &QuantRows,
+        panels: (usize, usize),
+        row0: usize,
+        sums: &[f32],
+        chunk: usize,
+        c: OutPtr,
+    ) {
+        let (m, n) = (a.m, self.n);
+        let rows = (chunk * MR).min(m - row0);
+        for p in panels.0..panels.1 {
+            let cols = NR.min(n - p * NR);
+            let col_scale = &self.scales[p * NR..p * NR + NR];
+            let panel_sums = &sums[(p - panels.0) * chunk * MR * NR..];
+            for (i, tile) in panel_sums.chunks_exact(NR).take(rows).enumerate() {
+                let row = row0 + i;
+                let dst = c.at(row * n + p * NR);
+                let rs = a.scales[row];
+                if cols == NR {
+                    for h in 0..2 {
+                        let v = _mm256_mul_ps(
+                            _mm256_loadu_ps(tile.as_ptr().add(8 * h)),
+                            _mm256_mul_ps(
+                                _mm256_set1_ps(rs),
+                                _mm256_loadu_ps(col_scale.as_ptr().add(8 * h)),
+                            ),
+                        );
+                        _mm256_storeu_ps(dst.add(8 * h), v);
+                    }
+                } else {
+                    for j in 0..cols {
+                        *dst.add(j) = tile[j] * rs * col_scale[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Activations `[m, k]` quantized per row, packed as `[row block][k-pair][MR]`
+/// so the kernel reads one contiguous stream.
+struct QuantRows {
+    m: usize,
+    pairs: usize,
+    blocks: Vec<i32>,
+    scales: Vec<f32>,
+}
+
+impl QuantRows {
+    fn new(x: &[f32], m: usize, k: usize) -> Self {
+        use rayon::prelude::*;
+        let pairs = k.div_ceil(2);
+        let row_blocks = m.div_ceil(MR);
+        let mut blocks = vec![0i32; row_blocks * pairs * MR];
+        let mut scales = vec![0f32; row_blocks * MR];
+        blocks
+            .par_chunks_mut(pairs * MR)
+            .zip(scales.par_chunks_mut(MR))
+            .enumerate()
+            .for_each(|(rb, (block, scale))| {
+                for r in 0..MR.min(m - rb * MR) {
+                    let row = &x[(rb * MR + r) * k..(rb * MR + r + 1) * k];
+                    let (s, inv) = step(row);
+                    scale[r] = s;
+                    quantize_pairs(row, inv, &mut block[r..], MR);
+                }
+            });
+        Self {
+            m,
+            pairs,
+            blocks,
+            scales,
+        }
+    }
+}
+
+/// `MR × NR` sums over `pairs` k-pairs added into `acc` (row-major f32),
+/// [`FLUSH_PAIRS`] at a time.
+///
+/// # Safety
+/// AVX2; `a` holds `pairs · MR` and `b` `pairs · NR` readable i32 at the
+/// strides of [`QuantRows`] and [`PackedWeight`]; `acc` holds `MR · NR` f32.
+#[target_feature(enable = "avx2")]
+unsafe fn kernel(a: *const i32, b: *const i32, pairs: usize, acc: *mut f32) {
+    let mut done = 0;
+    while done < pairs {
+        let run = FLUSH_PAIRS.min(pairs - done);
+        kernel_run(a.add(done * MR), b.add(done * NR), run, acc);
+        done += run;
+    }
+}
+
+/// One run of at most [`FLUSH_PAIRS`] k-pairs summed in i32, then added to
+/// `acc`. Not inlined: inlined into the loop above, the compiler keeps
+/// `acc` in registers across runs too (24 vectors for 16 registers) and
+/// spills inside the hot loop.
+///
+/// # Safety
+/// As [`kernel`], with `run ≤ FLUSH_PAIRS`.
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn kernel_run(mut a: *const i32, mut b: *const i32, run: usize, acc: *mut f32) {
+    let mut s = [_mm256_setzero_si256(); 2 * MR];
+    for _ in 0..run {
+        let b0 = _mm256_loadu_si256(b as *const __m256i);
+        let b1 = _mm256_loadu_si256(b.add(8) as *const __m256i);
+        for r in 0..MR {
+            let av = _mm256_set1_epi32(*a.add(r));
+            s[2 * r] = _mm256_add_epi32(s[2 * r], _mm256_madd_epi16(av, b0));
+            s[2 * r + 1] = _mm256_add_epi32(s[2 * r + 1], _mm256_madd_epi16(av, b1));
+        }
+        a = a.add(MR);
+        b = b.add(NR);
+    }
+    for (i, v) in s.iter().enumerate() {
+        let dst = acc.add(i * 8);
+        _mm256_storeu_ps(
+            dst,
+            _mm256_add_ps(_mm256_loadu_ps(dst), _mm256_cvtepi32_ps(*v)),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    }
+
+    fn product(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+        let mut y = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                y[i * n + j] = (0..k)
+                    .map(|t| x[i * k + t] as f64 * w[j * k + t] as f64)
+                    .sum();
+            }
+        }
+        y
+    }
+
+    /// Values already on the integer grid (each row's largest is ±8191) are
+    /// quantized without loss, so the product must be the exact one: any
+    /// packing, tiling or edge mistake shows. Sizes are not multiples of the
+    /// tiles, k is odd or spans several k blocks, panels span several
+    /// groups, and rows several passes.
+    #[test]
+    fn integer_grid_products_are_exact() {
+        if !available() {
+            return;
+        }
+        let mut seed = 3;
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 33),
+            (13, 40, 301),
+            (6, 16, 64),
+            (8, 149, 70),
+            (1100, 20, 600),
+        ] {
+            let grid = |seed: &mut u64, rows: usize| -> Vec<f32> {
+                let mut v: Vec<f32> = (0..rows * k).map(|_| (lcg(seed) * 300.0).round()).collect();
+                for r in 0..rows {
+                    v[r * k + r % k] = if r % 2 == 0 { LEVELS } else { -LEVELS };
+                }
+                v
+            };
+            let (x, w) = (grid(&mut seed, m), grid(&mut seed, n));
+            let got = PackedWeight::pack(&w, n, k).matmul(&x, m);
+            let want = product(&x, &w, m, n, k);
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*g as f64 - e).abs() <= e.abs() * 1e-6,
+                    "({m}, {n}, {k}) element {i}: {g} != {e}"
+                );
+            }
+        }
+    }
+
+    /// k = 4096 of +8191 · +8191 sums to 2.7e11, far past i32: only the
+    /// flush into f32 every 16 pairs keeps it right.
+    #[test]
+    fn long_sums_do_not_overflow() {
+        if !available() {
+            return;
+        }
+        let (m, n, k) = (6, 16, 4096);
+        let x = vec![LEVELS; m * k];
+        let w = vec![LEVELS; n * k];
+        let got = PackedWeight::pack(&w, n, k).matmul(&x, m);
+        let want = k as f64 * (LEVELS as f64).powi(2);
+        for g in got {
+            assert!((g as f64 - want).abs() <= want * 1e-6, "{g} != {want}");
+        }
+    }
+
+    /// Random values: the error stays within the rounding bound (half a
+    /// step of each operand, per term) and far under a bf16 rounding.
+    #[test]
+    fn random_products_stay_within_the_rounding_bound() {
+        if !available() {
+            return;
+        }
+        let mut seed = 11;
+        let (m, n, k) = (37, 50, 1000);
+        let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 4.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed) * 0.1).collect();
+        let got = PackedWeight::pack(&w, n, k).matmul(&x, m);
+        let want = product(&x, &w, m, n, k);
+        let max_row = |v: &[f32], r: usize| {
+            v[r * k..(r + 1) * k]
+                .iter()
+                .fold(0f32, |a, b| a.max(b.abs()))
+        };
+        let (mut err2, mut ref2) = (0f64, 0f64);
+        for i in 0..m {
+            let sx = max_row(&x, i) as f64 / LEVELS as f64;
+            for j in 0..n {
+                let sw = max_row(&w, j) as f64 / LEVELS as f64;
+                // |x·w − x̂·ŵ| ≤ Σ (|x| sw/2 + |w| sx/2 + sx sw/4)
+                let bound: f64 = (0..k)
+                    .map(|t| {
+                        (x[i * k + t].abs() as f64) * sw / 2.0
+                            + (w[j * k + t].abs() as f64) * sx / 2.0
+                            + sx * sw / 4.0
+                    })
+                    .sum();
+                let e = (got[i * n + j] as f64 - want[i * n + j]).abs();
+                assert!(
+                    e <= bound * 1.01 + 1e-6,
+                    "({i}, {j}): error {e} over bound {bound}"
+                );
+                err2 += e * e;
+                ref2 += want[i * n + j].powi(2);
+            }
+        }
+        let rel = (err2 / ref2).sqrt();
+        // One bf16 rounding of the outputs alone is ~1e-3 relative (rms).
+        assert!(rel < 2e-4, "relative rms error {rel}");
+    }
+
+    /// A NaN in a row makes that row's outputs NaN (as in f32), and leaves
+    /// the other rows alone; an all-zero row gives zeros.
+    #[test]
+    fn nan_rows_stay_nan_and_zero_rows_zero() {
+        if !available() {
+            return;
+        }
+        let (m, n, k) = (3, 5, 8);
+        let mut x = vec![1f32; m * k];
+        x[k + 2] = f32::NAN;
+        x[2 * k..].fill(0.0);
+        let w = vec![0.5f32; n * k];
+        let y = PackedWeight::pack(&w, n, k).matmul(&x, m);
+        assert!(y[..n].iter().all(|v| (v - 4.0).abs() < 1e-3), "{y:?}");
+        assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{y:?}");
+        assert!(y[2 * n..].iter().all(|v| *v == 0.0), "{y:?}");
+    }
+}
