@@ -208,6 +208,56 @@ fn time_chunk(
     last.expect("at least one run")
 }
 
+/// Times `runs()` pairs of encodes of [`chunk_ids`], `dense` then `fast`,
+/// prints each pair and the medians, and returns `fast`'s last raw states.
+fn time_pairs(
+    dense: &c3::encode::C3Encoder,
+    fast: &c3::encode::C3Encoder,
+    cfg: &c3::model::config::Qwen2Config,
+) -> Tensor {
+    let ids = chunk_ids();
+    let flops = encoder_flops(cfg, ids.len() + 34, 33);
+    let (sd, sf) = (Samples::new(), Samples::new());
+    let mut ratios = Vec::new();
+    let mut last = None;
+    for r in 0..runs() {
+        let (_, dd) = sd.time(|| {
+            dense.encode_ids(&ids).unwrap();
+            sync();
+        });
+        let (raw, df) = sf.time(|| {
+            let raw = fast.encode_ids(&ids).unwrap();
+            sync();
+            raw
+        });
+        ratios.push(df.as_secs_f64() / dd.as_secs_f64());
+        eprintln!(
+            "encode pair {r}: f32 {:.2} s, i16 {:.2} s, i16 / f32 {:.3}",
+            dd.as_secs_f64(),
+            df.as_secs_f64(),
+            ratios[r]
+        );
+        last = Some(raw);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let (md, mf) = (sd.median(), sf.median());
+    println!(
+        "encode f32 then i16, {} pairs: f32 {md:.2} s/chunk median (min {:.2}, {:.1} GFLOP/s), \
+         i16 {mf:.2} s/chunk median (min {:.2}, {:.1} GFLOP/s-equivalent); i16 / f32 per pair: \
+         median {:.3}, range {:.3}-{:.3} {}",
+        ratios.len(),
+        sd.min(),
+        flops / md / 1e9,
+        sf.min(),
+        flops / mf / 1e9,
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        sf.note()
+    );
+    last.expect("at least one run")
+}
+
 /// `got` against `want` (same shape): max |err| and mean |err| / mean |x|.
 fn state_error(got: &Tensor, want: &Tensor) -> (f32, f64) {
     let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -229,7 +279,10 @@ fn state_error(got: &Tensor, want: &Tensor) -> (f32, f64) {
 /// The encoder with 14-bit integer products (`--encoder-precision i16`, the
 /// CPU default with AVX2): speed, and its raw states against the f32
 /// encoder's on the same random weights, beside what rounding the f32 states
-/// to bf16 (as the store keeps them for a bf16 checkpoint) changes.
+/// to bf16 (as the store keeps them for a bf16 checkpoint) changes. Alone,
+/// each run times the f32 encoder then the i16 one (the host is noisy, so
+/// the ratio is taken per pair); in turns with PyTorch (`C3_TURNS`,
+/// `alternate.sh`) only the i16 one runs.
 fn encode_i16(c: &mut Criterion) {
     if !wanted("encode/i16") {
         return;
@@ -242,10 +295,11 @@ fn encode_i16(c: &mut Criterion) {
         dec_w,
         dec_hidden,
     } = encoder_parts();
+    let in_turns = std::env::var_os("C3_TURNS").is_some();
     let t = Instant::now();
     let want = enc.encode_ids(&chunk_ids()).unwrap();
     eprintln!("f32 reference encode: {:.2} s", t.elapsed().as_secs_f64());
-    drop(enc);
+    let f32_enc = (!in_turns).then_some(enc);
     let t = Instant::now();
     let q = c3::encode::C3Encoder::from_weights_quantized(
         &cfg,
@@ -259,7 +313,10 @@ fn encode_i16(c: &mut Criterion) {
     .unwrap();
     eprintln!("i16 encoder packed in {:.1?}", t.elapsed());
     drop(enc_w);
-    let got = time_chunk(&q, &cfg, "encode i16");
+    let got = match &f32_enc {
+        Some(dense) => time_pairs(dense, &q, &cfg),
+        None => time_chunk(&q, &cfg, "encode i16"),
+    };
     let (max_err, rel) = state_error(&got, &want);
     let rounded = want
         .to_dtype(DType::BF16)

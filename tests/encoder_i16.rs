@@ -5,7 +5,7 @@
 //! reconstruct the reference's greedy ids from its latents.
 mod common;
 
-use c3::decode::{C3Decoder, GenOptions, Prompt};
+use c3::decode::{C3Decoder, GenOptions};
 use c3::encode::C3Encoder;
 use c3::model::quant::i16_supported;
 use c3::model::{C3Checkpoint, Quant};
@@ -83,17 +83,7 @@ fn i16_latents_reconstruct_the_reference_ids() {
         let raw = fast.encode_ids(&case.text_ids).unwrap();
         let raw = raw.to_dtype(fast.storage_dtype()).unwrap();
         let lat = dec.project(&raw).unwrap();
-        let start = case
-            .decoder_prompt_ids
-            .iter()
-            .position(|&t| t == c3::tokenize::special::IMG_START)
-            .unwrap()
-            + 1;
-        let prompt = Prompt {
-            ids: case.decoder_prompt_ids.clone(),
-            latent_starts: vec![start],
-            latent_len: 32,
-        };
+        let prompt = case.reference_prompt();
         let opts = GenOptions {
             max_new_tokens: case.repeat_ids.len(),
             ..GenOptions::default()

@@ -1,7 +1,7 @@
 //! Parity with the independent reference in `fixtures/golden`.
 mod common;
 
-use c3::decode::{C3Decoder, GenOptions, Prompt};
+use c3::decode::{C3Decoder, GenOptions};
 use c3::encode::C3Encoder;
 use c3::model::C3Checkpoint;
 use candle_core::DType;
@@ -134,17 +134,7 @@ fn greedy_repeat_ids_match_reference() {
         let lat = dec.project(&raw).unwrap();
         // The reference prompt, taken verbatim, so this test checks the
         // decoder alone (prompt assembly is checked against the same ids elsewhere).
-        let start = case
-            .decoder_prompt_ids
-            .iter()
-            .position(|&t| t == c3::tokenize::special::IMG_START)
-            .unwrap()
-            + 1;
-        let prompt = Prompt {
-            ids: case.decoder_prompt_ids.clone(),
-            latent_starts: vec![start],
-            latent_len: 32,
-        };
+        let prompt = case.reference_prompt();
         let opts = GenOptions {
             max_new_tokens: case.repeat_ids.len(),
             ..GenOptions::default()

@@ -5,7 +5,7 @@
 //! broken path, not accuracy claims.
 mod common;
 
-use c3::decode::{C3Decoder, GenOptions, Prompt};
+use c3::decode::{C3Decoder, GenOptions};
 use c3::encode::C3Encoder;
 use c3::model::synthetic::random_qwen2;
 use c3::model::weights::Weights;
@@ -97,17 +97,7 @@ fn quantized_golden_decoder_stays_close_to_f32() {
             (0f32, 0f32, 0, 0, 0, 0);
         for case in golden_cases() {
             let raw = enc.encode_ids(&case.text_ids).unwrap();
-            let start = case
-                .decoder_prompt_ids
-                .iter()
-                .position(|&t| t == 151_857)
-                .unwrap()
-                + 1;
-            let prompt = Prompt {
-                ids: case.decoder_prompt_ids.clone(),
-                latent_starts: vec![start],
-                latent_len: 32,
-            };
+            let prompt = case.reference_prompt();
             let lat = f32_dec.project(&raw).unwrap();
             let x = f32_dec
                 .prompt_embeddings(&prompt, std::slice::from_ref(&lat))

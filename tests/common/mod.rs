@@ -22,6 +22,24 @@ pub struct GoldenCase {
     pub top2_gap: Vec<f64>,
 }
 
+impl GoldenCase {
+    /// The reference's decoder prompt taken verbatim, its one latent block
+    /// right after the `<img>` token.
+    pub fn reference_prompt(&self) -> c3::decode::Prompt {
+        let start = self
+            .decoder_prompt_ids
+            .iter()
+            .position(|&t| t == c3::tokenize::special::IMG_START)
+            .expect("the reference prompt has an <img> token")
+            + 1;
+        c3::decode::Prompt {
+            ids: self.decoder_prompt_ids.clone(),
+            latent_starts: vec![start],
+            latent_len: 32,
+        }
+    }
+}
+
 pub fn golden_cases() -> Vec<GoldenCase> {
     let dir = fixtures().join("golden");
     let raw = std::fs::read_to_string(dir.join("expected/expected.json")).unwrap();
