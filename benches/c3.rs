@@ -276,6 +276,48 @@ fn state_error(got: &Tensor, want: &Tensor) -> (f32, f64) {
     (max_err, mean_err / mean_abs)
 }
 
+/// The random release encoder's f32 raw states for [`chunk_ids`], and a
+/// twin built from the same weights with its matrices in `quant`; the f32
+/// encoder is kept (for timing beside the twin) only when `keep_dense`.
+struct Twin {
+    cfg: c3::model::config::Qwen2Config,
+    want: Tensor,
+    dense: Option<c3::encode::C3Encoder>,
+    twin: c3::encode::C3Encoder,
+}
+
+fn f32_reference_and_twin(quant: Quant, keep_dense: bool) -> Twin {
+    let EncoderParts {
+        encoder: enc,
+        config: cfg,
+        enc_w,
+        dec_w,
+        dec_hidden,
+    } = encoder_parts();
+    let t = Instant::now();
+    let want = enc.encode_ids(&chunk_ids()).unwrap();
+    eprintln!("f32 reference encode: {:.2} s", t.elapsed().as_secs_f64());
+    let dense = keep_dense.then_some(enc);
+    let t = Instant::now();
+    let twin = c3::encode::C3Encoder::from_weights_quantized(
+        &cfg,
+        32,
+        dec_hidden,
+        &enc_w,
+        &dec_w,
+        tokenizer(),
+        Some(quant),
+    )
+    .unwrap();
+    eprintln!("{quant} encoder built in {:.1?}", t.elapsed());
+    Twin {
+        cfg,
+        want,
+        dense,
+        twin,
+    }
+}
+
 /// The encoder with 14-bit integer products (`--encoder-precision i16`, the
 /// CPU default with AVX2): speed, and its raw states against the f32
 /// encoder's on the same random weights, beside what rounding the f32 states
@@ -288,32 +330,13 @@ fn encode_i16(c: &mut Criterion) {
         return;
     }
     let _ = c;
-    let EncoderParts {
-        encoder: enc,
-        config: cfg,
-        enc_w,
-        dec_w,
-        dec_hidden,
-    } = encoder_parts();
-    let in_turns = std::env::var_os("C3_TURNS").is_some();
-    let t = Instant::now();
-    let want = enc.encode_ids(&chunk_ids()).unwrap();
-    eprintln!("f32 reference encode: {:.2} s", t.elapsed().as_secs_f64());
-    let f32_enc = (!in_turns).then_some(enc);
-    let t = Instant::now();
-    let q = c3::encode::C3Encoder::from_weights_quantized(
-        &cfg,
-        32,
-        dec_hidden,
-        &enc_w,
-        &dec_w,
-        tokenizer(),
-        Some(Quant::I16),
-    )
-    .unwrap();
-    eprintln!("i16 encoder packed in {:.1?}", t.elapsed());
-    drop(enc_w);
-    let got = match &f32_enc {
+    let Twin {
+        cfg,
+        want,
+        dense,
+        twin: q,
+    } = f32_reference_and_twin(Quant::I16, !Turns::from_env().active());
+    let got = match &dense {
         Some(dense) => time_pairs(dense, &q, &cfg),
         None => time_chunk(&q, &cfg, "encode i16"),
     };
@@ -422,31 +445,11 @@ fn encode_q8_0(c: &mut Criterion) {
     }
     let _ = c;
     let lim = limits();
-    let EncoderParts {
-        encoder: enc,
-        config: cfg,
-        enc_w,
-        dec_w,
-        dec_hidden,
-    } = encoder_parts();
-    let tokens = if quick() { 64 } else { 1000 };
-    let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7919) % 150_000).collect();
-    let seq = tokens + 34;
-    let t = Instant::now();
-    let want = enc.encode_ids(&ids).unwrap();
-    eprintln!("f32 reference encode: {:.2} s", t.elapsed().as_secs_f64());
-    drop(enc);
-    let q = c3::encode::C3Encoder::from_weights_quantized(
-        &cfg,
-        32,
-        dec_hidden,
-        &enc_w,
-        &dec_w,
-        tokenizer(),
-        Some(Quant::Q8_0),
-    )
-    .unwrap();
-    drop(enc_w);
+    let Twin {
+        cfg, want, twin: q, ..
+    } = f32_reference_and_twin(Quant::Q8_0, false);
+    let ids = chunk_ids();
+    let seq = ids.len() + 34;
     let s = Samples::new();
     let mut got = None;
     for r in 0..runs() {

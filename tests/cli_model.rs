@@ -98,11 +98,7 @@ fn encode_writes_golden_npy() {
             if precision == "dense" {
                 assert!(d < 1e-4, "{kind}: {d}");
             } else {
-                let bf16 = candle_core::Tensor::new(want.as_slice(), &candle_core::Device::Cpu)
-                    .and_then(|t| t.to_dtype(candle_core::DType::BF16))
-                    .and_then(|t| t.to_dtype(candle_core::DType::F32))
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .unwrap();
+                let bf16 = bf16_rounded(&want);
                 let rounding = max_abs_diff(&bf16, &want);
                 assert!(
                     d < rounding,

@@ -1,7 +1,7 @@
 //! Parity with the independent reference in `fixtures/golden`.
 mod common;
 
-use c3::decode::{C3Decoder, GenOptions};
+use c3::decode::C3Decoder;
 use c3::encode::C3Encoder;
 use c3::model::C3Checkpoint;
 use candle_core::DType;
@@ -134,13 +134,8 @@ fn greedy_repeat_ids_match_reference() {
         let lat = dec.project(&raw).unwrap();
         // The reference prompt, taken verbatim, so this test checks the
         // decoder alone (prompt assembly is checked against the same ids elsewhere).
-        let prompt = case.reference_prompt();
-        let opts = GenOptions {
-            max_new_tokens: case.repeat_ids.len(),
-            ..GenOptions::default()
-        };
-        let gen = dec.generate(&prompt, &[lat], &opts, |_| true).unwrap();
-        assert_eq!(gen.ids, case.repeat_ids, "{}", case.name);
+        let ids = greedy_reference_ids(&dec, &case, lat);
+        assert_eq!(ids, case.repeat_ids, "{}", case.name);
     }
 }
 

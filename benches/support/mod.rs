@@ -288,6 +288,11 @@ impl Turns {
         Self(std::env::var_os("C3_TURNS").map(PathBuf::from))
     }
 
+    /// Whether runs take turns with another process (`C3_TURNS` is set).
+    pub fn active(&self) -> bool {
+        self.0.is_some()
+    }
+
     pub fn ready(&self) {
         if let Some(f) = &self.0 {
             std::fs::write(f.with_extension("c3.ready"), b"").unwrap();

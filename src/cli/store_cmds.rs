@@ -119,8 +119,8 @@ pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow
 /// at 1.10x the speed of one forward each, the i16 one at 0.97–0.99x, so it
 /// takes one at a time; a GPU gains from 8.
 fn default_batch(model: &dyn Compressor) -> usize {
-    match (model.device().is_cpu(), model.precision().as_str()) {
-        (true, "i16") => 1,
+    match (model.device().is_cpu(), model.quant()) {
+        (true, Some(c3::model::Quant::I16)) => 1,
         (true, _) => 4,
         (false, _) => 8,
     }
@@ -178,7 +178,8 @@ pub fn ingest_with<S: ChunkSizer>(
         } else {
             "candle (cuBLAS)".to_string()
         });
-        v["encoder_precision"] = json!(model.precision());
+        v["encoder_precision"] =
+            json!(model.quant().map_or("dense".to_string(), |q| q.to_string()));
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         eprintln!(

@@ -218,10 +218,8 @@ impl Compressor for C3Encoder {
         self.llm.device().clone()
     }
 
-    fn precision(&self) -> String {
-        self.llm
-            .quant()
-            .map_or("dense".to_string(), |q| q.to_string())
+    fn quant(&self) -> Option<Quant> {
+        self.llm.quant()
     }
 
     fn compress(&self, texts: &[&str]) -> Result<Vec<Tensor>> {

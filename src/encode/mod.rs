@@ -19,10 +19,10 @@ pub trait Compressor {
     fn device(&self) -> candle_core::Device {
         candle_core::Device::Cpu
     }
-    /// How the model's matrices are held: `dense`, or a quantized format
-    /// such as `i16` (reported by `c3 ingest --json`).
-    fn precision(&self) -> String {
-        "dense".to_string()
+    /// The format the model's matrices are held in (`None`: dense), for
+    /// `c3 ingest`'s default batch and its `--json` report.
+    fn quant(&self) -> Option<crate::model::Quant> {
+        None
     }
 }
 

@@ -85,7 +85,8 @@ fn step(row: &[f32]) -> (f32, f32) {
     }
 }
 
-/// An activation row's step, its inverse, and the clip: values beyond
+/// An activation row's step, its inverse, and the clip (infinite when no
+/// value is clipped): values beyond
 /// [`CLIP_RMS`] times the row's RMS saturate, so one huge value (trained
 /// models have such outliers) does not coarsen the step for all the others;
 /// what they lose is added back exactly (see [`QuantRows`]). Non-finite rows
@@ -98,8 +99,10 @@ fn activation_step(row: &[f32]) -> (f32, f32, f32) {
     // it gives (one huge value inflates the RMS it is measured against),
     // until nothing kept passes it: one pass for a row without outliers.
     let mut clip = f32::INFINITY;
+    let mut top = 0f32;
     for _ in 0..8 {
-        let (mut sum_sq, mut kept, mut top) = (0f32, 0usize, 0f32);
+        let (mut sum_sq, mut kept) = (0f32, 0usize);
+        top = 0.0;
         for v in row {
             let a = v.abs();
             if a <= clip {
@@ -110,13 +113,14 @@ fn activation_step(row: &[f32]) -> (f32, f32, f32) {
         }
         let next = CLIP_RMS * (sum_sq / kept.max(1) as f32).sqrt();
         if next >= top {
-            clip = top;
             break;
         }
         clip = next;
     }
-    if clip > 0.0 {
-        (clip / LEVELS, LEVELS / clip, clip)
+    // `clip` stays infinite when nothing was clipped (no outlier scan).
+    let step_max = top.min(clip);
+    if step_max > 0.0 {
+        (step_max / LEVELS, LEVELS / step_max, clip)
     } else {
         // All zero, or only outliers: nothing on the grid, all added back.
         (0.0, 0.0, 0.0)
@@ -375,9 +379,11 @@ impl QuantRows {
                     let (s, inv, clip) = activation_step(row);
                     scale[r] = s;
                     quantize_pairs(row, inv, &mut block[r..], MR);
-                    for (j, &v) in row.iter().enumerate() {
-                        if v.abs() > clip {
-                            lost.push((j as u32, v - round1(v, inv) as f32 * s));
+                    if clip.is_finite() {
+                        for (j, &v) in row.iter().enumerate() {
+                            if v.abs() > clip {
+                                lost.push((j as u32, v - round1(v, inv) as f32 * s));
+                            }
                         }
                     }
                 }

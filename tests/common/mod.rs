@@ -40,6 +40,32 @@ impl GoldenCase {
     }
 }
 
+/// Greedy ids the decoder generates from `lat` (one latent block) in the
+/// case's reference prompt, as many as the reference's repeat ids.
+pub fn greedy_reference_ids(
+    dec: &c3::decode::C3Decoder,
+    case: &GoldenCase,
+    lat: candle_core::Tensor,
+) -> Vec<u32> {
+    let opts = c3::decode::GenOptions {
+        max_new_tokens: case.repeat_ids.len(),
+        ..c3::decode::GenOptions::default()
+    };
+    dec.generate(&case.reference_prompt(), &[lat], &opts, |_| true)
+        .unwrap()
+        .ids
+}
+
+/// `v` rounded to bf16 and back.
+pub fn bf16_rounded(v: &[f32]) -> Vec<f32> {
+    use candle_core::{DType, Device, Tensor};
+    Tensor::new(v, &Device::Cpu)
+        .and_then(|t| t.to_dtype(DType::BF16))
+        .and_then(|t| t.to_dtype(DType::F32))
+        .and_then(|t| t.to_vec1::<f32>())
+        .unwrap()
+}
+
 pub fn golden_cases() -> Vec<GoldenCase> {
     let dir = fixtures().join("golden");
     let raw = std::fs::read_to_string(dir.join("expected/expected.json")).unwrap();
