@@ -86,7 +86,7 @@ fn three_chunk_prompt_layout() {
     let q = "Who sat under the tree?";
     let p = query::prepare(
         &store,
-        Reader::C3(&dec),
+        Reader::Latent(&dec),
         &request(q, Pick::All, Mode::Latent, 8),
     )
     .unwrap();
@@ -171,7 +171,7 @@ fn budget_falls_back_to_best_scoring_chunks_that_fit() {
     // 200 − 100 new tokens leaves 100 prompt positions: one block (34) fits
     // beside the frame, two do not.
     let req = request(&q, Pick::All, Mode::Latent, 100);
-    let p = query::prepare(&store, Reader::C3(&dec), &req).unwrap();
+    let p = query::prepare(&store, Reader::Latent(&dec), &req).unwrap();
     assert_eq!(p.dropped, 2);
     assert_eq!(p.chunks.len(), 1);
     assert_eq!(
@@ -180,19 +180,19 @@ fn budget_falls_back_to_best_scoring_chunks_that_fit() {
     );
     assert!(p.chunks[0].score > 0.0);
     assert!(p.prompt_tokens() + 100 <= 200);
-    let r = p.run(Reader::C3(&dec), &req.gen, |_| true).unwrap();
+    let r = p.run(Reader::Latent(&dec), &req.gen, |_| true).unwrap();
     assert!(r.prompt_tokens + r.ids.len() <= 200);
     assert_eq!(r.latent_tokens, 32);
 
     // With room for everything nothing is dropped.
     let req = request(&q, Pick::All, Mode::Latent, 10);
-    let p = query::prepare(&store, Reader::C3(&dec), &req).unwrap();
+    let p = query::prepare(&store, Reader::Latent(&dec), &req).unwrap();
     assert_eq!((p.chunks.len(), p.dropped), (3, 0));
     // No room at all is an error, not a panic.
     let req = request(&q, Pick::All, Mode::Latent, 190);
-    assert!(query::prepare(&store, Reader::C3(&dec), &req).is_err());
+    assert!(query::prepare(&store, Reader::Latent(&dec), &req).is_err());
     let req = request(&q, Pick::All, Mode::Latent, 500);
-    assert!(query::prepare(&store, Reader::C3(&dec), &req).is_err());
+    assert!(query::prepare(&store, Reader::Latent(&dec), &req).is_err());
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn streamed_answer_equals_the_non_streamed_one() {
         req.gen.sampling = sampling;
         let mut streamed = String::new();
         let mut pieces = 0;
-        let r = query::ask(&store, Reader::C3(&dec), &req, |s| {
+        let r = query::ask(&store, Reader::Latent(&dec), &req, |s| {
             streamed.push_str(s);
             pieces += 1;
             true
@@ -221,7 +221,7 @@ fn streamed_answer_equals_the_non_streamed_one() {
         assert_eq!(streamed, r.answer);
         assert!(!r.ids.is_empty());
         // The same prompt generated without streaming.
-        let p = query::prepare(&store, Reader::C3(&dec), &req).unwrap();
+        let p = query::prepare(&store, Reader::Latent(&dec), &req).unwrap();
         let lat: Vec<_> = p
             .chunks
             .iter()
@@ -235,7 +235,7 @@ fn streamed_answer_equals_the_non_streamed_one() {
     }
     // Stopping early from the callback is honoured.
     let req = request("What happened at night?", Pick::All, Mode::Latent, 24);
-    let r = query::ask(&store, Reader::C3(&dec), &req, |_| false).unwrap();
+    let r = query::ask(&store, Reader::Latent(&dec), &req, |_| false).unwrap();
     assert!(r.ids.len() < 24);
 }
 
@@ -248,7 +248,7 @@ fn text_mode_puts_the_stored_texts_in_as_plain_text() {
     let store = golden_store(tmp.path(), &p, "book");
     let dec = decoder(&common::golden_model());
     let req = request("What is in the garden?", Pick::All, Mode::Text, 8);
-    let prep = query::prepare(&store, Reader::C3(&dec), &req).unwrap();
+    let prep = query::prepare(&store, Reader::Latent(&dec), &req).unwrap();
     let ids = &prep.prompt.ids.clone();
     let tok = dec.tokenizer();
     let mut at = 0;
@@ -265,7 +265,7 @@ fn text_mode_puts_the_stored_texts_in_as_plain_text() {
     assert!(prep.prompt.latent_starts.is_empty());
     let mut streamed = String::new();
     let r = prep
-        .run(Reader::C3(&dec), &req.gen, |s| {
+        .run(Reader::Latent(&dec), &req.gen, |s| {
             streamed.push_str(s);
             true
         })
@@ -322,7 +322,7 @@ fn bm25_ranks_the_rare_word_chunk_first() {
         Mode::Latent,
         4,
     );
-    let p = query::prepare(&store, Reader::C3(&dec), &req).unwrap();
+    let p = query::prepare(&store, Reader::Latent(&dec), &req).unwrap();
     assert_eq!(p.chunks.len(), 1);
     assert_eq!(p.chunks[0].chunk, 1);
     // --doc restricts the search.
@@ -336,17 +336,17 @@ fn bm25_ranks_the_rare_word_chunk_first() {
     );
     // Only the rare word: the short chunk that repeats it most wins.
     let mut req = request(&format!("{RARE}?"), Pick::TopK(1), Mode::Latent, 4);
-    let p = query::prepare(&store, Reader::C3(&dec), &req).unwrap();
+    let p = query::prepare(&store, Reader::Latent(&dec), &req).unwrap();
     assert_eq!(
         p.chunks[0].doc, other,
         "the denser chunk wins over the whole store"
     );
     req.docs = vec![0];
-    let p = query::prepare(&store, Reader::C3(&dec), &req).unwrap();
+    let p = query::prepare(&store, Reader::Latent(&dec), &req).unwrap();
     assert_eq!((p.chunks[0].doc, p.chunks[0].chunk), (0, 1));
     // Nothing matching is a clear error for --top-k.
     let req = request("qwertyuiop", Pick::TopK(2), Mode::Latent, 4);
-    assert!(query::prepare(&store, Reader::C3(&dec), &req).is_err());
+    assert!(query::prepare(&store, Reader::Latent(&dec), &req).is_err());
 }
 
 #[test]
@@ -431,10 +431,10 @@ fn bad_requests_are_errors() {
     let store = golden_store(&tmp.path().join("s"), &pieces(), "book");
     let dec = decoder(&common::golden_model());
     let mut req = request("  ", Pick::All, Mode::Latent, 4);
-    assert!(query::ask(&store, Reader::C3(&dec), &req, |_| true).is_err());
+    assert!(query::ask(&store, Reader::Latent(&dec), &req, |_| true).is_err());
     req.question = "fine".into();
     req.docs = vec![42];
-    let e = query::ask(&store, Reader::C3(&dec), &req, |_| true).unwrap_err();
+    let e = query::ask(&store, Reader::Latent(&dec), &req, |_| true).unwrap_err();
     assert!(e.to_string().contains("no document 42"), "{e}");
     let e = query::expand_chunk(&store, &dec, 0, 3, &GenOptions::default(), |_| true).unwrap_err();
     assert!(e.to_string().contains("no chunk 3"), "{e}");
@@ -442,7 +442,7 @@ fn bad_requests_are_errors() {
     let empty = Store::open(&tmp.path().join("empty")).unwrap();
     let e = query::ask(
         &empty,
-        Reader::C3(&dec),
+        Reader::Latent(&dec),
         &request("q", Pick::All, Mode::Latent, 4),
         |_| true,
     )

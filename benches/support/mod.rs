@@ -327,12 +327,14 @@ impl Drop for Turn<'_> {
 pub fn encoder_flops(c: &Qwen2Config, seq: usize, tail: usize) -> f64 {
     let h = c.hidden_size as f64;
     let kv = (c.num_key_value_heads * c.head_dim()) as f64;
+    // Qwen3's heads are not hidden / heads wide.
+    let q = (c.num_attention_heads * c.head_dim()) as f64;
     let i = c.intermediate_size as f64;
     let s = seq as f64;
     let causal_pairs = |rows: f64| rows * s - rows * (rows - 1.0) / 2.0;
-    let q_o_mlp = |rows: f64| 2.0 * rows * (2.0 * h * h + 3.0 * h * i);
+    let q_o_mlp = |rows: f64| 2.0 * rows * (2.0 * h * q + 3.0 * h * i);
     let kv_proj = 2.0 * s * 2.0 * h * kv;
-    let attention = |rows: f64| 4.0 * h * causal_pairs(rows);
+    let attention = |rows: f64| 4.0 * q * causal_pairs(rows);
     let full_layer = q_o_mlp(s) + kv_proj + attention(s);
     let last_layer = q_o_mlp(tail as f64) + kv_proj + attention(tail as f64);
     full_layer * (c.num_hidden_layers - 1) as f64 + last_layer

@@ -14,3 +14,10 @@ impl ChunkSizer for C3Tokenizer {
         }
     }
 }
+
+impl ChunkSizer for crate::tokenize::HfTokenizer {
+    /// LCLM chunks are sized in the encoder's own plain-BPE ids.
+    fn size(&self, chunk: &str) -> usize {
+        self.encode_text(chunk).map_or(chunk.len(), |ids| ids.len())
+    }
+}

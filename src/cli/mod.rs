@@ -3,6 +3,7 @@
 pub mod engine;
 pub mod input;
 pub mod model_cmds;
+pub mod oneshot;
 pub mod query_cmds;
 pub mod store_cmds;
 pub mod store_show;

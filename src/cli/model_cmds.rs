@@ -1,10 +1,12 @@
 //! `c3 tokenize`, `c3 encode`, `c3 repeat`: the model on one chunk of text.
 
 use super::input::read_text;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use c3::decode::{C3Decoder, GenOptions, Sampling};
 use c3::encode::encoder::TRAINED_TOKENS;
 use c3::encode::C3Encoder;
+use c3::family::Family;
+use c3::lclm::{LclmCheckpoint, LclmEncoder};
 use c3::model::C3Checkpoint;
 use candle_core::{DType, Device};
 use clap::Args;
@@ -20,11 +22,37 @@ pub struct ModelCtx {
 }
 
 impl ModelCtx {
-    pub fn checkpoint(&self) -> Result<C3Checkpoint> {
-        let dir = self.model.as_deref().context(
+    pub fn model_dir(&self) -> Result<&Path> {
+        self.model.as_deref().context(
             "no model: pass --model DIR or set C3_MODEL (see README: downloading the weights)",
-        )?;
+        )
+    }
+
+    /// The cascade family of `--model` (from its layout).
+    pub fn family(&self) -> Result<Family> {
+        Ok(c3::family::detect(self.model_dir()?)?)
+    }
+
+    /// The C3 checkpoint of `--model`; an LCLM one is refused by name.
+    pub fn checkpoint(&self) -> Result<C3Checkpoint> {
+        let dir = self.model_dir()?;
+        if c3::lclm::is_lclm_dir(dir) {
+            bail!(
+                "{} is an LCLM checkpoint; this needs a C3 one (config.json + llm1/)",
+                dir.display()
+            );
+        }
         Ok(C3Checkpoint::open(dir)?)
+    }
+
+    pub fn lclm_checkpoint(&self) -> Result<LclmCheckpoint> {
+        Ok(LclmCheckpoint::open(self.model_dir()?)?)
+    }
+
+    /// LCLM's encoder (and adapter) in `--encoder-precision`.
+    pub fn lclm_encoder(&self, ckpt: &LclmCheckpoint, device: &Device) -> Result<LclmEncoder> {
+        let quant = self.encoder_precision.quant(self.dtype, device)?;
+        Ok(LclmEncoder::load(ckpt, self.dtype, device, quant)?)
     }
 
     /// The device models load on (`--device`).
@@ -54,7 +82,9 @@ pub struct EncodeArgs {
     /// Output .npy file (little-endian f32).
     #[arg(long, value_name = "FILE.npy")]
     pub out: PathBuf,
-    /// Write the raw encoder states [32, H_enc] instead of the projected latents [32, H_dec].
+    /// Write the raw encoder states [32, H_enc] instead of the projected
+    /// latents [32, H_dec] (LCLM: the pooled states [n, H_enc] instead of
+    /// the adapted latents [n, H_dec]).
     #[arg(long)]
     pub raw: bool,
 }
@@ -93,9 +123,14 @@ pub fn sampling(temperature: Option<f32>, top_p: f32, seed: u64) -> Sampling {
 }
 
 pub fn tokenize(ctx: &ModelCtx, a: &TokenizeArgs) -> Result<i32> {
-    let tok = ctx.checkpoint()?.tokenizer()?;
     let text = read_text(&a.text)?;
-    let ids = tok.encode_text(&text)?;
+    let ids = match ctx.family()? {
+        Family::C3 => ctx.checkpoint()?.tokenizer()?.encode_text(&text)?,
+        Family::Lclm => ctx
+            .lclm_checkpoint()?
+            .encoder_tokenizer()?
+            .encode_text(&text)?,
+    };
     println!("{}", serde_json::to_string(&ids)?);
     Ok(0)
 }
@@ -123,18 +158,60 @@ fn encode_file(enc: &C3Encoder, path: &Path) -> Result<candle_core::Tensor> {
     Ok(raw)
 }
 
+/// LCLM's pooled states of a whole memory text (all its windows).
+pub fn lclm_encode_file(enc: &LclmEncoder, path: &Path) -> Result<candle_core::Tensor> {
+    let text = read_text(path)?;
+    let ids = enc.encode_text_ids(&text)?;
+    let t0 = Instant::now();
+    let e = enc.encode_ids(&ids)?;
+    eprintln!(
+        "encoded {} tokens ({} windows) into {} latents in {:.2?}",
+        ids.len(),
+        enc.config().windows(ids.len()).len(),
+        e.pooled.dims()[0],
+        t0.elapsed()
+    );
+    Ok(e.pooled)
+}
+
 pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
-    let ckpt = ctx.checkpoint()?;
-    let enc = ctx.encoder(&ckpt, &ctx.device()?)?;
-    let raw = encode_file(&enc, &a.text)?;
-    let out = if a.raw { raw } else { enc.project(&raw)? };
+    let out = match ctx.family()? {
+        Family::C3 => {
+            let ckpt = ctx.checkpoint()?;
+            let enc = ctx.encoder(&ckpt, &ctx.device()?)?;
+            let raw = encode_file(&enc, &a.text)?;
+            if a.raw {
+                raw
+            } else {
+                enc.project(&raw)?
+            }
+        }
+        Family::Lclm => {
+            let ckpt = ctx.lclm_checkpoint()?;
+            let enc = ctx.lclm_encoder(&ckpt, &ctx.device()?)?;
+            let pooled = lclm_encode_file(&enc, &a.text)?;
+            if a.raw {
+                pooled
+            } else {
+                enc.adapt(&pooled)?
+            }
+        }
+    };
     let shape = out.dims().to_vec();
     let data = out.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     c3::npy::write_f32(&a.out, &shape, &data)?;
     Ok(0)
 }
 
+/// Why LCLM has no `repeat` / `expand` / `eval`.
+pub const LCLM_NO_RECONSTRUCTION: &str = "the LCLM releases were trained to answer, not to \
+     reconstruct: there is no documented reconstruction prompt for them. Use `c3 ask` (latent \
+     mode), or `c3 show DOC --chunk N` for a chunk's stored text";
+
 pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
+    if ctx.family()? == Family::Lclm {
+        bail!("`c3 repeat`: {LCLM_NO_RECONSTRUCTION}");
+    }
     let ckpt = ctx.checkpoint()?;
     let dev = ctx.device()?;
     let enc = ctx.encoder(&ckpt, &dev)?;

@@ -13,8 +13,9 @@ use c3::store::Store;
 use clap::ValueEnum;
 use serde_json::json;
 
-use super::model_cmds::{sampling, ModelCtx};
+use super::model_cmds::{sampling, ModelCtx, LCLM_NO_RECONSTRUCTION};
 use super::store_cmds::open;
+use c3::family::{AnyDecoder, Family};
 
 /// Default answer length for `ask` (reconstruction keeps the release's 4096).
 const ASK_MAX_NEW_TOKENS: usize = 512;
@@ -45,6 +46,13 @@ pub struct SampleArgs {
 pub struct AskArgs {
     /// The question (plain text).
     pub question: String,
+    /// Answer over this file instead of the store: it is compressed whole
+    /// (every chunk / window) and nothing is stored.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["docs", "all", "top_k", "mode", "answer_model"])]
+    pub text: Option<PathBuf>,
+    /// Print the generated ids as a JSON array instead of the text.
+    #[arg(long, conflicts_with = "json")]
+    pub ids: bool,
     /// Only these documents (ids or source paths).
     #[arg(long = "doc", value_name = "ID", num_args = 1..)]
     pub docs: Vec<String>,
@@ -66,6 +74,10 @@ pub struct AskArgs {
     pub max_new_tokens: usize,
     #[command(flatten)]
     pub sample: SampleArgs,
+    /// transformers' repetition penalty over the generated ids [default:
+    /// none for C3; 1.1 for LCLM, as LCLM's own CLI]. 1 turns it off.
+    #[arg(long, value_name = "P")]
+    pub repetition_penalty: Option<f32>,
     /// Print one JSON object at the end instead of streaming.
     #[arg(long)]
     pub json: bool,
@@ -119,21 +131,45 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-/// Loads the C3 decoder; with a store, refuses a model whose latents are not
-/// the store's (fingerprint of encoder config, Q and projector).
-fn load_decoder(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<C3Decoder> {
-    let ckpt = ctx.checkpoint()?;
-    let w = ckpt.decoder_weights(ctx.dtype, &ctx.device()?)?;
+/// Refuses a model whose latents are not the store's, naming both.
+fn check_store_model(store: Option<&Store>, fp: &str) -> anyhow::Result<()> {
     if let Some(m) = store.map(Store::meta).transpose()?.and_then(|m| m.model) {
-        let fp = ckpt.fingerprint(&w)?;
         if fp != m.fingerprint {
+            use c3::store::layout::family_label;
             bail!(
-                "the store's latents were made by model {}, the loaded model is {fp}: \
+                "the store's latents were made by {} model {}, the loaded model is {} model {fp}: \
                  pass the --model the store was ingested with",
-                m.fingerprint
+                family_label(&m.fingerprint),
+                m.fingerprint,
+                family_label(fp)
             );
         }
     }
+    Ok(())
+}
+
+/// The decoder of `--model`, whichever family; with a store, refuses a
+/// model whose latents are not the store's.
+pub fn load_reader(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<AnyDecoder> {
+    let (dec, fp) = c3::family::load_decoder(
+        ctx.model_dir()?,
+        ctx.dtype,
+        &ctx.device()?,
+        ctx.decoder_quant,
+    )?;
+    check_store_model(store, &fp)?;
+    Ok(dec)
+}
+
+/// Loads the C3 decoder; with a store, refuses a model whose latents are not
+/// the store's (fingerprint of encoder config, Q and projector).
+fn load_decoder(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<C3Decoder> {
+    if ctx.family()? == Family::Lclm {
+        bail!("{LCLM_NO_RECONSTRUCTION}");
+    }
+    let ckpt = ctx.checkpoint()?;
+    let w = ckpt.decoder_weights(ctx.dtype, &ctx.device()?)?;
+    check_store_model(store, &ckpt.fingerprint(&w)?)?;
     Ok(C3Decoder::from_weights_quantized(
         &ckpt.config.llm,
         ckpt.latent_len(),
@@ -156,7 +192,7 @@ pub fn refresh_index(store: &Store, progress: bool) {
     }
 }
 
-fn gen_options(max_new_tokens: usize, s: &SampleArgs) -> GenOptions {
+pub(super) fn gen_options(max_new_tokens: usize, s: &SampleArgs) -> GenOptions {
     GenOptions {
         max_new_tokens,
         sampling: sampling(s.temperature, s.top_p, s.seed),
@@ -165,7 +201,7 @@ fn gen_options(max_new_tokens: usize, s: &SampleArgs) -> GenOptions {
 }
 
 /// Writes a streamed piece and flushes so it shows at once.
-fn print_piece(out: &mut impl Write, piece: &str) -> bool {
+pub(super) fn print_piece(out: &mut impl Write, piece: &str) -> bool {
     out.write_all(piece.as_bytes())
         .and_then(|_| out.flush())
         .is_ok()
@@ -176,6 +212,14 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     if a.question.trim().is_empty() {
         bail!("the question is empty");
     }
+    if let Some(p) = a.repetition_penalty {
+        if !(p.is_finite() && p > 0.0) {
+            bail!("--repetition-penalty must be a positive number, got {p}");
+        }
+    }
+    if let Some(file) = &a.text {
+        return super::oneshot::run(ctx, file, a);
+    }
     let mode = match (a.mode, &a.answer_model) {
         (Some(ModeArg::Latent), Some(_)) => {
             bail!("--answer-model reads text: use it with --mode text")
@@ -185,7 +229,8 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     };
     let store = open(store_dir)?;
     let docs = resolve_docs(&store, &a.docs)?;
-    let gen = gen_options(a.max_new_tokens, &a.sample);
+    let mut gen = gen_options(a.max_new_tokens, &a.sample);
+    gen.repetition_penalty = a.repetition_penalty;
     let req = AskRequest {
         question: a.question.clone(),
         docs,
@@ -203,8 +248,8 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
         }
         None => {
             let check = (mode == Mode::Latent).then_some(&store);
-            dec = load_decoder(ctx, check)?;
-            Reader::C3(&dec)
+            dec = load_reader(ctx, check)?;
+            Reader::Latent(dec.reader())
         }
     };
     let prepared = query::prepare(&store, reader, &req)?;
@@ -231,11 +276,13 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
         }
     );
     let mut out = std::io::stdout().lock();
-    let streaming = !a.json;
+    let streaming = !a.json && !a.ids;
     let res = prepared.run(reader, &gen, |piece| {
         !streaming || print_piece(&mut out, piece)
     })?;
-    if a.json {
+    if a.ids {
+        writeln!(out, "{}", serde_json::to_string(&res.ids)?)?;
+    } else if a.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&res)?)?;
     } else {
         writeln!(out)?;
@@ -256,6 +303,9 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
 
 /// `c3 expand`.
 pub fn run_expand(store_dir: &Path, ctx: &ModelCtx, a: &ExpandArgs) -> anyhow::Result<i32> {
+    if ctx.family()? == Family::Lclm {
+        bail!("`c3 expand`: {LCLM_NO_RECONSTRUCTION}");
+    }
     let store = open(store_dir)?;
     let doc = store.resolve(&a.doc)?;
     let chunks: Vec<u32> = match a.chunk {
@@ -344,6 +394,9 @@ fn sample_indices(total: usize, n: usize, seed: u64) -> Vec<usize> {
 
 /// `c3 eval`.
 pub fn run_eval(store_dir: &Path, ctx: &ModelCtx, a: &EvalArgs) -> anyhow::Result<i32> {
+    if ctx.family()? == Family::Lclm {
+        bail!("`c3 eval`: {LCLM_NO_RECONSTRUCTION}");
+    }
     let opts = gen_options(
         a.max_new_tokens,
         &SampleArgs {

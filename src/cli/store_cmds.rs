@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use c3::chunk::{Chunker, DEFAULT_CHUNK_TOKENS, WARN_CHUNK_TOKENS};
+use c3::chunk::{Chunker, WARN_CHUNK_TOKENS};
 use c3::encode::Compressor;
 use c3::ingest::{self, IngestOptions, Input};
 use c3::store::{export, DocRecord, Store};
@@ -25,9 +25,10 @@ pub struct IngestArgs {
     /// Label for standard input (stored as `stdin:LABEL`; its extension picks the splitter).
     #[arg(long, value_name = "LABEL", default_value = "-")]
     pub name: String,
-    /// Maximum tokens per chunk (C3 fidelity drops above ~1000).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHUNK_TOKENS)]
-    pub chunk_tokens: usize,
+    /// Maximum tokens per chunk [default: 1000 for C3, whose fidelity drops
+    /// above that; an LCLM model's encoder window (1024), so a chunk is one window].
+    #[arg(long, value_name = "N")]
+    pub chunk_tokens: Option<usize>,
     /// Chunks per encoder call, encoded in padded forwards of similar-length
     /// chunks [default: 1 with the CPU's i16 encoder, 4 with a dense one on
     /// the CPU, 8 on a GPU]. Progress and the ETA advance per call.
@@ -110,8 +111,11 @@ fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
 
 /// `c3 ingest`.
 pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
-    let enc = super::engine::load(ctx, args.chunk_tokens)?;
-    ingest_with(store_dir, &enc, enc.tokenizer(), args)
+    use super::engine::IngestEncoder;
+    match super::engine::load(ctx, args.chunk_tokens)? {
+        (IngestEncoder::C3(enc), n) => ingest_with(store_dir, &enc, enc.tokenizer(), n, args),
+        (IngestEncoder::Lclm(enc), n) => ingest_with(store_dir, &enc, enc.tokenizer(), n, args),
+    }
 }
 
 /// Chunks per encoder call when `--batch` is not given (README,
@@ -126,20 +130,21 @@ fn default_batch(model: &dyn Compressor) -> usize {
     }
 }
 
-/// `c3 ingest` with an already loaded model (also used by tests).
+/// `c3 ingest` with an already loaded model, chunks of at most
+/// `chunk_tokens` tokens.
 pub fn ingest_with<S: ChunkSizer>(
     store_dir: &Path,
     model: &dyn Compressor,
     sizer: S,
+    chunk_tokens: usize,
     args: &IngestArgs,
 ) -> anyhow::Result<i32> {
-    if args.chunk_tokens > WARN_CHUNK_TOKENS {
+    if model.family() == "c3" && chunk_tokens > WARN_CHUNK_TOKENS {
         eprintln!(
-            "c3: warning: --chunk-tokens {} is above {WARN_CHUNK_TOKENS}: C3 loses the end of longer chunks",
-            args.chunk_tokens
+            "c3: warning: --chunk-tokens {chunk_tokens} is above {WARN_CHUNK_TOKENS}: C3 loses the end of longer chunks"
         );
     }
-    let chunker = Chunker::new(sizer, args.chunk_tokens)?;
+    let chunker = Chunker::new(sizer, chunk_tokens)?;
     let inputs: Vec<Input> = args
         .paths
         .iter()
@@ -180,6 +185,8 @@ pub fn ingest_with<S: ChunkSizer>(
         });
         v["encoder_precision"] =
             json!(model.quant().map_or("dense".to_string(), |q| q.to_string()));
+        v["family"] = json!(model.family());
+        v["chunk_tokens"] = json!(chunk_tokens);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         eprintln!(

@@ -20,6 +20,10 @@ pub struct GenOptions {
     pub max_new_tokens: usize,
     pub no_repeat_ngram: usize,
     pub sampling: Sampling,
+    /// transformers' repetition penalty over the ids generated so far (not
+    /// the prompt): a logit > 0 is divided by it, others multiplied. `None`:
+    /// the model family's default (C3: none; LCLM: 1.1, as its CLI).
+    pub repetition_penalty: Option<f32>,
 }
 
 impl Default for GenOptions {
@@ -28,6 +32,7 @@ impl Default for GenOptions {
             max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
             no_repeat_ngram: NO_REPEAT_NGRAM,
             sampling: Sampling::Greedy,
+            repetition_penalty: None,
         }
     }
 }
@@ -140,26 +145,7 @@ impl C3Decoder {
     /// Prompt embeddings [len, H_dec] with each block's rows replaced by its
     /// projected latents.
     pub fn prompt_embeddings(&self, prompt: &Prompt, latents: &[Tensor]) -> Result<Tensor> {
-        if latents.len() != prompt.latent_starts.len() {
-            return Err(Error::Input(format!(
-                "{} latent blocks for a prompt with {} slots",
-                latents.len(),
-                prompt.latent_starts.len()
-            )));
-        }
-        let mut parts = Vec::with_capacity(2 * latents.len() + 1);
-        let mut at = 0;
-        for (&start, lat) in prompt.latent_starts.iter().zip(latents) {
-            if start > at {
-                parts.push(self.llm.embed(&prompt.ids[at..start])?);
-            }
-            parts.push(lat.to_dtype(self.llm.dtype())?);
-            at = start + prompt.latent_len;
-        }
-        if at < prompt.ids.len() {
-            parts.push(self.llm.embed(&prompt.ids[at..])?);
-        }
-        Ok(Tensor::cat(&parts, 0)?)
+        prompt.embeddings(&self.llm, latents)
     }
 
     /// Generates from `prompt` with `latents` (projected, one per block).

@@ -1,8 +1,10 @@
 //! The decoder prompt frame (MPT style, no newline after `<|im_end|>`), with
 //! one `<img>` + latent slots + `</img>` block per chunk.
 
+use crate::model::Qwen2;
 use crate::tokenize::{special, C3Tokenizer};
-use crate::Result;
+use crate::{Error, Result};
+use candle_core::Tensor;
 
 pub const SYSTEM: &str =
     "You should follow the instructions carefully and explain your answers in detail.";
@@ -15,7 +17,52 @@ pub struct Prompt {
     pub ids: Vec<u32>,
     /// Index in `ids` of the first latent slot of each block.
     pub latent_starts: Vec<usize>,
-    pub latent_len: usize,
+    /// Slots of each block (C3: always its latent length; LCLM: the
+    /// chunk's pooled rows).
+    pub latent_lens: Vec<usize>,
+}
+
+impl Prompt {
+    /// Latent positions in the prompt.
+    pub fn latent_positions(&self) -> usize {
+        self.latent_lens.iter().sum()
+    }
+
+    /// Embeddings [len, H] of the prompt through `llm`, each block's slots
+    /// replaced by its latents (one tensor [slots, H] per block, in order).
+    pub fn embeddings(&self, llm: &Qwen2, latents: &[Tensor]) -> Result<Tensor> {
+        if latents.len() != self.latent_starts.len() {
+            return Err(Error::Input(format!(
+                "{} latent blocks for a prompt with {} slots",
+                latents.len(),
+                self.latent_starts.len()
+            )));
+        }
+        let mut parts = Vec::with_capacity(2 * latents.len() + 1);
+        let mut at = 0;
+        for ((&start, &len), lat) in self
+            .latent_starts
+            .iter()
+            .zip(&self.latent_lens)
+            .zip(latents)
+        {
+            if lat.dims().first() != Some(&len) {
+                return Err(Error::Input(format!(
+                    "latent block of shape {:?} for {len} slots",
+                    lat.dims()
+                )));
+            }
+            if start > at {
+                parts.push(llm.embed(&self.ids[at..start])?);
+            }
+            parts.push(lat.to_dtype(llm.dtype())?);
+            at = start + len;
+        }
+        if at < self.ids.len() {
+            parts.push(llm.embed(&self.ids[at..])?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
 }
 
 /// Builds `<|im_start|>system\n{SYSTEM}<|im_end|><|im_start|>user\n`
@@ -50,7 +97,7 @@ pub fn build_prompt(
     ids.extend(tok.encode_text("assistant\n")?);
     Ok(Prompt {
         ids,
+        latent_lens: vec![latent_len; latent_starts.len()],
         latent_starts,
-        latent_len,
     })
 }

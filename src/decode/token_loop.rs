@@ -26,7 +26,9 @@ pub fn generate_ids(
     let mut cache = KvCache::new();
     let mut ngram = NoRepeatNgram::new(opts.no_repeat_ngram, prompt);
     let mut sampler = Sampler::new(opts.sampling);
-    let mut ids = Vec::new();
+    let mut ids: Vec<u32> = Vec::new();
+    let penalty = opts.repetition_penalty.unwrap_or(1.0);
+    let mut seen = std::collections::HashSet::new();
     // Only the prompt's last row is read: the prefill's last layer computes
     // just that one.
     let h = llm.forward_tail(&x.unsqueeze(0)?, Some(&mut cache), 1)?;
@@ -35,6 +37,9 @@ pub fn generate_ids(
         let mut logits = llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
         // The output matrix may have padding rows past the vocabulary.
         logits.truncate(vocab);
+        if penalty != 1.0 {
+            penalize(&mut logits, &seen, penalty);
+        }
         for b in ngram.banned() {
             if let Some(l) = logits.get_mut(b as usize) {
                 *l = f32::NEG_INFINITY;
@@ -44,6 +49,7 @@ pub fn generate_ids(
             break;
         };
         ids.push(tok);
+        seen.insert(tok);
         ngram.push(tok);
         // The last allowed id needs no forward pass after it.
         if !on_token(tok, step)? || step + 1 == max_new {
@@ -53,4 +59,31 @@ pub fn generate_ids(
         last = llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
     }
     Ok(ids)
+}
+
+/// transformers' `RepetitionPenaltyLogitsProcessor`: every distinct id in
+/// `seen` has its logit divided by `penalty` when positive, multiplied
+/// otherwise.
+fn penalize(logits: &mut [f32], seen: &std::collections::HashSet<u32>, penalty: f32) {
+    for &id in seen {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::penalize;
+
+    #[test]
+    fn penalty_shrinks_positive_and_grows_negative_logits_once_per_id() {
+        let mut l = [2.2, -1.0, 0.5, 3.0];
+        let seen = [0u32, 1, 9].into_iter().collect();
+        penalize(&mut l, &seen, 1.1);
+        assert!((l[0] - 2.0).abs() < 1e-6);
+        assert!((l[1] + 1.1).abs() < 1e-6);
+        assert_eq!(l[2], 0.5);
+        assert_eq!(l[3], 3.0);
+    }
 }

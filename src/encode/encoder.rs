@@ -243,12 +243,17 @@ impl Compressor for C3Encoder {
 /// padding adds under a third to any group's work (a document's short last
 /// chunk gets its own forward instead of being padded to 1000 tokens).
 fn length_groups(ids: &[Vec<u32>]) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+    length_groups_by(&ids.iter().map(Vec::len).collect::<Vec<_>>())
+}
+
+/// [`length_groups`] over lengths (LCLM groups its windows the same way).
+pub(crate) fn length_groups_by(lens: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for i in order {
         match groups.last_mut() {
-            Some(g) if 4 * ids[i].len() >= 3 * ids[g[0]].len() => g.push(i),
+            Some(g) if 4 * lens[i] >= 3 * lens[g[0]] => g.push(i),
             _ => groups.push(vec![i]),
         }
     }

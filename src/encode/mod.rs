@@ -8,12 +8,23 @@ pub trait Compressor {
     /// Stable hex hash identifying the model (encoder config, `Q`, projector):
     /// latents from different models must never be mixed in one store.
     fn fingerprint(&self) -> String;
-    /// Number of latent rows per chunk (32 in the release).
+    /// Number of latent rows per chunk (32 in the C3 release); for a family
+    /// whose count varies with the text (LCLM), the most one chunk gets.
     fn latent_len(&self) -> usize;
+    /// The cascade family's name (`c3`, `lclm`), for reports.
+    fn family(&self) -> &'static str {
+        "c3"
+    }
+    /// Latent rows of a chunk of `tokens` encoder tokens.
+    fn latent_rows(&self, tokens: usize) -> usize {
+        let _ = tokens;
+        self.latent_len()
+    }
     /// Encoder hidden size (H_enc).
     fn hidden_size(&self) -> usize;
-    /// Compress each text to its raw encoder states, a `[latent_len, H_enc]`
-    /// tensor in the checkpoint dtype, on the CPU.
+    /// Compress each text to its raw encoder states, a `[latent_rows, H_enc]`
+    /// tensor in the checkpoint dtype, on the CPU (C3: the query rows; LCLM:
+    /// the pooled states, before the adapter).
     fn compress(&self, texts: &[&str]) -> crate::Result<Vec<Tensor>>;
     /// Where the model runs (reported by `c3 ingest --json`).
     fn device(&self) -> candle_core::Device {

@@ -1,11 +1,18 @@
-//! Checkpoint configs: the plain Qwen2 fields both models share, plus the C3 extras.
+//! Checkpoint configs: the Qwen fields every stack shares (Qwen2 and Qwen3
+//! differ only in configuration here), plus the C3 extras.
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The Qwen2 fields the forward pass needs. Every number comes from
-/// `config.json`; nothing about the geometry is hard-coded.
+/// The Qwen2 / Qwen3 fields the forward pass needs. Every number comes from
+/// `config.json`; nothing about the geometry is hard-coded. Qwen3 differs by
+/// configuration only: an explicit `head_dim`, no q/k/v biases
+/// (`attention_bias`), and per-head RMS norms of q and k (`model_type`
+/// "qwen3").
+///
+/// The optional fields are left out of the serialised form when absent, so
+/// the fingerprints of existing C3 stores (which hash this struct) do not move.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Qwen2Config {
     pub vocab_size: usize,
@@ -26,7 +33,17 @@ pub struct Qwen2Config {
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
     pub model_type: String,
+    /// Explicit per-head width (Qwen3); absent: hidden / heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    /// Whether q/k/v have biases; absent: true for Qwen2, false for Qwen3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_bias: Option<bool>,
 }
+
+/// The Qwen `model_type`s this forward pass implements.
+pub const QWEN2: &str = "qwen2";
+pub const QWEN3: &str = "qwen3";
 
 fn default_act() -> String {
     "silu".into()
@@ -48,7 +65,18 @@ pub struct C3Config {
 
 impl Qwen2Config {
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Qwen3 normalises every q and k head before RoPE.
+    pub fn qk_norm(&self) -> bool {
+        self.model_type == QWEN3
+    }
+
+    /// Whether q, k and v carry biases.
+    pub fn qkv_bias(&self) -> bool {
+        self.attention_bias.unwrap_or(self.model_type != QWEN3)
     }
 
     /// Rejects values this implementation does not support, naming the field.
@@ -85,7 +113,10 @@ impl Qwen2Config {
                 return bad(format!("`{name}` must be positive"));
             }
         }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        if self.head_dim == Some(0) {
+            return bad("`head_dim` must be positive".into());
+        }
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "`hidden_size` {} is not divisible by `num_attention_heads` {}",
                 self.hidden_size, self.num_attention_heads
@@ -110,7 +141,7 @@ impl Qwen2Config {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -123,13 +154,23 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 
 /// Reads an encoder config (`llm1/config.json`, model_type "qwen2").
 pub fn read_qwen2_config(path: &Path) -> Result<Qwen2Config> {
+    read_qwen_config(path, &[QWEN2])
+}
+
+/// Reads a plain Qwen config whose `model_type` is one of `allowed`.
+pub fn read_qwen_config(path: &Path, allowed: &[&str]) -> Result<Qwen2Config> {
     let cfg: Qwen2Config = read_json(path)?;
-    if cfg.model_type != "qwen2" {
+    if !allowed.contains(&cfg.model_type.as_str()) {
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),
             msg: format!(
-                "unknown `model_type` {:?} (the encoder must be \"qwen2\")",
-                cfg.model_type
+                "unknown `model_type` {:?} (expected {})",
+                cfg.model_type,
+                allowed
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
         });
     }

@@ -1,5 +1,7 @@
-//! Qwen2 decoder stack that takes input embeddings (so latents can be spliced
-//! in), with causal attention, grouped KV heads, f32 RoPE and a KV cache.
+//! The Qwen decoder stack (Qwen2 and Qwen3: the differences are
+//! configuration, see [`Qwen2Config`]) that takes input embeddings (so
+//! latents can be spliced in), with causal attention, grouped KV heads, f32
+//! RoPE and a KV cache.
 
 use super::causal_softmax::{causal_softmax, expanded_mask};
 use super::config::Qwen2Config;
@@ -19,6 +21,10 @@ use candle_core::{DType, Device, Tensor};
 struct Attention {
     qkv: Linear,
     o: Linear,
+    /// Qwen3's per-head RMS norms of q and k (weights [head_dim]), applied
+    /// before RoPE.
+    qk_norm: Option<(Tensor, Tensor)>,
+    eps: f64,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -138,7 +144,7 @@ pub struct Qwen2 {
     quant: Option<Quant>,
 }
 
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     // Computed in f32 whatever the model dtype, as the reference does.
     let dtype = x.dtype();
     let xf = x.to_dtype(DType::F32)?;
@@ -179,6 +185,10 @@ impl Attention {
         };
         let k = split(q_dim, self.kv_heads)?;
         let v = split(q_dim + kv_dim, self.kv_heads)?;
+        let (q, k) = match &self.qk_norm {
+            Some((qn, kn)) => (rms_norm(&q, qn, self.eps)?, rms_norm(&k, kn, self.eps)?),
+            None => (q, k),
+        };
         let q = rope.apply(&q, start + skip)?;
         let k = rope.apply(&k, start)?;
 
@@ -325,8 +335,8 @@ impl Mlp {
 }
 
 impl Qwen2 {
-    /// Loads the Qwen2 tensors under `model.` from `w`, checking every shape
-    /// against `cfg`.
+    /// Loads the Qwen tensors under `model.` (or with no prefix, as a bare
+    /// Qwen3 encoder stores them) from `w`, checking every shape against `cfg`.
     pub fn load(w: &Weights, cfg: &Qwen2Config, device: &Device, dtype: DType) -> Result<Self> {
         Self::load_quantized(w, cfg, device, dtype, None)
     }
@@ -370,7 +380,15 @@ impl Qwen2 {
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
         let kv = cfg.num_key_value_heads * hd;
+        let q_out = cfg.num_attention_heads * hd;
         let i = cfg.intermediate_size;
+        let bias = cfg.qkv_bias();
+        // `save_pretrained` of a bare Qwen3Model writes no `model.` prefix.
+        let pre = if !w.contains("model.embed_tokens.weight") && w.contains("embed_tokens.weight") {
+            ""
+        } else {
+            "model."
+        };
         // One layer from the checkpoint matrices `names` ([out, inp] each)
         // stacked by rows, with their biases when `bias`.
         let lin = |names: &[(&str, usize)], inp: usize, bias: bool| -> Result<Linear> {
@@ -397,21 +415,30 @@ impl Qwen2 {
         };
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{l}");
+            let p = format!("{pre}layers.{l}");
+            let qk_norm = match cfg.qk_norm() {
+                true => Some((
+                    w.get(&format!("{p}.self_attn.q_norm.weight"), &[hd])?,
+                    w.get(&format!("{p}.self_attn.k_norm.weight"), &[hd])?,
+                )),
+                false => None,
+            };
             blocks.push(Block {
                 input_norm: w.get(&format!("{p}.input_layernorm.weight"), &[h])?,
                 post_norm: w.get(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
                 attn: Attention {
                     qkv: lin(
                         &[
-                            (&format!("{p}.self_attn.q_proj"), h),
+                            (&format!("{p}.self_attn.q_proj"), q_out),
                             (&format!("{p}.self_attn.k_proj"), kv),
                             (&format!("{p}.self_attn.v_proj"), kv),
                         ],
                         h,
-                        true,
+                        bias,
                     )?,
-                    o: lin(&[(&format!("{p}.self_attn.o_proj"), h)], h, false)?,
+                    o: lin(&[(&format!("{p}.self_attn.o_proj"), h)], q_out, false)?,
+                    qk_norm,
+                    eps: cfg.rms_norm_eps,
                     heads: cfg.num_attention_heads,
                     kv_heads: cfg.num_key_value_heads,
                     head_dim: hd,
@@ -439,7 +466,7 @@ impl Qwen2 {
                 },
             });
         }
-        let embed = w.get("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
+        let embed = w.get(&format!("{pre}embed_tokens.weight"), &[cfg.vocab_size, h])?;
         let out = if w.contains("lm_head.weight") {
             w.get("lm_head.weight", &[cfg.vocab_size, h])?
         } else if cfg.tie_word_embeddings {
@@ -456,7 +483,7 @@ impl Qwen2 {
         };
         Ok(Self {
             rope: Rope::new(hd, cfg.rope_theta, cfg.max_position_embeddings, device)?,
-            norm: w.get("model.norm.weight", &[h])?,
+            norm: w.get(&format!("{pre}norm.weight"), &[h])?,
             embed,
             blocks,
             lm_head,

@@ -113,6 +113,31 @@ impl Weights {
         })
     }
 
+    /// Maps one safetensors file (e.g. LCLM's `adapter/adapter.safetensors`);
+    /// messages name the file.
+    pub fn open_file(path: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        if !path.is_file() {
+            return Err(ckpt_err(path, "missing weights file"));
+        }
+        check_header(path)?;
+        // SAFETY: as in `open`.
+        let st = unsafe { MmapedSafetensors::new(path) }
+            .map_err(|e| ckpt_err(path, format!("cannot read safetensors: {e}")))?;
+        let names = st.tensors().into_iter().map(|(n, _)| n).collect();
+        Ok(Self {
+            dir: path.to_path_buf(),
+            source: Source::Mapped(st),
+            names,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// Every tensor name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -9,29 +9,36 @@ use candle_core::{DType, Device};
 use super::stream::{clean_text, AnswerStream};
 use crate::decode::token_loop::generate_ids;
 use crate::decode::{GenOptions, Generation};
-use crate::model::config::read_qwen2_config;
+use crate::model::config::{read_qwen_config, QWEN2, QWEN3};
 use crate::model::weights::Weights;
 use crate::model::Qwen2;
-use crate::tokenize::{C3Tokenizer, StreamDecoder};
+use crate::tokenize::{C3Tokenizer, HfTokenizer, StreamDecoder, TokenBytes};
 use crate::{Error, Result};
 
 /// The checkpoint's tokenizer: Qwen's `qwen.tiktoken`, or a `tokenizer.json`.
 enum Tok {
     Tiktoken(Box<C3Tokenizer>),
-    Hf(Box<tokenizers::Tokenizer>),
+    Hf(Box<HfTokenizer>),
 }
 
 impl Tok {
     /// Id of a control token by its spelling.
     fn control_id(&self, s: &str) -> Option<u32> {
         match self {
-            Tok::Hf(t) => t.token_to_id(s),
+            Tok::Hf(t) => t.added_id(s),
             Tok::Tiktoken(_) => {
                 use crate::tokenize::special::*;
                 [ENDOFTEXT, IM_START, IM_END]
                     .into_iter()
                     .find(|&i| name(i) == Some(s))
             }
+        }
+    }
+
+    fn bytes(&self) -> &dyn TokenBytes {
+        match self {
+            Tok::Tiktoken(t) => &**t,
+            Tok::Hf(t) => &**t,
         }
     }
 }
@@ -63,14 +70,13 @@ impl AnswerModel {
                 "not a directory (expected a Qwen2 checkpoint)",
             ));
         }
-        let cfg = read_qwen2_config(&dir.join("config.json"))?;
+        let cfg = read_qwen_config(&dir.join("config.json"), &[QWEN2, QWEN3])?;
         let w = Weights::open(dir, dtype, device)?;
         let llm = Qwen2::load(&w, &cfg, device, dtype)?;
         let tok = if dir.join("tokenizer.json").is_file() {
-            Tok::Hf(Box::new(
-                tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
-                    .map_err(|e| ckpt_err(dir, format!("tokenizer.json: {e}")))?,
-            ))
+            Tok::Hf(Box::new(HfTokenizer::from_file(
+                &dir.join("tokenizer.json"),
+            )?))
         } else if dir.join("qwen.tiktoken").is_file() {
             Tok::Tiktoken(Box::new(C3Tokenizer::from_tiktoken_file(
                 &dir.join("qwen.tiktoken"),
@@ -104,7 +110,7 @@ impl AnswerModel {
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
         match &self.tok {
             Tok::Tiktoken(t) => t.encode_text(text),
-            Tok::Hf(t) => hf_plain(t, text),
+            Tok::Hf(t) => t.encode_text(text),
         }
     }
 
@@ -125,7 +131,7 @@ impl AnswerModel {
             )));
         }
         let max_new = opts.max_new_tokens.min(limit - prompt.len());
-        let mut decoder = Pieces::new(&self.tok);
+        let mut decoder = StreamDecoder::new(self.tok.bytes());
         let mut stream = AnswerStream::new();
         let x = self.llm.embed(prompt)?;
         let ids = generate_ids(&self.llm, &x, prompt, max_new, opts, |tok, _| {
@@ -133,7 +139,7 @@ impl AnswerModel {
             let go_on = if tok == self.endoftext {
                 true
             } else {
-                let piece = stream.push(&decoder.push(tok)?);
+                let piece = stream.push(&decoder.push(tok));
                 piece.is_empty() || on_text(&piece)
             };
             Ok(go_on && !stop)
@@ -148,63 +154,4 @@ impl AnswerModel {
             prompt_tokens: prompt.len(),
         })
     }
-}
-
-/// Incremental decoding for either tokenizer kind.
-enum Pieces<'a> {
-    Tiktoken(StreamDecoder<'a>),
-    Hf(Box<HfStream<'a>>),
-}
-
-type HfStream<'a> = tokenizers::DecodeStream<
-    'a,
-    tokenizers::ModelWrapper,
-    tokenizers::NormalizerWrapper,
-    tokenizers::PreTokenizerWrapper,
-    tokenizers::PostProcessorWrapper,
-    tokenizers::DecoderWrapper,
->;
-
-impl<'a> Pieces<'a> {
-    fn new(tok: &'a Tok) -> Self {
-        match tok {
-            Tok::Tiktoken(t) => Pieces::Tiktoken(StreamDecoder::new(t)),
-            Tok::Hf(t) => Pieces::Hf(Box::new(t.decode_stream(false))),
-        }
-    }
-
-    fn push(&mut self, id: u32) -> Result<String> {
-        match self {
-            Pieces::Tiktoken(d) => Ok(d.push(id)),
-            Pieces::Hf(d) => d
-                .step(id)
-                .map(Option::unwrap_or_default)
-                .map_err(|e| Error::Tokenize(e.to_string())),
-        }
-    }
-
-    fn finish(self) -> String {
-        match self {
-            Pieces::Tiktoken(d) => d.finish(),
-            Pieces::Hf(_) => String::new(),
-        }
-    }
-}
-
-/// Runs a `tokenizer.json` pipeline without its added-token matching, so a
-/// literal `<|im_end|>` in a document is encoded as ordinary text.
-fn hf_plain(t: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>> {
-    use tokenizers::{Model, Normalizer, OffsetType, PreTokenizedString, PreTokenizer};
-    let err = |e: tokenizers::Error| Error::Tokenize(e.to_string());
-    let mut pre = PreTokenizedString::from(text);
-    if let Some(n) = t.get_normalizer() {
-        pre.normalize(|s| n.normalize(s)).map_err(err)?;
-    }
-    if let Some(p) = t.get_pre_tokenizer() {
-        p.pre_tokenize(&mut pre).map_err(err)?;
-    }
-    let model = t.get_model();
-    pre.tokenize(|s| model.tokenize(s.get())).map_err(err)?;
-    let enc = pre.into_encoding(None, 0, OffsetType::Byte).map_err(err)?;
-    Ok(enc.get_ids().to_vec())
 }

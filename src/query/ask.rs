@@ -8,9 +8,11 @@ use serde::Serialize;
 
 use super::stream::stream_generation;
 use super::{prompt, AnswerModel};
-use crate::decode::{C3Decoder, GenOptions, Prompt};
+use crate::decode::{GenOptions, Prompt};
+use crate::family::LatentReader;
 use crate::retrieve::select::{apply_scores, plan};
 use crate::retrieve::{Candidate, ChunkIndex, Pick, SyncAction};
+use crate::store::LatentLayout;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -27,9 +29,9 @@ pub enum Mode {
 /// The model that answers.
 #[derive(Clone, Copy)]
 pub enum Reader<'a> {
-    /// The C3 decoder: latent or text mode.
-    C3(&'a C3Decoder),
-    /// A plain Qwen2 chat model: text mode only.
+    /// A cascade's decoder (C3 or LCLM): latent or text mode.
+    Latent(&'a dyn LatentReader),
+    /// A plain Qwen chat model: text mode only.
     Plain(&'a AnswerModel),
 }
 
@@ -79,9 +81,14 @@ pub struct Timings {
 pub struct AskResult {
     pub answer: String,
     pub mode: Mode,
+    /// The cascade family that read the prompt (`c3`, `lclm`; none for a
+    /// plain answer model).
+    pub family: Option<&'static str>,
+    /// LCLM's tokens per latent.
+    pub compression_ratio: Option<usize>,
     pub chunks: Vec<ChunkUse>,
     pub prompt_tokens: usize,
-    /// Latent positions in the prompt (chunks × latent length).
+    /// Latent positions in the prompt.
     pub latent_tokens: usize,
     /// Text tokens of the chunks the latents stand in for (0 in text mode).
     pub text_tokens_replaced: u64,
@@ -136,10 +143,7 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
     }
     let docs = selected_docs(store, &req.docs)?;
     let (max_positions, encode): (usize, Encode) = match reader {
-        Reader::C3(d) => (
-            d.max_positions(),
-            Box::new(|t| d.tokenizer().encode_text(t)),
-        ),
+        Reader::Latent(d) => (d.max_positions(), Box::new(|t| d.encode_text(t))),
         Reader::Plain(m) => (m.max_positions(), Box::new(|t| m.encode_text(t))),
     };
     let limit = max_positions
@@ -155,12 +159,20 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
     // Candidates in document order, with what each block costs.
     let mut texts: HashMap<(u64, u32), Vec<u32>> = HashMap::new();
     let mut candidates = Vec::new();
-    let (budget, latent_cost) = match (req.mode, reader) {
-        (Mode::Latent, Reader::C3(d)) => {
-            let (b, c) = prompt::latent_budget(d.tokenizer(), d.latent_len(), question, limit)?;
-            (b, Some(c))
+    let layout = store.meta()?.model.map(|m| LatentLayout::of(&m));
+    let (budget, latent_cost) = match (req.mode, reader, layout) {
+        (Mode::Latent, Reader::Latent(d), Some(layout)) => {
+            let (b, per_block) = d.latent_budget(question, limit)?;
+            (b, Some((per_block, layout)))
         }
-        (_, r) => {
+        (Mode::Latent, Reader::Latent(_), None) => {
+            return Err(Error::Input(format!(
+                "store {} holds no latents yet (run `c3 ingest` first)",
+                store.dir().display()
+            )))
+        }
+        (_, Reader::Latent(d), _) => (d.text_budget(question, limit)?, None),
+        (_, r, _) => {
             let frame = text_frame(r);
             (prompt::text_budget(&*encode, frame, question, limit)?, None)
         }
@@ -168,7 +180,10 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
     for d in &docs {
         for ord in 0..d.chunk_count {
             let cost = match latent_cost {
-                Some(c) => c,
+                Some((per_block, LatentLayout::Fixed { rows })) => per_block + rows as usize,
+                Some((per_block, layout)) => {
+                    per_block + layout.rows(store.chunk_record(d.id, ord)?.tokens) as usize
+                }
                 None => {
                     let rec = store.chunk_record(d.id, ord)?;
                     let ids = encode(&store.chunk_text(&rec)?)?;
@@ -209,12 +224,14 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
         &mut texts,
         &encode,
     )?;
-    debug_assert_eq!(
-        prompt.ids.len(),
-        budget.prompt_len(
-            chosen.chunks.len(),
-            chosen.chunks.iter().map(|c| c.cost).sum()
-        )
+    // Exact for C3 and text mode; LCLM's chunks of one document share a
+    // span, so its prompt may be shorter than budgeted.
+    debug_assert!(
+        prompt.ids.len()
+            <= budget.prompt_len(
+                chosen.chunks.len(),
+                chosen.chunks.iter().map(|c| c.cost).sum()
+            )
     );
     timings.load_ms = ms(loading);
     Ok(Prepared {
@@ -279,36 +296,46 @@ fn assemble(
     texts: &mut HashMap<(u64, u32), Vec<u32>>,
     encode: &Encode,
 ) -> Result<(Prompt, Vec<Tensor>, u64)> {
-    if let (Mode::Latent, Reader::C3(d)) = (mode, reader) {
+    if let (Mode::Latent, Reader::Latent(d)) = (mode, reader) {
         let mut lat = Vec::with_capacity(chosen.len());
         let mut replaced = 0u64;
+        // One group per document (chunks arrive in document order).
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut last_doc = None;
         for c in chosen {
             replaced += store.chunk_record(c.doc, c.chunk)?.tokens as u64;
-            lat.push(d.project(&store.latent(c.doc, c.chunk)?)?);
+            let l = d.adapt(&store.latent(c.doc, c.chunk)?)?;
+            if last_doc != Some(c.doc) {
+                groups.push(Vec::new());
+                last_doc = Some(c.doc);
+            }
+            if let Some(g) = groups.last_mut() {
+                g.push(l.dim(0)?);
+            }
+            lat.push(l);
         }
-        let p = prompt::latent_prompt(d.tokenizer(), lat.len(), d.latent_len(), question)?;
+        let p = d.latent_prompt(&groups, question)?;
         return Ok((p, lat, replaced));
     }
     let blocks: Vec<Vec<u32>> = chosen
         .iter()
         .map(|c| texts.remove(&(c.doc, c.chunk)).unwrap_or_default())
         .collect();
-    let ids = prompt::text_prompt(&**encode, text_frame(reader), &blocks, question)?;
-    let latent_len = match reader {
-        Reader::C3(d) => d.latent_len(),
-        Reader::Plain(_) => 0,
+    let ids = match reader {
+        Reader::Latent(d) => d.text_prompt(&blocks, question)?,
+        Reader::Plain(_) => prompt::text_prompt(&**encode, text_frame(reader), &blocks, question)?,
     };
     let prompt = Prompt {
         ids,
         latent_starts: Vec::new(),
-        latent_len,
+        latent_lens: Vec::new(),
     };
     Ok((prompt, Vec::new(), 0))
 }
 
 fn text_frame(r: Reader) -> prompt::Frame {
     match r {
-        Reader::C3(_) => prompt::C3_FRAME,
+        Reader::Latent(_) => prompt::C3_FRAME,
         Reader::Plain(m) => prompt::Frame {
             im_start: m.im_start,
             im_end: m.im_end,
@@ -359,8 +386,9 @@ impl Prepared {
         let started = self.started;
         let mut count = 0usize;
         let gen = match reader {
-            Reader::C3(d) => stream_generation(
-                d.tokenizer(),
+            Reader::Latent(d) => stream_generation(
+                d.token_bytes(),
+                d.end_signal(),
                 |_| {
                     first.get_or_insert_with(|| ms(gen_start));
                     ttft.get_or_insert_with(|| ms(started));
@@ -390,10 +418,16 @@ impl Prepared {
             0.0
         };
         timings.total_ms = ms(self.started);
-        let latent_tokens = self.latents.len() * self.prompt.latent_len;
+        let latent_tokens = self.prompt.latent_positions();
+        let (family, compression_ratio) = match reader {
+            Reader::Latent(d) => (Some(d.family().name()), d.ratio()),
+            Reader::Plain(_) => (None, None),
+        };
         Ok(AskResult {
             answer: gen.text,
             mode: self.mode,
+            family,
+            compression_ratio,
             chunks: self.chunks,
             prompt_tokens: gen.prompt_tokens,
             latent_tokens,

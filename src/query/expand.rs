@@ -32,6 +32,7 @@ pub fn expand_chunk(
     let raw = store.latent(doc, chunk)?;
     stream_generation(
         dec.tokenizer(),
+        Some(crate::tokenize::special::ENDOFTEXT),
         |_| {},
         &mut on_text,
         |cb| dec.repeat(&raw, opts, cb),

@@ -9,7 +9,7 @@
 //! pieces handed out equals the cleaned answer exactly.
 
 use crate::decode::Generation;
-use crate::tokenize::{special, C3Tokenizer, StreamDecoder};
+use crate::tokenize::{StreamDecoder, TokenBytes};
 use crate::Result;
 
 /// The control text the release strips from the end of an answer.
@@ -87,12 +87,14 @@ fn stable_len(t: &str) -> usize {
     t.len()
 }
 
-/// Runs a C3 generation and streams its clean text: ids become UTF-8 pieces
+/// Runs a generation and streams its clean text: ids become UTF-8 pieces
 /// (never half a character), whitespace and a partial `<|im_end|>` are held
-/// back, a final `<|endoftext|>` is the end signal, not text. `on_id` sees
-/// every id first (timings); `generate` runs the decoder with the callback.
+/// back, and `end_signal` (C3's final `<|endoftext|>`) is not text. `on_id`
+/// sees every id first (timings); `generate` runs the decoder with the
+/// callback.
 pub(crate) fn stream_generation(
-    tok: &C3Tokenizer,
+    tok: &dyn TokenBytes,
+    end_signal: Option<u32>,
     mut on_id: impl FnMut(u32),
     on_text: &mut dyn FnMut(&str) -> bool,
     generate: impl FnOnce(&mut dyn FnMut(u32) -> bool) -> Result<Generation>,
@@ -101,7 +103,7 @@ pub(crate) fn stream_generation(
     let mut stream = AnswerStream::new();
     let gen = generate(&mut |id| {
         on_id(id);
-        if id == special::ENDOFTEXT {
+        if Some(id) == end_signal {
             return true;
         }
         let piece = stream.push(&pieces.push(id));
@@ -112,6 +114,21 @@ pub(crate) fn stream_generation(
         on_text(&rest);
     }
     Ok(gen)
+}
+
+/// [`stream_generation`] for a cascade's decoder, its end signal included.
+pub fn stream_text(
+    reader: &dyn crate::family::LatentReader,
+    on_text: &mut dyn FnMut(&str) -> bool,
+    generate: impl FnOnce(&mut dyn FnMut(u32) -> bool) -> Result<Generation>,
+) -> Result<Generation> {
+    stream_generation(
+        reader.token_bytes(),
+        reader.end_signal(),
+        |_| {},
+        on_text,
+        generate,
+    )
 }
 
 #[cfg(test)]

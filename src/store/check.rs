@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use c3_migrations::v1;
 
 use super::records::{ChunkRecord, DocRecord, LatentRecord, MetaRecord};
-use super::{codec, keys, latent, Store};
+use super::{codec, keys, latent, LatentLayout, Store};
 use crate::Result;
 
 /// Outcome of a check: what was visited and every problem found, each naming
@@ -26,7 +26,13 @@ impl CheckReport {
 
 pub fn run(store: &Store) -> Result<CheckReport> {
     let mut r = CheckReport::default();
-    let shape = check_meta(store, &mut r);
+    let model = check_meta(store, &mut r);
+    // The shape every latent of an unreadable document must have, where
+    // it does not depend on the chunk's tokens.
+    let fixed: Option<Vec<u32>> = model.and_then(|(layout, hidden)| match layout {
+        LatentLayout::Fixed { rows } => Some(vec![rows, hidden]),
+        LatentLayout::Pooled { .. } => None,
+    });
     let next_id = store.next_doc_id().unwrap_or_else(|e| {
         r.problems.push(e.to_string());
         u64::MAX
@@ -51,7 +57,7 @@ pub fn run(store: &Store) -> Result<CheckReport> {
                 // Still vet the damaged document's chunks one by one.
                 if let Some(id) = keys::parse_doc_key(&k) {
                     damaged.push(id);
-                    check_orphaned_records(store, id, shape.as_deref(), &mut r);
+                    check_orphaned_records(store, id, fixed.as_deref(), &mut r);
                 }
                 continue;
             }
@@ -73,7 +79,7 @@ pub fn run(store: &Store) -> Result<CheckReport> {
             )),
         }
         docs.insert(doc.id, doc.chunk_count);
-        check_chunks(store, &doc, shape.as_deref(), &mut r);
+        check_chunks(store, &doc, model, &mut r);
     }
     check_sources(store, &mut r);
     for (tree, name) in [(&store.chunks, v1::CHUNKS), (&store.latents, v1::LATENTS)] {
@@ -95,8 +101,8 @@ pub fn run(store: &Store) -> Result<CheckReport> {
     Ok(r)
 }
 
-/// Decode the meta record; returns the latent shape of the bound model.
-fn check_meta(store: &Store, r: &mut CheckReport) -> Option<Vec<u32>> {
+/// Decode the meta record; returns the latent layout and width of the bound model.
+fn check_meta(store: &Store, r: &mut CheckReport) -> Option<(LatentLayout, u32)> {
     for key in [v1::NEXT_DOC_ID_KEY, v1::GENERATION_KEY] {
         if let Err(e) = store.counter(key) {
             r.problems.push(e.to_string());
@@ -104,7 +110,7 @@ fn check_meta(store: &Store, r: &mut CheckReport) -> Option<Vec<u32>> {
     }
     match store.meta.get(v1::STORE_KEY) {
         Ok(Some(v)) => match codec::decode::<MetaRecord>(v1::META, v1::STORE_KEY, &v) {
-            Ok(m) => m.model.map(|m| vec![m.latent_len, m.hidden_size]),
+            Ok(m) => m.model.map(|m| (LatentLayout::of(&m), m.hidden_size)),
             Err(e) => {
                 r.problems.push(e.to_string());
                 None
@@ -117,7 +123,12 @@ fn check_meta(store: &Store, r: &mut CheckReport) -> Option<Vec<u32>> {
     }
 }
 
-fn check_chunks(store: &Store, doc: &DocRecord, shape: Option<&[u32]>, r: &mut CheckReport) {
+fn check_chunks(
+    store: &Store,
+    doc: &DocRecord,
+    model: Option<(LatentLayout, u32)>,
+    r: &mut CheckReport,
+) {
     let mut hasher = blake3::Hasher::new();
     let mut pos = 0u64;
     let mut tokens = 0u64;
@@ -125,6 +136,7 @@ fn check_chunks(store: &Store, doc: &DocRecord, shape: Option<&[u32]>, r: &mut C
     for ord in 0..doc.chunk_count {
         let key = keys::chunk_key(doc.id, ord);
         let here = |tree: &str| format!("tree `{tree}` key {}", keys::describe(tree, &key));
+        let mut chunk_tokens = None;
         match store.chunks.get(key) {
             Ok(Some(v)) => {
                 r.chunks += 1;
@@ -148,6 +160,7 @@ fn check_chunks(store: &Store, doc: &DocRecord, shape: Option<&[u32]>, r: &mut C
                         }
                         pos = c.end;
                         tokens += c.tokens as u64;
+                        chunk_tokens = Some(c.tokens);
                         match store.chunk_text(&c) {
                             Ok(t) => {
                                 hasher.update(t.as_bytes());
@@ -172,7 +185,12 @@ fn check_chunks(store: &Store, doc: &DocRecord, shape: Option<&[u32]>, r: &mut C
         match store.latents.get(key) {
             Ok(Some(v)) => {
                 r.latents += 1;
-                check_latent(&key, &v, shape, r);
+                let shape = match (model, chunk_tokens) {
+                    (Some((LatentLayout::Fixed { rows }, h)), _) => Some(vec![rows, h]),
+                    (Some((layout, h)), Some(t)) => Some(vec![layout.rows(t), h]),
+                    _ => None,
+                };
+                check_latent(&key, &v, shape.as_deref(), r);
             }
             _ => r.problems.push(format!("{}: missing", here(v1::LATENTS))),
         }

@@ -12,6 +12,7 @@ mod codec;
 pub mod export;
 mod keys;
 pub mod latent;
+pub mod layout;
 pub mod records;
 mod txn;
 mod writer;
@@ -22,6 +23,7 @@ use c3_migrations::v1;
 use candle_core::Tensor;
 
 pub use check::CheckReport;
+pub use layout::LatentLayout;
 pub use records::{ChunkRecord, DocRecord, LatentRecord, MetaRecord, ModelRecord};
 pub use writer::{compress_text, DocWriter};
 
@@ -166,12 +168,14 @@ impl Store {
         match &meta.model {
             Some(m) if m == model => Ok(()),
             Some(m) => Err(Error::Store(format!(
-                "store {} belongs to model {} (latents {} x {}); the loaded model is {} (latents {} x {}). \
-                 Latents of different models cannot be mixed: use another --store",
+                "store {} belongs to {} model {} (latents {} x {}); the loaded model is {} model {} \
+                 (latents {} x {}). Latents of different models cannot be mixed: use another --store",
                 self.dir.display(),
+                layout::family_label(&m.fingerprint),
                 m.fingerprint,
                 m.latent_len,
                 m.hidden_size,
+                layout::family_label(&model.fingerprint),
                 model.fingerprint,
                 model.latent_len,
                 model.hidden_size
@@ -341,15 +345,26 @@ impl Store {
 
     pub fn stats(&self) -> Result<Stats> {
         let mut s = Stats::default();
-        let latent_len = self.meta()?.model.map_or(0, |m| m.latent_len as u64);
+        let layout = self.meta()?.model.map(|m| LatentLayout::of(&m));
         for d in self.documents() {
             let d = d?;
             s.documents += 1;
             s.chunks += d.chunk_count as u64;
             s.text_bytes += d.size;
             s.text_tokens += d.token_count;
+            s.latent_tokens += match layout {
+                None => 0,
+                Some(LatentLayout::Fixed { rows }) => d.chunk_count as u64 * rows as u64,
+                // Rows follow each chunk's tokens: read the chunk records.
+                Some(l) => {
+                    let mut n = 0u64;
+                    for ord in 0..d.chunk_count {
+                        n += l.rows(self.chunk_record(d.id, ord)?.tokens) as u64;
+                    }
+                    n
+                }
+            };
         }
-        s.latent_tokens = s.chunks * latent_len;
         s.compression_ratio = if s.latent_tokens == 0 {
             0.0
         } else {

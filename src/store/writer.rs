@@ -24,7 +24,8 @@ impl Store {
         })?;
         Ok(DocWriter {
             store: self,
-            shape: vec![model.latent_len, model.hidden_size],
+            layout: super::LatentLayout::of(&model),
+            hidden: model.hidden_size,
             id,
             chunks: 0,
             tokens: 0,
@@ -40,8 +41,9 @@ impl Store {
 /// invisible; they are swept on the next open.
 pub struct DocWriter<'s> {
     store: &'s Store,
-    /// Latent shape the store's model produces.
-    shape: Vec<u32>,
+    /// How many latent rows the store's model gives a chunk, and their width.
+    layout: super::LatentLayout,
+    hidden: u32,
     id: u64,
     chunks: u32,
     tokens: u64,
@@ -90,7 +92,8 @@ impl DocWriter<'_> {
                 self.id, chunk.ordinal, chunk.start, chunk.end, self.chunks, self.end
             )));
         }
-        if latent.shape != self.shape
+        let shape = vec![self.layout.rows(chunk.tokens), self.hidden];
+        if latent.shape != shape
             || latent::expected_len(&latent.dtype, &latent.shape) != Some(latent.data.len())
         {
             return Err(Error::Store(format!(
@@ -100,7 +103,7 @@ impl DocWriter<'_> {
                 latent.dtype,
                 latent.shape,
                 latent.data.len(),
-                self.shape
+                shape
             )));
         }
         let mut chunk = chunk.clone();

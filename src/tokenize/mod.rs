@@ -13,6 +13,7 @@
 
 mod bpe;
 mod bytemap;
+pub mod hf;
 mod merges;
 mod nfc;
 mod pipeline;
@@ -24,8 +25,9 @@ mod table;
 
 use std::path::Path;
 
+pub use hf::HfTokenizer;
 pub use pipeline::SPLIT_REGEX;
-pub use stream::StreamDecoder;
+pub use stream::{StreamDecoder, TokenBytes};
 
 use crate::{Error, Result};
 

@@ -2,6 +2,17 @@
 
 use super::C3Tokenizer;
 
+/// The bytes each id stands for (control tokens: their spelling).
+pub trait TokenBytes {
+    fn token_slice(&self, id: u32) -> Option<&[u8]>;
+}
+
+impl TokenBytes for C3Tokenizer {
+    fn token_slice(&self, id: u32) -> Option<&[u8]> {
+        C3Tokenizer::token_slice(self, id)
+    }
+}
+
 /// Feeds ids one at a time and hands back only complete UTF-8 text.
 ///
 /// A character split across tokens (emoji, CJK) is held back until its last
@@ -10,13 +21,13 @@ use super::C3Tokenizer;
 /// [`push`](Self::push) plus [`finish`](Self::finish) equals `decode(all ids)`.
 /// An id outside the vocabulary (which `decode` rejects) streams as U+FFFD.
 pub struct StreamDecoder<'a> {
-    tok: &'a C3Tokenizer,
+    tok: &'a dyn TokenBytes,
     /// Bytes not yet emitted: at most the start of one incomplete character.
     pending: Vec<u8>,
 }
 
 impl<'a> StreamDecoder<'a> {
-    pub fn new(tok: &'a C3Tokenizer) -> Self {
+    pub fn new(tok: &'a dyn TokenBytes) -> Self {
         Self {
             tok,
             pending: Vec::new(),

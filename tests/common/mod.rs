@@ -35,7 +35,7 @@ impl GoldenCase {
         c3::decode::Prompt {
             ids: self.decoder_prompt_ids.clone(),
             latent_starts: vec![start],
-            latent_len: 32,
+            latent_lens: vec![32],
         }
     }
 }

@@ -5,8 +5,9 @@
 //! blocks on the model. Every request carries a cancel flag checked at each
 //! piece of text.
 
-use c3::decode::{C3Decoder, GenOptions};
-use c3::model::{C3Checkpoint, Quant};
+use c3::decode::GenOptions;
+use c3::family::{AnyDecoder, LatentReader};
+use c3::model::Quant;
 use c3::options::DeviceArg;
 use c3::query::{prepare, AskRequest, Mode, Reader};
 use c3::retrieve::Pick;
@@ -108,20 +109,8 @@ fn load(
     dtype: DType,
     quant: Option<Quant>,
     device: DeviceArg,
-) -> c3::Result<(C3Decoder, String)> {
-    let ckpt = C3Checkpoint::open(dir)?;
-    let device = device.device()?;
-    let weights = ckpt.decoder_weights(dtype, &device)?;
-    let fingerprint = ckpt.fingerprint(&weights)?;
-    let dec = C3Decoder::from_weights_quantized(
-        &ckpt.config.llm,
-        ckpt.latent_len(),
-        ckpt.encoder_config.hidden_size,
-        &weights,
-        ckpt.tokenizer()?,
-        quant,
-    )?;
-    Ok((dec, fingerprint))
+) -> c3::Result<(AnyDecoder, String)> {
+    c3::family::load_decoder(dir, dtype, &device.device()?, quant)
 }
 
 fn run(
@@ -174,8 +163,16 @@ fn run(
                         max_new_tokens,
                         ..GenOptions::default()
                     };
-                    c3::query::expand_chunk(store, &dec, doc, ordinal, &opts, on_text)
-                        .map(|g| g.text)
+                    match dec.c3() {
+                        Some(c3dec) => {
+                            c3::query::expand_chunk(store, c3dec, doc, ordinal, &opts, on_text)
+                                .map(|g| g.text)
+                        }
+                        None => Err(c3::Error::Input(
+                            "an LCLM model cannot reconstruct: it was trained to answer (press a to ask)"
+                                .into(),
+                        )),
+                    }
                 }
                 Request::Ask {
                     doc,
@@ -184,7 +181,7 @@ fn run(
                     ..
                 } => ask(
                     store,
-                    &dec,
+                    dec.reader(),
                     doc,
                     question,
                     max_new_tokens,
@@ -211,7 +208,7 @@ fn run(
 #[allow(clippy::too_many_arguments)]
 fn ask(
     store: &Store,
-    dec: &C3Decoder,
+    dec: &dyn LatentReader,
     doc: u64,
     question: String,
     max_new_tokens: usize,
@@ -230,7 +227,7 @@ fn ask(
         },
         progress: false,
     };
-    let reader = Reader::C3(dec);
+    let reader = Reader::Latent(dec);
     let prepared = prepare(store, reader, &req)?;
     let mut ordinals: Vec<u32> = prepared.chunks.iter().map(|c| c.chunk).collect();
     ordinals.sort_unstable();

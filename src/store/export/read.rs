@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{from_st_dtype, io_err, unhex32, DocJson, Header, Transfer, FORMAT, MANIFEST, VERSION};
 use crate::store::records::{ChunkRecord, LatentRecord, ModelRecord};
+use crate::store::LatentLayout;
 use crate::store::{compress_text, latent, NewDoc, Store};
 use crate::{Error, Result};
 
@@ -134,7 +135,8 @@ pub fn import(store: &Store, path: &Path) -> Result<Transfer> {
         hidden_size: head.model.hidden_size,
     };
     store.bind_model(&model)?;
-    let per_chunk = model.latent_len as u64 * model.hidden_size as u64;
+    let layout = LatentLayout::of(&model);
+    let h = model.hidden_size as u64;
     let mut t = Transfer::default();
     for (i, line) in lines.enumerate() {
         let d: DocJson = serde_json::from_slice(line)
@@ -164,11 +166,12 @@ pub fn import(store: &Store, path: &Path) -> Result<Transfer> {
             ))
         })? as u64;
         let slot = r.slot(&lat_name)?;
-        let want_shape = vec![
-            d.chunks.len() as u64,
-            model.latent_len as u64,
-            model.hidden_size as u64,
-        ];
+        let want_shape = match layout {
+            LatentLayout::Fixed { rows } => vec![d.chunks.len() as u64, rows as u64, h],
+            LatentLayout::Pooled { .. } => {
+                vec![d.chunks.iter().map(|c| layout.rows(c.2) as u64).sum(), h]
+            }
+        };
         if from_st_dtype(&slot.dtype) != Some(d.latent_dtype.as_str()) || slot.shape != want_shape {
             return Err(bad(format!(
                 "tensor `{lat_name}` has dtype/shape {} {:?}, expected {} {want_shape:?}",
@@ -183,12 +186,15 @@ pub fn import(store: &Store, path: &Path) -> Result<Transfer> {
             )));
         }
         let mut w = store.begin(Some(d.id))?;
+        let mut row = 0u64;
         for (ord, &(start, end, tokens)) in d.chunks.iter().enumerate() {
             let piece = text
                 .get(start as usize..end as usize)
                 .and_then(|b| std::str::from_utf8(b).ok())
                 .ok_or_else(|| bad(format!("doc {} chunk {ord}: range {start}..{end} is not UTF-8 text of the document", d.id)))?;
-            let data = r.read(&lat_name, ord as u64 * per_chunk * esize, per_chunk * esize)?;
+            let rows = layout.rows(tokens) as u64;
+            let data = r.read(&lat_name, row * h * esize, rows * h * esize)?;
+            row += rows;
             let chunk = ChunkRecord {
                 doc_id: d.id,
                 ordinal: ord as u32,
@@ -199,7 +205,7 @@ pub fn import(store: &Store, path: &Path) -> Result<Transfer> {
             };
             let lat = LatentRecord {
                 dtype: d.latent_dtype.clone(),
-                shape: vec![model.latent_len, model.hidden_size],
+                shape: vec![rows as u32, model.hidden_size],
                 data,
             };
             w.put_raw(&chunk, &lat)?;

@@ -10,6 +10,7 @@ use super::{
     hex, io_err, st_dtype, DocJson, Header, ModelJson, Transfer, FORMAT, MANIFEST, VERSION,
 };
 use crate::store::records::{DocRecord, LatentRecord};
+use crate::store::LatentLayout;
 use crate::store::{codec, keys, latent, Store};
 use crate::{Error, Result};
 
@@ -72,7 +73,7 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
         manifest.push(b'\n');
     }
 
-    let per_chunk = (model.latent_len * model.hidden_size) as u64;
+    let layout = LatentLayout::of(&model);
     let mut entries = serde_json::Map::new();
     entries.insert(
         "__metadata__".into(),
@@ -97,12 +98,21 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
         let esize = latent::dtype_size(dtype).unwrap_or(0) as u64;
         let n = d.chunk_count as u64;
         let st = st_dtype(dtype).unwrap_or("F32");
-        add(
-            format!("doc.{}.latents", d.id),
-            st,
-            vec![n, model.latent_len as u64, model.hidden_size as u64],
-            n * per_chunk * esize,
-        );
+        let h = model.hidden_size as u64;
+        // C3: [chunks, latent_len, H]; LCLM (rows vary per chunk): the
+        // chunks' rows concatenated, [sum of rows, H].
+        let shape = match layout {
+            LatentLayout::Fixed { rows } => vec![n, rows as u64, h],
+            LatentLayout::Pooled { .. } => {
+                let mut rows = 0u64;
+                for ord in 0..d.chunk_count {
+                    rows += layout.rows(store.chunk_record(d.id, ord)?.tokens) as u64;
+                }
+                vec![rows, h]
+            }
+        };
+        let len = shape.iter().product::<u64>() * esize;
+        add(format!("doc.{}.latents", d.id), st, shape, len);
     }
     let mut header =
         serde_json::to_vec(&Value::Object(entries)).map_err(|e| Error::Store(e.to_string()))?;

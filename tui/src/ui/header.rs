@@ -12,8 +12,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let h = &app.view.header;
     let label = Style::default().fg(Color::DarkGray);
     let value = Style::default().add_modifier(Modifier::BOLD);
+    // LCLM fingerprints lead with the family and ratio (`lclm/r4/w1024/…`).
     let fp = match &h.fingerprint {
-        Some(f) => super::util::head(f, 12).to_string(),
+        Some(f) => match f.rsplit_once('/') {
+            Some((kind, hex)) => format!(
+                "LCLM {}x {}",
+                kind.trim_start_matches("lclm/r")
+                    .split('/')
+                    .next()
+                    .unwrap_or("?"),
+                super::util::head(hex, 12)
+            ),
+            None => format!("C3 {}", super::util::head(f, 12)),
+        },
         None => "none yet".into(),
     };
     let model = match &app.model {
