@@ -6,10 +6,16 @@
 //! with `--encoder-precision dense`) and `c3 ask`
 //! with each quantized decoder under `/usr/bin/time -v`.
 //!
-//! `cargo bench --bench release_memory` (several minutes; the checkpoint is
-//! kept in `C3_BENCH_DIR`, default `target/c3-release-checkpoint`, and
-//! reused). Smoke mode (`cargo test --benches`) does the same at a tiny
-//! geometry in a temporary directory.
+//! Then the same for LCLM: a random checkpoint in LCLM's released layout
+//! (F32, Qwen3-0.6B encoder + Qwen3-4B decoder + adapter, ~18.5 GB,
+//! written a few layers at a time), `c3 ingest` of the same document and
+//! `c3 --decoder-quant q8_0 ask` over it.
+//!
+//! `cargo bench --bench release_memory` (several minutes; the checkpoints
+//! are kept in `C3_BENCH_DIR`, default `target/c3-release-checkpoint`, and
+//! `…-lclm`, and reused). Smoke mode (`cargo test --benches`) does the same
+//! at a tiny geometry in a temporary directory. `C3_BENCH_FAMILY=c3|lclm`
+//! runs one family only.
 
 mod support;
 use support::*;
@@ -34,6 +40,32 @@ fn main() {
             .map(PathBuf::from)
             .unwrap_or_else(|| repo().join("target/c3-release-checkpoint"))
     };
+    let family = std::env::var("C3_BENCH_FAMILY").unwrap_or_default();
+    if family != "lclm" {
+        c3_family(quick, &dir, scratch.path());
+    }
+    if family != "c3" {
+        let mut lclm_dir = dir.clone().into_os_string();
+        lclm_dir.push("-lclm");
+        lclm_family(quick, Path::new(&lclm_dir), scratch.path());
+    }
+}
+
+/// A document of about 4000 tokens (a slice of Alice) in `scratch`.
+fn document(scratch: &Path) -> PathBuf {
+    let doc = scratch.join("chapter.txt");
+    let book =
+        std::fs::read_to_string(repo().join("tests/fixtures/corpus/alice-in-wonderland.txt"))
+            .expect("corpus fixture");
+    let cut = book
+        .char_indices()
+        .nth(4 * 4200)
+        .map_or(book.len(), |(i, _)| i);
+    std::fs::write(&doc, &book[..cut]).expect("write document");
+    doc
+}
+
+fn c3_family(quick: bool, dir: &Path, scratch: &Path) {
     let (enc, mut dec) = (release_encoder_config(), release_decoder_config());
     let enc = if quick {
         dec.llm.hidden_size = 128;
@@ -55,27 +87,19 @@ fn main() {
         println!("checkpoint: reusing {}", dir.display());
     } else {
         let t = std::time::Instant::now();
-        write_checkpoint(&dir, &enc, &dec);
+        write_checkpoint(dir, &enc, &dec);
         println!(
             "checkpoint: wrote {} ({:.1} GB) in {:.0} s",
             dir.display(),
-            dir_bytes(&dir) as f64 / 1e9,
+            dir_bytes(dir) as f64 / 1e9,
             t.elapsed().as_secs_f64()
         );
     }
 
-    let store = scratch.path().join("store");
-    let doc = scratch.path().join("chapter.txt");
-    let book =
-        std::fs::read_to_string(repo().join("tests/fixtures/corpus/alice-in-wonderland.txt"))
-            .expect("corpus fixture");
+    let store = scratch.join("store");
     // About 4000 tokens: 4 chunks, which `c3 ingest` encodes in one padded
-    // forward on the CPU (its default --batch there).
-    let cut = book
-        .char_indices()
-        .nth(4 * 4200)
-        .map_or(book.len(), |(i, _)| i);
-    std::fs::write(&doc, &book[..cut]).expect("write document");
+    // forward on the CPU with a dense encoder (its default --batch there).
+    let doc = document(scratch);
 
     let (model, store, doc) = (
         dir.to_str().unwrap(),
@@ -119,6 +143,167 @@ fn main() {
             &c3(&[&ask[..], &opts[..]].concat()),
         );
     }
+}
+
+fn lclm_family(quick: bool, dir: &Path, scratch: &Path) {
+    let (mut enc, mut dec) = (lclm_release_encoder_config(), lclm_release_decoder_config());
+    if quick {
+        for (c, h) in [(&mut enc, 64), (&mut dec, 128)] {
+            c.hidden_size = h;
+            c.intermediate_size = 2 * h;
+            c.num_hidden_layers = 2;
+            c.num_attention_heads = 4;
+            c.num_key_value_heads = 2;
+            c.head_dim = Some(32);
+        }
+    }
+    if dir.join("complete").exists() {
+        println!("LCLM checkpoint: reusing {}", dir.display());
+    } else {
+        let t = std::time::Instant::now();
+        write_lclm_checkpoint(dir, &enc, &dec);
+        println!(
+            "LCLM checkpoint: wrote {} ({:.1} GB) in {:.0} s",
+            dir.display(),
+            dir_bytes(dir) as f64 / 1e9,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let store = scratch.join("lclm-store");
+    let doc = document(scratch);
+    let args = |extra: &[&str]| -> Vec<String> {
+        [
+            "--model",
+            dir.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    measure(
+        "LCLM c3 ingest (default encoder precision, one 1024-token window per chunk)",
+        &args(&["ingest", "--json", doc.to_str().unwrap()]),
+    );
+    measure(
+        "LCLM c3 ask --decoder-quant q8_0 (every chunk, 8 new tokens)",
+        &args(&[
+            "--decoder-quant",
+            "q8_0",
+            "ask",
+            "Who is Alice?",
+            "--max-new-tokens",
+            "8",
+            "--json",
+        ]),
+    );
+}
+
+/// An LCLM checkpoint in the released layout with random F32 weights
+/// (encoder tensors without a prefix, decoder under `model.`, lm_head tied),
+/// written in shards a few layers at a time so memory holds at most about
+/// one shard; `complete` is written last.
+fn write_lclm_checkpoint(dir: &Path, enc: &Qwen2Config, dec: &Qwen2Config) {
+    let golden = repo().join("tests/fixtures/golden-lclm/lclm-tiny-4x");
+    let dev = Device::Cpu;
+    for (sub, cfg, prefix) in [("encoder", enc, ""), ("decoder", dec, "model.")] {
+        let to = dir.join(sub);
+        std::fs::create_dir_all(&to).expect("create checkpoint dir");
+        for f in std::fs::read_dir(golden.join(sub)).expect("golden LCLM") {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_str().unwrap().to_string();
+            if !name.ends_with(".safetensors") && name != "config.json" {
+                std::fs::copy(&f, to.join(&name)).expect("copy fixture");
+            }
+        }
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(golden.join(sub).join("config.json")).unwrap())
+                .unwrap();
+        for (k, n) in [
+            ("vocab_size", cfg.vocab_size),
+            ("hidden_size", cfg.hidden_size),
+            ("intermediate_size", cfg.intermediate_size),
+            ("num_hidden_layers", cfg.num_hidden_layers),
+            ("num_attention_heads", cfg.num_attention_heads),
+            ("num_key_value_heads", cfg.num_key_value_heads),
+            ("head_dim", cfg.head_dim()),
+        ] {
+            v[k] = n.into();
+        }
+        v["layer_types"] = vec!["full_attention"; cfg.num_hidden_layers].into();
+        std::fs::write(
+            to.join("config.json"),
+            serde_json::to_vec_pretty(&v).unwrap(),
+        )
+        .unwrap();
+        let rename = |m: HashMap<String, Tensor>| -> HashMap<String, Tensor> {
+            m.into_iter()
+                .map(|(k, t)| (format!("{prefix}{}", k.trim_start_matches("model.")), t))
+                .collect()
+        };
+        let groups = std::iter::once(0)
+            .map(|_| rename(random_qwen_outer(cfg, DType::F32, &dev).unwrap()))
+            .chain(
+                (0..cfg.num_hidden_layers)
+                    .map(|l| rename(random_qwen_layer(cfg, l, DType::F32, &dev).unwrap())),
+            );
+        write_shards_streamed(&to, groups);
+    }
+    std::fs::create_dir_all(dir.join("adapter")).unwrap();
+    let adapter = random_lclm_adapter(enc.hidden_size, dec.hidden_size, DType::F32, &dev).unwrap();
+    candle_core::safetensors::save(&adapter, dir.join("adapter/adapter.safetensors")).unwrap();
+    for f in ["model_config.json", "processor_config.json"] {
+        std::fs::copy(golden.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join("complete"), b"").unwrap();
+}
+
+/// Shards of about `SHARD_BYTES` from groups of tensors made one at a time,
+/// plus `model.safetensors.index.json`.
+fn write_shards_streamed(dir: &Path, groups: impl Iterator<Item = HashMap<String, Tensor>>) {
+    let mut weight_map = serde_json::Map::new();
+    let mut files: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    let mut pending: HashMap<String, Tensor> = HashMap::new();
+    let mut size = 0;
+    let mut flush = |pending: &mut HashMap<String, Tensor>,
+                     files: &mut Vec<(PathBuf, Vec<String>)>| {
+        if pending.is_empty() {
+            return;
+        }
+        let tmp = dir.join(format!("shard-{}.tmp", files.len()));
+        candle_core::safetensors::save(pending, &tmp).expect("write shard");
+        files.push((tmp, pending.keys().cloned().collect()));
+        pending.clear();
+    };
+    for g in groups {
+        let bytes: usize = g
+            .values()
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum();
+        if size > 0 && size + bytes > SHARD_BYTES {
+            flush(&mut pending, &mut files);
+            size = 0;
+        }
+        size += bytes;
+        pending.extend(g);
+    }
+    flush(&mut pending, &mut files);
+    let n = files.len();
+    for (i, (tmp, names)) in files.into_iter().enumerate() {
+        let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
+        std::fs::rename(tmp, dir.join(&file)).unwrap();
+        for name in names {
+            weight_map.insert(name, file.clone().into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::to_vec_pretty(&index).unwrap(),
+    )
+    .unwrap();
 }
 
 /// Runs `c3 ARGS` under `/usr/bin/time -v` (plain when that is missing) and

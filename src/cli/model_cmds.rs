@@ -123,8 +123,9 @@ pub fn sampling(temperature: Option<f32>, top_p: f32, seed: u64) -> Sampling {
 }
 
 pub fn tokenize(ctx: &ModelCtx, a: &TokenizeArgs) -> Result<i32> {
+    let family = ctx.family()?;
     let text = read_text(&a.text)?;
-    let ids = match ctx.family()? {
+    let ids = match family {
         Family::C3 => ctx.checkpoint()?.tokenizer()?.encode_text(&text)?,
         Family::Lclm => ctx
             .lclm_checkpoint()?

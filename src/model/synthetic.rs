@@ -99,6 +99,37 @@ pub fn random_qwen2(
     dtype: DType,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
+    let mut m = random_qwen_outer(cfg, dtype, device)?;
+    for l in 0..cfg.num_hidden_layers {
+        m.extend(random_qwen_layer(cfg, l, dtype, device)?);
+    }
+    Ok(m)
+}
+
+/// The embedding table and final norm of [`random_qwen2`].
+pub fn random_qwen_outer(
+    cfg: &Qwen2Config,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let h = cfg.hidden_size;
+    let mut m = HashMap::new();
+    m.insert(
+        "model.embed_tokens.weight".into(),
+        rand(&[cfg.vocab_size, h], dtype, device)?,
+    );
+    m.insert("model.norm.weight".into(), Tensor::ones(h, dtype, device)?);
+    Ok(m)
+}
+
+/// Layer `l`'s tensors of [`random_qwen2`] (checkpoints too large for
+/// memory are written a few layers at a time).
+pub fn random_qwen_layer(
+    cfg: &Qwen2Config,
+    l: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let h = cfg.hidden_size;
     let hd = cfg.head_dim();
     let kv = cfg.num_key_value_heads * hd;
@@ -106,40 +137,33 @@ pub fn random_qwen2(
     let i = cfg.intermediate_size;
     let mut m = HashMap::new();
     let ones = |n: usize| Tensor::ones(n, dtype, device);
-    m.insert(
-        "model.embed_tokens.weight".into(),
-        rand(&[cfg.vocab_size, h], dtype, device)?,
-    );
-    m.insert("model.norm.weight".into(), ones(h)?);
-    for l in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{l}");
-        for (name, shape) in [
-            ("self_attn.q_proj.weight", vec![q, h]),
-            ("self_attn.k_proj.weight", vec![kv, h]),
-            ("self_attn.v_proj.weight", vec![kv, h]),
-            ("self_attn.o_proj.weight", vec![h, q]),
-            ("mlp.gate_proj.weight", vec![i, h]),
-            ("mlp.up_proj.weight", vec![i, h]),
-            ("mlp.down_proj.weight", vec![h, i]),
-        ] {
-            m.insert(format!("{p}.{name}"), rand(&shape, dtype, device)?);
-        }
-        if cfg.qkv_bias() {
-            for (name, n) in [("q", q), ("k", kv), ("v", kv)] {
-                m.insert(
-                    format!("{p}.self_attn.{name}_proj.bias"),
-                    rand(&[n], dtype, device)?,
-                );
-            }
-        }
-        if cfg.qk_norm() {
-            for name in ["q_norm", "k_norm"] {
-                m.insert(format!("{p}.self_attn.{name}.weight"), ones(hd)?);
-            }
-        }
-        m.insert(format!("{p}.input_layernorm.weight"), ones(h)?);
-        m.insert(format!("{p}.post_attention_layernorm.weight"), ones(h)?);
+    let p = format!("model.layers.{l}");
+    for (name, shape) in [
+        ("self_attn.q_proj.weight", vec![q, h]),
+        ("self_attn.k_proj.weight", vec![kv, h]),
+        ("self_attn.v_proj.weight", vec![kv, h]),
+        ("self_attn.o_proj.weight", vec![h, q]),
+        ("mlp.gate_proj.weight", vec![i, h]),
+        ("mlp.up_proj.weight", vec![i, h]),
+        ("mlp.down_proj.weight", vec![h, i]),
+    ] {
+        m.insert(format!("{p}.{name}"), rand(&shape, dtype, device)?);
     }
+    if cfg.qkv_bias() {
+        for (name, n) in [("q", q), ("k", kv), ("v", kv)] {
+            m.insert(
+                format!("{p}.self_attn.{name}_proj.bias"),
+                rand(&[n], dtype, device)?,
+            );
+        }
+    }
+    if cfg.qk_norm() {
+        for name in ["q_norm", "k_norm"] {
+            m.insert(format!("{p}.self_attn.{name}.weight"), ones(hd)?);
+        }
+    }
+    m.insert(format!("{p}.input_layernorm.weight"), ones(h)?);
+    m.insert(format!("{p}.post_attention_layernorm.weight"), ones(h)?);
     Ok(m)
 }
 

@@ -12,20 +12,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let h = &app.view.header;
     let label = Style::default().fg(Color::DarkGray);
     let value = Style::default().add_modifier(Modifier::BOLD);
-    // LCLM fingerprints lead with the family and ratio (`lclm/r4/w1024/…`).
-    let fp = match &h.fingerprint {
+    // LCLM fingerprints lead with the family and ratio (`lclm/r4/w1024/…`);
+    // C3 ones are bare hex.
+    let (fp, family) = match &h.fingerprint {
         Some(f) => match f.rsplit_once('/') {
-            Some((kind, hex)) => format!(
-                "LCLM {}x {}",
-                kind.trim_start_matches("lclm/r")
-                    .split('/')
-                    .next()
-                    .unwrap_or("?"),
-                super::util::head(hex, 12)
-            ),
-            None => format!("C3 {}", super::util::head(f, 12)),
+            Some((kind, hex)) => {
+                let ratio = kind.trim_start_matches("lclm/r").split('/').next();
+                (
+                    super::util::head(hex, 12).to_string(),
+                    format!(" LCLM {}x", ratio.unwrap_or("?")),
+                )
+            }
+            None => (super::util::head(f, 12).to_string(), " C3".to_string()),
         },
-        None => "none yet".into(),
+        None => ("none yet".into(), String::new()),
     };
     let model = match &app.model {
         ModelState::Absent => Span::styled(
@@ -46,6 +46,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled(h.store_dir.display().to_string(), value),
         Span::styled("  model ", label),
         Span::styled(fp, value),
+        Span::styled(family, value),
         Span::styled(" (", label),
         model,
         Span::styled(")", label),
