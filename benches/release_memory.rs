@@ -267,8 +267,7 @@ fn write_shards_streamed(dir: &Path, groups: impl Iterator<Item = HashMap<String
     let mut files: Vec<(PathBuf, Vec<String>)> = Vec::new();
     let mut pending: HashMap<String, Tensor> = HashMap::new();
     let mut size = 0;
-    let mut flush = |pending: &mut HashMap<String, Tensor>,
-                     files: &mut Vec<(PathBuf, Vec<String>)>| {
+    let flush = |pending: &mut HashMap<String, Tensor>, files: &mut Vec<(PathBuf, Vec<String>)>| {
         if pending.is_empty() {
             return;
         }

@@ -232,22 +232,22 @@ impl LatentReader for LclmDecoder {
 
 /// A loaded decoder of either family.
 pub enum AnyDecoder {
-    C3(C3Decoder),
-    Lclm(LclmDecoder),
+    C3(Box<C3Decoder>),
+    Lclm(Box<LclmDecoder>),
 }
 
 impl AnyDecoder {
     pub fn reader(&self) -> &dyn LatentReader {
         match self {
-            AnyDecoder::C3(d) => d,
-            AnyDecoder::Lclm(d) => d,
+            AnyDecoder::C3(d) => &**d,
+            AnyDecoder::Lclm(d) => &**d,
         }
     }
 
     /// The C3 decoder, for reconstruction (LCLM has none).
     pub fn c3(&self) -> Option<&C3Decoder> {
         match self {
-            AnyDecoder::C3(d) => Some(d),
+            AnyDecoder::C3(d) => Some(&**d),
             AnyDecoder::Lclm(_) => None,
         }
     }
@@ -274,7 +274,7 @@ pub fn load_decoder(
                 ckpt.tokenizer()?,
                 quant,
             )?;
-            Ok((AnyDecoder::C3(dec), fp))
+            Ok((AnyDecoder::C3(Box::new(dec)), fp))
         }
         Family::Lclm => {
             let ckpt = crate::lclm::LclmCheckpoint::open(dir)?;
@@ -284,7 +284,7 @@ pub fn load_decoder(
                 &ckpt.adapter_weights(dtype, device)?,
             )?;
             let dec = LclmDecoder::load(&ckpt, dtype, device, quant)?;
-            Ok((AnyDecoder::Lclm(dec), fp))
+            Ok((AnyDecoder::Lclm(Box::new(dec)), fp))
         }
     }
 }

@@ -237,7 +237,7 @@ fn a_store_refuses_a_second_model() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("belongs to model model-one"), "{err}");
+    assert!(err.contains("belongs to a C3 model model-one"), "{err}");
     assert_eq!(store.documents().count(), 1);
 }
 

@@ -131,7 +131,9 @@ fn generate(dec: &LclmDecoder, pooled: &Tensor, penalty: f32, n: usize) -> (Vec<
         .unwrap();
     let lat = dec.adapt(pooled).unwrap();
     // The first step's logits, from a plain forward over the whole prompt.
-    let x = prompt.embeddings(dec.llm(), &[lat.clone()]).unwrap();
+    let x = prompt
+        .embeddings(dec.llm(), std::slice::from_ref(&lat))
+        .unwrap();
     let h = dec.llm().forward(&x.unsqueeze(0).unwrap(), None).unwrap();
     let last = h.get(0).unwrap().get(prompt.ids.len() - 1).unwrap();
     let first_logits = flat(&dec.llm().logits(&last.unsqueeze(0).unwrap()).unwrap());

@@ -9,8 +9,8 @@ use super::model_cmds::ModelCtx;
 
 /// An ingest encoder; its tokenizer sizes the chunks.
 pub enum IngestEncoder {
-    C3(C3Encoder),
-    Lclm(LclmEncoder),
+    C3(Box<C3Encoder>),
+    Lclm(Box<LclmEncoder>),
 }
 
 /// The encoder of `--model` and the chunk size to use: `chunk_tokens` when
@@ -29,13 +29,13 @@ pub fn load(ctx: &ModelCtx, chunk_tokens: Option<usize>) -> anyhow::Result<(Inge
                     enc.max_text_tokens()
                 );
             }
-            Ok((IngestEncoder::C3(enc), n))
+            Ok((IngestEncoder::C3(Box::new(enc)), n))
         }
         Family::Lclm => {
             let ckpt = ctx.lclm_checkpoint()?;
             let enc = ctx.lclm_encoder(&ckpt, &device)?;
             let n = chunk_tokens.unwrap_or(ckpt.config.encoder_window_size);
-            Ok((IngestEncoder::Lclm(enc), n))
+            Ok((IngestEncoder::Lclm(Box::new(enc)), n))
         }
     }
 }

@@ -113,8 +113,8 @@ fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
 pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
     use super::engine::IngestEncoder;
     match super::engine::load(ctx, args.chunk_tokens)? {
-        (IngestEncoder::C3(enc), n) => ingest_with(store_dir, &enc, enc.tokenizer(), n, args),
-        (IngestEncoder::Lclm(enc), n) => ingest_with(store_dir, &enc, enc.tokenizer(), n, args),
+        (IngestEncoder::C3(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
+        (IngestEncoder::Lclm(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
     }
 }
 
