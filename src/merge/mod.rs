@@ -70,23 +70,32 @@ pub fn merge(out: &Path, inputs: &[PathBuf], progress: bool) -> Result<MergeRepo
     staging::check_out_free(out)?;
     let staged = staging::staging_dir(out)?;
     let out_abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
-    let mut opened: Vec<MergeInput> = Vec::with_capacity(inputs.len());
+    // Canonical paths first: the same store named twice would otherwise
+    // fail on its own lock.
+    let mut seen: Vec<(PathBuf, &Path)> = Vec::with_capacity(inputs.len());
     for p in inputs {
-        let i = MergeInput::open(p)?;
-        if let Some(prev) = opened.iter().find(|o| o.canonical == i.canonical) {
+        let Ok(c) = std::fs::canonicalize(p) else {
+            continue; // `MergeInput::open` reports it
+        };
+        if let Some((_, prev)) = seen.iter().find(|(s, _)| *s == c) {
             return Err(Error::Input(format!(
                 "{}: given twice (also as {})",
-                i.label, prev.label
+                p.display(),
+                prev.display()
             )));
         }
-        if i.canonical == out_abs || i.canonical == staged {
+        if c == out_abs || c == staged {
             return Err(Error::Input(format!(
                 "{}: an input cannot be the merge's output",
-                i.label
+                p.display()
             )));
         }
-        opened.push(i);
+        seen.push((c, p));
     }
+    let mut opened: Vec<MergeInput> = inputs
+        .iter()
+        .map(|p| MergeInput::open(p))
+        .collect::<Result<_>>()?;
     let model = common_model(&opened)?;
     let labels: Vec<String> = opened.iter().map(|i| i.label.clone()).collect();
     let paths: Vec<String> = opened
