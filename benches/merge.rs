@@ -7,7 +7,8 @@
 //! the peak RSS against the bytes of latents merged: the merge streams one
 //! chunk at a time, so the peak stays far below them.
 //! `cargo bench --bench merge`; smoke mode (`cargo test --benches`): 200
-//! chunks of 16-wide latents.
+//! chunks of 16-wide latents. `C3_BENCH_DOCS=N`: N documents of 100 chunks
+//! (to see that the peak does not grow with the size of the merge).
 
 #[path = "../tests/store_support/mod.rs"]
 mod store_support;
@@ -111,7 +112,15 @@ fn enc_hidden() -> usize {
 fn main() {
     let mut enc = FakeCompressor::new("bench-merge");
     enc.hidden = enc_hidden();
-    let docs = if quick() { 2 } else { 100 };
+    // C3_BENCH_DOCS: documents of 100 chunks (default 100: 10,000 chunks).
+    let docs = match std::env::var("C3_BENCH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => n,
+        None if quick() => 2,
+        None => 100,
+    };
     let chunks = (docs * CHUNKS_PER_DOC) as u64;
     let latent_bytes = chunks * 32 * enc.hidden as u64 * 2;
     let root = std::env::var_os("C3_BENCH_DIR")

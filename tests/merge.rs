@@ -302,7 +302,7 @@ fn merge_refuses_another_model_naming_the_input() {
         "{}",
         stderr(&o)
     );
-    let o = merge(&c3s, &[lclm.clone()]);
+    let o = merge(&c3s, std::slice::from_ref(&lclm));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
     let o = merge(&out, &[c3s.clone(), c3s.clone()]);
     assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
@@ -446,4 +446,33 @@ fn sigkill_during_merge_then_rerun_matches_clean_merge() {
     common::ok(common::c3(&out, &["check"]));
     let got = export(&out, &work.path().join("crashed.c3x"));
     assert!(got == want, "the resumed merge differs from the clean one");
+}
+
+#[test]
+fn damaged_export_is_refused_naming_the_file_and_nothing_is_published() {
+    let work = tempfile::tempdir().unwrap();
+    let f = work.path().join("a.txt");
+    fs::write(&f, "A document whose export gets damaged in transit.\n").unwrap();
+    let store = work.path().join("s");
+    common::ok(run(&store, &["ingest", f.to_str().unwrap()]));
+    let file = work.path().join("s.c3x");
+    let mut bytes = export(&store, &file);
+    let at = bytes
+        .windows(7)
+        .position(|w| w == b"damaged")
+        .expect("the text is in the export");
+    bytes[at] ^= 0x20;
+    fs::write(&file, &bytes).unwrap();
+    let out = work.path().join("out");
+    let o = merge(&out, std::slice::from_ref(&file));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains(file.to_str().unwrap()) && e.contains("content hash"),
+        "{e}"
+    );
+    assert!(!out.exists(), "a failed merge published its output");
+    // The source store itself is untouched and still merges.
+    let rep = common::json(merge(&work.path().join("out2"), &[store]));
+    assert_eq!(rep["documents"], 1, "{rep}");
 }
