@@ -5,7 +5,8 @@
 //! the shards' export files (what the Kubernetes Jobs hand over) and from
 //! their store directories. Prints chunks/s of the copy, the wall time and
 //! the peak RSS against the bytes of latents merged: the merge streams one
-//! chunk at a time, so the peak stays far below them.
+//! chunk at a time, so from exports the peak stays flat as the merge grows
+//! (from store directories sled's read caches grow with it).
 //! `cargo bench --bench merge`; smoke mode (`cargo test --benches`): 200
 //! chunks of 16-wide latents. `C3_BENCH_DOCS=N`: N documents of 100 chunks
 //! (to see that the peak does not grow with the size of the merge).

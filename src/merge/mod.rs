@@ -8,8 +8,10 @@
 //!    the order of the inputs or on which shard finished first.
 //! 3. Copy each planned document, one chunk (text + latents) at a time,
 //!    into the staging store `DIR.merging` ([`staging`]), committing each
-//!    document on its own with its planned id: memory holds one chunk, and
-//!    a killed merge resumes after the last committed document.
+//!    document on its own with its planned id: c3 holds one chunk at a time
+//!    (beyond that, memory is sled's caches: flat for export inputs, growing
+//!    with open store inputs; README, More than one machine), and a killed
+//!    merge resumes after the last committed document.
 //! 4. Rebuild the BM25 index there, then rename the staging store to DIR.
 
 pub mod input;
