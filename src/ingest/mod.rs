@@ -3,7 +3,8 @@
 //! Documents are processed one at a time (bounded memory: one document's
 //! text and one batch of latents) and each is committed and flushed on its
 //! own, so an interrupted run keeps what it finished and a re-run skips it by
-//! content hash.
+//! content hash. With a [`Shard`] a run takes only its part of the files
+//! (`c3 ingest --shard I/N`; `c3 merge` combines the parts).
 
 mod progress;
 mod sections;
