@@ -13,6 +13,7 @@ pub mod eval;
 pub mod family;
 pub mod ingest;
 pub mod lclm;
+pub mod merge;
 pub mod model;
 pub mod npy;
 pub mod options;

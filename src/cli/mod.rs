@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod input;
+pub mod merge_cmd;
 pub mod model_cmds;
 pub mod oneshot;
 pub mod query_cmds;
@@ -49,6 +50,8 @@ pub enum Command {
     Export(store_cmds::ExportArgs),
     /// Read a file written by `c3 export`.
     Import(store_cmds::ImportArgs),
+    /// Combine stores and exports of one model (e.g. ingest shards) into a new store.
+    Merge(merge_cmd::MergeArgs),
     /// Answer a question from the stored chunks (latents, or text with --mode text).
     Ask(query_cmds::AskArgs),
     /// Reconstruct stored chunks from their latents.
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(a) => store_cmds::run_check(&store, &a),
         Command::Export(a) => store_cmds::run_export(&store, &a),
         Command::Import(a) => store_cmds::run_import(&store, &a),
+        Command::Merge(a) => merge_cmd::run(&a),
         Command::Ask(a) => query_cmds::run_ask(&store, &ctx, &a),
         Command::Expand(a) => query_cmds::run_expand(&store, &ctx, &a),
         Command::Eval(a) => query_cmds::run_eval(&store, &ctx, &a),

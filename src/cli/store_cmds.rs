@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use c3::chunk::{Chunker, WARN_CHUNK_TOKENS};
 use c3::encode::Compressor;
-use c3::ingest::{self, IngestOptions, Input};
+use c3::ingest::{self, IngestOptions, Input, Shard};
 use c3::store::{export, DocRecord, Store};
 use serde_json::json;
 use text_splitter::ChunkSizer;
@@ -40,6 +40,13 @@ pub struct IngestArgs {
     /// Remove stored documents under PATHs whose files are gone.
     #[arg(long)]
     pub prune: bool,
+    /// Ingest only shard I of N: the documents whose source path hashes
+    /// there (XXH3-64 of the canonical path, mod N), so N processes with the
+    /// same PATHs split the corpus with no coordination. `auto/N` takes I
+    /// from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs). Combine the
+    /// shards' stores with `c3 merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -112,10 +119,26 @@ fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
 /// `c3 ingest`.
 pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
     use super::engine::IngestEncoder;
+    // A bad --shard is reported before the model loads.
+    shard_arg(args)?;
     match super::engine::load(ctx, args.chunk_tokens)? {
         (IngestEncoder::C3(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
         (IngestEncoder::Lclm(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
     }
+}
+
+/// `--shard` parsed, `auto` resolved from the environment.
+fn shard_arg(args: &IngestArgs) -> anyhow::Result<Option<Shard>> {
+    let Some(spec) = &args.shard else {
+        return Ok(None);
+    };
+    let shard = Shard::parse(spec, |k| std::env::var(k).ok())?;
+    if args.paths.iter().any(|p| p == "-") {
+        anyhow::bail!(
+            "--shard {spec}: standard input (`-`) cannot be sharded: shards split files by path"
+        );
+    }
+    Ok(Some(shard))
 }
 
 /// Chunks per encoder call when `--batch` is not given (README,
@@ -164,6 +187,7 @@ pub fn ingest_with<S: ChunkSizer>(
         batch_size: args.batch.map_or_else(|| default_batch(model), usize::from),
         progress: !args.json,
         section_bytes: args.section_bytes,
+        shard: shard_arg(args)?,
     };
     let report = ingest::ingest(&store, model, &chunker, &inputs, &opts)?;
     super::query_cmds::refresh_index(&store, !args.json);
@@ -189,6 +213,12 @@ pub fn ingest_with<S: ChunkSizer>(
         v["chunk_tokens"] = json!(chunk_tokens);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        if let Some(s) = &report.shard {
+            eprintln!(
+                "c3: shard {}/{}: {} of {} files",
+                s.index, s.count, s.files, s.files_total
+            );
+        }
         eprintln!(
             "c3: {} added, {} replaced, {} unchanged, {} pruned, {} failed; {} chunks, {} tokens in {:.1}s",
             report.added,

@@ -3,10 +3,12 @@
 //! Documents are processed one at a time (bounded memory: one document's
 //! text and one batch of latents) and each is committed and flushed on its
 //! own, so an interrupted run keeps what it finished and a re-run skips it by
-//! content hash.
+//! content hash. With a [`Shard`] a run takes only its part of the files
+//! (`c3 ingest --shard I/N`; `c3 merge` combines the parts).
 
 mod progress;
 mod sections;
+mod shard;
 mod walk;
 
 use std::io::{Read, Seek};
@@ -22,6 +24,7 @@ use crate::store::{DocWriter, ModelRecord, NewDoc, Store};
 use crate::{Error, Result};
 pub use progress::Progress;
 use sections::Sections;
+pub use shard::{Shard, INDEX_ENV};
 pub use walk::{discover, Candidate, Input};
 
 /// Knobs of one ingest run.
@@ -35,6 +38,10 @@ pub struct IngestOptions {
     pub progress: bool,
     /// Files larger than this are read and chunked in sections of this size.
     pub section_bytes: usize,
+    /// Only the documents of this shard (see [`Shard`]); each keeps as its
+    /// id its position in the unsharded discovery order, so `c3 merge` can
+    /// number the shards' documents as one process would.
+    pub shard: Option<Shard>,
 }
 
 impl Default for IngestOptions {
@@ -44,6 +51,7 @@ impl Default for IngestOptions {
             batch_size: 8,
             progress: false,
             section_bytes: 8 << 20,
+            shard: None,
         }
     }
 }
@@ -74,6 +82,20 @@ pub struct IngestReport {
     pub skipped: Vec<Problem>,
     /// Files that should have been stored but could not be.
     pub failed: Vec<Problem>,
+    /// With `--shard`: which shard, and how many of the files found it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardReport>,
+}
+
+/// The part of the corpus one shard took.
+#[derive(Debug, Serialize)]
+pub struct ShardReport {
+    pub index: u32,
+    pub count: u32,
+    /// Files of this shard.
+    pub files: u64,
+    /// Files all shards together see.
+    pub files_total: u64,
 }
 
 impl IngestReport {
@@ -92,13 +114,38 @@ pub fn ingest<S: ChunkSizer>(
     opts: &IngestOptions,
 ) -> Result<IngestReport> {
     let started = Instant::now();
+    if opts.shard.is_some() && inputs.iter().any(|i| matches!(i, Input::Stdin { .. })) {
+        return Err(Error::Input(
+            "--shard partitions files by path: standard input (`-`) cannot be sharded".into(),
+        ));
+    }
     store.bind_model(&ModelRecord {
         fingerprint: model.fingerprint(),
         latent_len: model.latent_len() as u32,
         hidden_size: model.hidden_size() as u32,
     })?;
     let mut report = IngestReport::default();
-    let (files, problems) = discover(inputs);
+    let (found, problems) = discover(inputs);
+    // Position in the full discovery order: the id a shard's document asks for.
+    let files: Vec<(u64, Candidate)> = found
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (i as u64, f))
+        .collect();
+    let files_total = files.len() as u64;
+    let files: Vec<(u64, Candidate)> = match &opts.shard {
+        None => files,
+        Some(s) => files
+            .into_iter()
+            .filter(|(_, f)| s.contains(&f.path.to_string_lossy()))
+            .collect(),
+    };
+    report.shard = opts.shard.map(|s| ShardReport {
+        index: s.index,
+        count: s.count,
+        files: files.len() as u64,
+        files_total,
+    });
     for p in problems {
         let entry = Problem {
             source: p.source,
@@ -115,7 +162,7 @@ pub fn ingest<S: ChunkSizer>(
         .iter()
         .filter(|i| matches!(i, Input::Stdin { .. }))
         .count();
-    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
+    let total_bytes: u64 = files.iter().map(|(_, f)| f.size).sum();
     let mut bar = Progress::new(opts.progress, files.len() + stdin_count, total_bytes);
     let mut run = Run {
         store,
@@ -140,10 +187,10 @@ pub fn ingest<S: ChunkSizer>(
                 Ok(n) if n as usize <= opts.section_bytes => {
                     let bytes = std::fs::read(&spool).map_err(|e| io_error(&spool, e));
                     let _ = std::fs::remove_file(&spool);
-                    run.document(source, Body::Bytes(bytes?), None, kind, true)?;
+                    run.document(source, Body::Bytes(bytes?), None, kind, true, None)?;
                 }
                 Ok(_) => {
-                    let r = run.document(source, Body::File(&spool), None, kind, true);
+                    let r = run.document(source, Body::File(&spool), None, kind, true, None);
                     let _ = std::fs::remove_file(&spool);
                     r?;
                 }
@@ -154,7 +201,7 @@ pub fn ingest<S: ChunkSizer>(
             }
         }
     }
-    for f in &files {
+    for (pos, f) in &files {
         let source = f.path.to_string_lossy().into_owned();
         let meta = std::fs::metadata(&f.path);
         let mtime = meta
@@ -177,10 +224,11 @@ pub fn ingest<S: ChunkSizer>(
             Body::File(&f.path)
         };
         let kind = DocKind::from_path(&f.path);
-        run.document(source, body, mtime, kind, f.explicit)?;
+        let id = opts.shard.is_some().then_some(*pos);
+        run.document(source, body, mtime, kind, f.explicit, id)?;
     }
     if opts.prune {
-        prune(store, inputs, &mut report)?;
+        prune(store, inputs, opts.shard.as_ref(), &mut report)?;
     }
     bar.finish();
     report.seconds = started.elapsed().as_secs_f64();
@@ -281,7 +329,9 @@ impl<S: ChunkSizer> Run<'_, S> {
 
     /// Store one document unless it is unchanged. `explicit`: named on the
     /// command line, so an empty or binary input is a failure rather than a
-    /// skip (as for files found by walking a directory).
+    /// skip (as for files found by walking a directory). `id`: the id to
+    /// ask for (a shard's discovery position; taken when not below the
+    /// store's next id).
     fn document(
         &mut self,
         source: String,
@@ -289,6 +339,7 @@ impl<S: ChunkSizer> Run<'_, S> {
         mtime_ms: Option<i64>,
         kind: DocKind,
         explicit: bool,
+        id: Option<u64>,
     ) -> Result<()> {
         let scan = match body.scan() {
             Ok(s) => s,
@@ -318,7 +369,7 @@ impl<S: ChunkSizer> Run<'_, S> {
             self.bar.skip(scan.size);
             return Ok(());
         }
-        let mut writer = self.store.begin(None)?;
+        let mut writer = self.store.begin(id)?;
         let written = match body {
             Body::Bytes(b) => self.write_section(&mut writer, 0, b, kind),
             Body::File(p) => self.write_file(&mut writer, p, &scan, kind),
@@ -429,8 +480,13 @@ impl<S: ChunkSizer> Run<'_, S> {
 }
 
 /// Remove documents whose source lies under one of the input paths and no
-/// longer exists on disk.
-fn prune(store: &Store, inputs: &[Input], report: &mut IngestReport) -> Result<()> {
+/// longer exists on disk; with a shard, only the documents of that shard.
+fn prune(
+    store: &Store,
+    inputs: &[Input],
+    shard: Option<&Shard>,
+    report: &mut IngestReport,
+) -> Result<()> {
     let roots: Vec<std::path::PathBuf> = inputs
         .iter()
         .filter_map(|i| match i {
@@ -441,7 +497,7 @@ fn prune(store: &Store, inputs: &[Input], report: &mut IngestReport) -> Result<(
     let mut gone = Vec::new();
     for d in store.documents() {
         let d = d?;
-        if d.source.starts_with("stdin:") {
+        if d.source.starts_with("stdin:") || shard.is_some_and(|s| !s.contains(&d.source)) {
             continue;
         }
         let p = Path::new(&d.source);

@@ -312,6 +312,21 @@ impl Store {
         latent_from_value(&key, &v)
     }
 
+    /// The stored latent record of one chunk, bytes as they are (export, merge).
+    pub fn latent_record(&self, doc: u64, ordinal: u32) -> Result<LatentRecord> {
+        let key = keys::chunk_key(doc, ordinal);
+        let v = self
+            .latents
+            .get(key)
+            .map_err(|e| sled_err(v1::LATENTS, e))?
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "tree `latents`: doc {doc} chunk {ordinal} is missing"
+                ))
+            })?;
+        codec::decode(v1::LATENTS, &key, &v)
+    }
+
     /// Latents of all chunks of a document, in order, read without touching
     /// chunk text.
     pub fn doc_latents(&self, doc: u64) -> Result<Vec<Tensor>> {

@@ -31,7 +31,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-pub use read::import;
+pub use read::{import, ExportDoc, ExportFile};
 pub use write::export;
 
 pub(super) const FORMAT: &str = "c3-export";

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use super::{
     hex, io_err, st_dtype, DocJson, Header, ModelJson, Transfer, FORMAT, MANIFEST, VERSION,
 };
-use crate::store::records::{DocRecord, LatentRecord};
+use crate::store::records::DocRecord;
 use crate::store::LatentLayout;
-use crate::store::{codec, keys, latent, Store};
+use crate::store::{latent, Store};
 use crate::{Error, Result};
 
 /// Write every document of `store` to `path` (atomically: a temporary file
@@ -135,7 +135,7 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
             write(&mut w, store.chunk_text(&c)?.as_bytes())?;
         }
         for ord in 0..d.chunk_count {
-            let rec = latent_record(store, d.id, ord)?;
+            let rec = store.latent_record(d.id, ord)?;
             if &rec.dtype != dtype {
                 return Err(Error::Store(format!(
                     "doc {} chunk {ord}: latent dtype {} differs from the document's {dtype}",
@@ -155,19 +155,9 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
     Ok(t)
 }
 
-fn latent_record(store: &Store, doc: u64, ord: u32) -> Result<LatentRecord> {
-    let key = keys::chunk_key(doc, ord);
-    let v = store
-        .latents
-        .get(key)
-        .map_err(|e| Error::Store(format!("tree `latents`: {e}")))?
-        .ok_or_else(|| Error::Store(format!("tree `latents`: doc {doc} chunk {ord} is missing")))?;
-    codec::decode(c3_migrations::v1::LATENTS, &key, &v)
-}
-
 fn doc_dtype(store: &Store, d: &DocRecord) -> Result<String> {
     if d.chunk_count == 0 {
         return Ok("f32".into());
     }
-    Ok(latent_record(store, d.id, 0)?.dtype)
+    Ok(store.latent_record(d.id, 0)?.dtype)
 }

@@ -1,0 +1,170 @@
+//! One input of `c3 merge`: a store directory or a `c3 export` file, read
+//! document by document.
+
+use std::path::{Path, PathBuf};
+
+use crate::store::export::{ExportDoc, ExportFile};
+use crate::store::{DocRecord, DocWriter, ModelRecord, NewDoc, Store};
+use crate::{Error, Result};
+
+enum Source {
+    Store(Store),
+    Export(ExportFile),
+}
+
+/// An opened input.
+pub struct MergeInput {
+    /// As given on the command line (for messages and the report).
+    pub label: String,
+    /// Canonical path (tie-breaks and duplicate detection).
+    pub canonical: PathBuf,
+    source: Source,
+}
+
+/// A document of an input: what the plan needs to choose and order it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Index of its input.
+    pub input: usize,
+    /// Its id in that input.
+    pub id: u64,
+    /// Position in an export's document list (unused for stores).
+    pub at: usize,
+    pub source: String,
+    pub content_hash: [u8; 32],
+    pub size: u64,
+    pub mtime_ms: Option<i64>,
+    pub ingested_at_ms: i64,
+    pub kind: String,
+    pub chunk_tokens: u32,
+    pub chunk_count: u32,
+}
+
+impl Entry {
+    pub fn new_doc(&self) -> NewDoc {
+        NewDoc {
+            source: self.source.clone(),
+            content_hash: self.content_hash,
+            size: self.size,
+            mtime_ms: self.mtime_ms,
+            ingested_at_ms: self.ingested_at_ms,
+            kind: self.kind.clone(),
+            chunk_tokens: self.chunk_tokens,
+        }
+    }
+
+    fn of_record(input: usize, d: DocRecord) -> Self {
+        Entry {
+            input,
+            id: d.id,
+            at: 0,
+            source: d.source,
+            content_hash: d.content_hash,
+            size: d.size,
+            mtime_ms: d.mtime_ms,
+            ingested_at_ms: d.ingested_at_ms,
+            kind: d.kind,
+            chunk_tokens: d.chunk_tokens,
+            chunk_count: d.chunk_count,
+        }
+    }
+
+    fn of_export(input: usize, at: usize, d: &ExportDoc) -> Self {
+        Entry {
+            input,
+            id: d.id,
+            at,
+            source: d.source.clone(),
+            content_hash: d.content_hash,
+            size: d.size,
+            mtime_ms: d.mtime_ms,
+            ingested_at_ms: d.ingested_at_ms,
+            kind: d.kind.clone(),
+            chunk_tokens: d.chunk_tokens,
+            chunk_count: d.chunk_count,
+        }
+    }
+}
+
+impl MergeInput {
+    /// Open `path`: a directory is a store (which must exist), a file an export.
+    pub fn open(path: &Path) -> Result<Self> {
+        let label = path.display().to_string();
+        let canonical = std::fs::canonicalize(path).map_err(|e| {
+            Error::Input(format!(
+                "{label}: cannot open merge input ({e}): expected a store directory or a `c3 export` file"
+            ))
+        })?;
+        let source = if canonical.is_dir() {
+            Source::Store(
+                Store::open_existing(&canonical)
+                    .map_err(|e| Error::Input(format!("{label}: {e}")))?,
+            )
+        } else {
+            Source::Export(ExportFile::open(&canonical)?)
+        };
+        Ok(MergeInput {
+            label,
+            canonical,
+            source,
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.source {
+            Source::Store(_) => "store",
+            Source::Export(_) => "export",
+        }
+    }
+
+    /// The model whose latents it holds (`None`: a store never ingested into).
+    pub fn model(&self) -> Result<Option<ModelRecord>> {
+        Ok(match &self.source {
+            Source::Store(s) => s.meta()?.model,
+            Source::Export(e) => Some(e.model().clone()),
+        })
+    }
+
+    /// Its documents, metadata only.
+    pub fn entries(&self, input: usize) -> Result<Vec<Entry>> {
+        match &self.source {
+            Source::Store(s) => s
+                .documents()
+                .map(|d| d.map(|d| Entry::of_record(input, d)))
+                .collect(),
+            Source::Export(e) => Ok(e
+                .docs()
+                .iter()
+                .enumerate()
+                .map(|(at, d)| Entry::of_export(input, at, d))
+                .collect()),
+        }
+    }
+
+    /// Write `e`'s chunks and latents through `w`, one chunk at a time.
+    /// Returns the text and latent bytes copied.
+    pub fn copy(&mut self, e: &Entry, w: &mut DocWriter<'_>) -> Result<u64> {
+        match &mut self.source {
+            Source::Store(s) => {
+                let here = |err: Error| {
+                    Error::Store(format!(
+                        "{}: doc {} ({}): {err}",
+                        self.label, e.id, e.source
+                    ))
+                };
+                let mut bytes = 0u64;
+                for ord in 0..e.chunk_count {
+                    let chunk = s.chunk_record(e.id, ord).map_err(here)?;
+                    let lat = s.latent_record(e.id, ord).map_err(here)?;
+                    bytes += (chunk.end - chunk.start) + lat.data.len() as u64;
+                    w.put_raw(&chunk, &lat).map_err(here)?;
+                }
+                Ok(bytes)
+            }
+            Source::Export(f) => {
+                let doc = f.docs()[e.at].clone();
+                f.copy_doc(&doc, w)
+            }
+        }
+    }
+}
