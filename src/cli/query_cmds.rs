@@ -121,7 +121,7 @@ pub struct EvalArgs {
 
 /// Loads the C3 decoder; with a store, refuses a model whose latents are not
 /// the store's (fingerprint of encoder config, Q and projector).
-fn load_decoder(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<C3Decoder> {
+pub(super) fn load_decoder(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<C3Decoder> {
     let ckpt = ctx.checkpoint()?;
     let w = ckpt.decoder_weights(ctx.dtype, &ctx.device()?)?;
     if let Some(m) = store.map(Store::meta).transpose()?.and_then(|m| m.model) {

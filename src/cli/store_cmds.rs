@@ -118,7 +118,7 @@ pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow
 /// Performance). On the CPU the dense f32 encoder ran 4 chunks per forward
 /// at 1.10x the speed of one forward each, the i16 one at 0.97–0.99x, so it
 /// takes one at a time; a GPU gains from 8.
-fn default_batch(model: &dyn Compressor) -> usize {
+pub(super) fn default_batch(model: &dyn Compressor) -> usize {
     match (model.device().is_cpu(), model.quant()) {
         (true, Some(c3::model::Quant::I16)) => 1,
         (true, _) => 4,
