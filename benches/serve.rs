@@ -25,9 +25,14 @@ use support::quick;
 const QUESTION: &str = "Who was late for the party?";
 
 fn book() -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/alice-in-wonderland.txt");
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/alice-in-wonderland.txt");
     let alice = std::fs::read_to_string(p).unwrap();
-    alice.chars().skip(2000).take(if quick() { 2400 } else { 12_000 }).collect()
+    alice
+        .chars()
+        .skip(2000)
+        .take(if quick() { 2400 } else { 12_000 })
+        .collect()
 }
 
 /// `n` requests of `path` spread over `clients` threads; the wall time.
@@ -112,7 +117,9 @@ fn main() {
             for clients in [1usize, 16] {
                 let name = format!("{}/{clients}-clients", path.trim_start_matches("/v1/"));
                 g.bench_function(&name, |b| {
-                    b.iter_custom(|iters| burst(&srv.addr, path, clients, iters.max(clients as u64)))
+                    b.iter_custom(|iters| {
+                        burst(&srv.addr, path, clients, iters.max(clients as u64))
+                    })
                 });
             }
         }

@@ -79,7 +79,10 @@ fn documents_ask_expand_delete_and_the_cli_agree() {
         b"# Notes\n\nA short markdown note about the zyxquaffle.\n",
     );
     assert_eq!(r.status, 202, "{}", r.text());
-    assert_eq!(r.header("location").unwrap(), format!("/v1/jobs/{}", r.json()["id"]));
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("/v1/jobs/{}", r.json()["id"])
+    );
     let raw_job = srv.wait_job(r.json()["id"].as_u64().unwrap());
     assert_eq!(raw_job["state"], "done", "{raw_job}");
     let raw_doc = raw_job["result"]["document"].as_u64().unwrap();
@@ -116,10 +119,12 @@ fn documents_ask_expand_delete_and_the_cli_agree() {
     body_s["stream"] = json!(true);
     let mut st = SseStream::open(&a, "/v1/ask", &body_s);
     assert_eq!(st.status, 200);
-    assert!(st
-        .headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("text/event-stream")));
+    assert!(
+        st.headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
+                && v.starts_with("text/event-stream"))
+    );
     let events = st.all();
     assert_eq!(events[0].event, "chunks", "{events:?}");
     let (streamed, done) = joined_tokens(&events);
@@ -228,9 +233,21 @@ fn documents_ask_expand_delete_and_the_cli_agree() {
     assert_eq!(cli["answer"], answer.as_str());
     let cli_ex = common::ok(common::c3(
         &store,
-        &["--model", &m, "expand", &doc.to_string(), "--chunk", "1", "--max-new-tokens", "40"],
+        &[
+            "--model",
+            &m,
+            "expand",
+            &doc.to_string(),
+            "--chunk",
+            "1",
+            "--max-new-tokens",
+            "40",
+        ],
     ));
-    assert_eq!(String::from_utf8_lossy(&cli_ex.stdout).trim_end_matches('\n'), ex_text);
+    assert_eq!(
+        String::from_utf8_lossy(&cli_ex.stdout).trim_end_matches('\n'),
+        ex_text
+    );
 
     // Restart and delete.
     let srv = Server::start(&store, &[]);
@@ -242,7 +259,13 @@ fn documents_ask_expand_delete_and_the_cli_agree() {
     assert_eq!(r.status, 404);
     assert_eq!(r.error_type(), "not_found");
     assert_eq!(delete(&a, &format!("/v1/documents/{raw_doc}")).status, 404);
-    assert_eq!(get(&a, "/v1/documents").json()["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        get(&a, "/v1/documents").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(get(&a, "/v1/check").json()["ok"], true);
     assert!(srv.terminate().success());
 }
@@ -259,14 +282,19 @@ fn auth_protects_every_route_but_health() {
     let srv = Server::start(&store, &["--api-key-file", key_file.to_str().unwrap()]);
     let a = srv.addr.clone();
     let bearer = format!("Bearer {KEY}");
-    let ok_hdr = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let ok_hdr = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
     let secret = "the secret zyxquaffle text";
     let r = request(
         &a,
         "POST",
         "/v1/documents",
         &ok_hdr,
-        json!({"name": "secret.txt", "text": secret}).to_string().as_bytes(),
+        json!({"name": "secret.txt", "text": secret})
+            .to_string()
+            .as_bytes(),
     );
     assert_eq!(r.status, 202, "{}", r.text());
     srv.wait_job_auth(r.json()["id"].as_u64().unwrap(), &bearer);
@@ -309,12 +337,21 @@ fn auth_protects_every_route_but_health() {
             assert_eq!(r.status, 401, "{method} {path} {hdr:?}: {}", r.text());
             assert_eq!(r.error_type(), "unauthorized");
             let t = r.text();
-            assert!(!t.contains("zyxquaffle") && !t.contains("secret.txt"), "{t}");
+            assert!(
+                !t.contains("zyxquaffle") && !t.contains("secret.txt"),
+                "{t}"
+            );
         }
     }
     // /health needs no key; the key opens the rest (both header forms).
     assert_eq!(get(&a, "/health").status, 200);
-    let r = request(&a, "GET", "/v1/documents", &[("Authorization", &bearer)], b"");
+    let r = request(
+        &a,
+        "GET",
+        "/v1/documents",
+        &[("Authorization", &bearer)],
+        b"",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["data"][0]["source"], "secret.txt");
     let r = request(&a, "GET", "/v1/stats", &[("X-API-Key", KEY)], b"");
@@ -372,7 +409,10 @@ fn bad_input_is_a_clear_4xx_and_the_store_stays_clean() {
     let store = tmp.path().join("store");
     let srv = Server::start(&store, &["--max-body", "4096", "--chunk-tokens", "120"]);
     let a = srv.addr.clone();
-    let job = srv.add("book.txt", &book_text().chars().take(3000).collect::<String>());
+    let job = srv.add(
+        "book.txt",
+        &book_text().chars().take(3000).collect::<String>(),
+    );
     assert_eq!(job["state"], "done", "{job}");
     let doc = job["result"]["document"].as_u64().unwrap();
     let json_hdr = [("Content-Type", "application/json")];
@@ -380,34 +420,172 @@ fn bad_input_is_a_clear_4xx_and_the_store_stays_clean() {
     let chunk99 = format!("/v1/documents/{doc}?chunk=99");
     let chunk_x = format!("/v1/documents/{doc}?chunk=x");
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-        ("POST", "/v1/ask", b"{\"question\": ".to_vec(), 400, "ends early"),
-        ("POST", "/v1/ask", b"not json".to_vec(), 400, "not valid JSON"),
-        ("POST", "/v1/ask", b"{\"question\": 5}".to_vec(), 400, "question"),
-        ("POST", "/v1/ask", b"{\"question\": \"q\", \"top_k\": \"two\"}".to_vec(), 400, "top_k"),
-        ("POST", "/v1/ask", b"{\"question\": \"q\", \"colour\": 1}".to_vec(), 400, "colour"),
-        ("POST", "/v1/ask", b"{\"question\": \"   \"}".to_vec(), 400, "question is empty"),
-        ("POST", "/v1/ask", b"{\"question\": \"q\", \"top_k\": 0}".to_vec(), 400, "top_k"),
-        ("POST", "/v1/ask", b"{\"question\": \"q\", \"max_new_tokens\": 0}".to_vec(), 400, "max_new_tokens"),
-        ("POST", "/v1/ask", b"{\"question\": \"q\", \"mode\": \"fast\"}".to_vec(), 400, "mode"),
-        ("POST", "/v1/ask", b"{\"question\": \"q\", \"doc\": [999]}".to_vec(), 404, "no document 999"),
-        ("POST", "/v1/ask", b"{\"question\": \"q\", \"doc\": \"nope.txt\"}".to_vec(), 404, "nope.txt"),
-        ("POST", "/v1/ask", b"{\"question\": \"q\", \"max_new_tokens\": 100000000}".to_vec(), 400, "max-new-tokens"),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": ".to_vec(),
+            400,
+            "ends early",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"not json".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": 5}".to_vec(),
+            400,
+            "question",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"q\", \"top_k\": \"two\"}".to_vec(),
+            400,
+            "top_k",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"q\", \"colour\": 1}".to_vec(),
+            400,
+            "colour",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"   \"}".to_vec(),
+            400,
+            "question is empty",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"q\", \"top_k\": 0}".to_vec(),
+            400,
+            "top_k",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"q\", \"max_new_tokens\": 0}".to_vec(),
+            400,
+            "max_new_tokens",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"q\", \"mode\": \"fast\"}".to_vec(),
+            400,
+            "mode",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"q\", \"doc\": [999]}".to_vec(),
+            404,
+            "no document 999",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"q\", \"doc\": \"nope.txt\"}".to_vec(),
+            404,
+            "nope.txt",
+        ),
+        (
+            "POST",
+            "/v1/ask",
+            b"{\"question\": \"q\", \"max_new_tokens\": 100000000}".to_vec(),
+            400,
+            "max-new-tokens",
+        ),
         ("POST", "/v1/ask", Vec::new(), 400, "empty"),
-        ("POST", "/v1/expand", b"{\"doc\": 999}".to_vec(), 404, "no document 999"),
-        ("POST", "/v1/expand", format!("{{\"doc\": {doc}, \"chunk\": 99}}").into_bytes(), 404, "no chunk 99"),
-        ("POST", "/v1/chat/completions", b"{\"messages\": []}".to_vec(), 400, "no user message"),
-        ("POST", "/v1/chat/completions", b"{\"messages\": [{\"role\": \"user\", \"content\": \"\"}]}".to_vec(), 400, "empty"),
-        ("POST", "/v1/chat/completions", b"{\"messages\": \"hi\"}".to_vec(), 400, "messages"),
-        ("POST", "/v1/documents", b"{\"name\": \"a.txt\"}".to_vec(), 400, "text"),
-        ("POST", "/v1/documents", b"{\"name\": \"\", \"text\": \"x\"}".to_vec(), 400, "name is empty"),
-        ("POST", "/v1/documents", b"{\"name\": \"a.txt\", \"text\": \"\"}".to_vec(), 400, "text is empty"),
-        ("GET", "/v1/documents/999", Vec::new(), 404, "no document 999"),
+        (
+            "POST",
+            "/v1/expand",
+            b"{\"doc\": 999}".to_vec(),
+            404,
+            "no document 999",
+        ),
+        (
+            "POST",
+            "/v1/expand",
+            format!("{{\"doc\": {doc}, \"chunk\": 99}}").into_bytes(),
+            404,
+            "no chunk 99",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b"{\"messages\": []}".to_vec(),
+            400,
+            "no user message",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b"{\"messages\": [{\"role\": \"user\", \"content\": \"\"}]}".to_vec(),
+            400,
+            "empty",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b"{\"messages\": \"hi\"}".to_vec(),
+            400,
+            "messages",
+        ),
+        (
+            "POST",
+            "/v1/documents",
+            b"{\"name\": \"a.txt\"}".to_vec(),
+            400,
+            "text",
+        ),
+        (
+            "POST",
+            "/v1/documents",
+            b"{\"name\": \"\", \"text\": \"x\"}".to_vec(),
+            400,
+            "name is empty",
+        ),
+        (
+            "POST",
+            "/v1/documents",
+            b"{\"name\": \"a.txt\", \"text\": \"\"}".to_vec(),
+            400,
+            "text is empty",
+        ),
+        (
+            "GET",
+            "/v1/documents/999",
+            Vec::new(),
+            404,
+            "no document 999",
+        ),
         ("GET", "/v1/documents/abc", Vec::new(), 400, "not a number"),
         ("GET", &chunk99, Vec::new(), 404, "no chunk 99"),
         ("GET", &chunk_x, Vec::new(), 400, "chunk"),
         ("GET", "/v1/jobs/424242", Vec::new(), 404, "no job 424242"),
-        ("DELETE", "/v1/jobs/424242", Vec::new(), 404, "no job 424242"),
-        ("DELETE", "/v1/documents/999", Vec::new(), 404, "no document 999"),
+        (
+            "DELETE",
+            "/v1/jobs/424242",
+            Vec::new(),
+            404,
+            "no job 424242",
+        ),
+        (
+            "DELETE",
+            "/v1/documents/999",
+            Vec::new(),
+            404,
+            "no document 999",
+        ),
         ("GET", "/v1/nothing-here", Vec::new(), 404, "no route"),
         ("PUT", "/v1/documents", Vec::new(), 405, "Method"),
     ];
@@ -430,7 +608,10 @@ fn bad_input_is_a_clear_4xx_and_the_store_stays_clean() {
     // Raw bodies: invalid UTF-8, no name, NUL bytes.
     let r = request(&a, "POST", "/v1/documents?name=x.txt", &[], b"ab\xff\xfecd");
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("UTF-8"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("UTF-8"));
     let r = request(&a, "POST", "/v1/documents", &[], b"text");
     assert_eq!(r.status, 400);
     assert!(r.text().contains("name"));
@@ -444,7 +625,10 @@ fn bad_input_is_a_clear_4xx_and_the_store_stays_clean() {
     let big_json = json!({"question": "x".repeat(10_000)}).to_string();
     let r = request(&a, "POST", "/v1/ask", &json_hdr, big_json.as_bytes());
     assert_eq!(r.status, 413, "{}", r.text());
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("4096"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("4096"));
     // A finished job cannot be cancelled.
     let r = delete(&a, &format!("/v1/jobs/{}", job["id"]));
     assert_eq!(r.status, 409, "{}", r.text());
@@ -461,7 +645,13 @@ fn bad_input_is_a_clear_4xx_and_the_store_stays_clean() {
     assert_eq!(get(&a, "/health").status, 200);
     let check = get(&a, "/v1/check").json();
     assert_eq!(check["ok"], true, "{check}");
-    assert_eq!(get(&a, "/v1/documents").json()["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        get(&a, "/v1/documents").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let log = srv.log_text();
     assert!(!log.contains("panicked"), "{log}");
     assert!(srv.terminate().success());
@@ -544,8 +734,14 @@ fn bounded_load_is_all_answered_and_the_store_checks_clean() {
     }
     let check = get(&a, "/v1/check").json();
     assert_eq!(check["ok"], true, "{check}");
-    let docs = get(&a, "/v1/documents").json()["data"].as_array().unwrap().len();
-    let added = all.iter().filter(|(i, s, _, _)| i % 10 >= 8 && *s == 202).count();
+    let docs = get(&a, "/v1/documents").json()["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    let added = all
+        .iter()
+        .filter(|(i, s, _, _)| i % 10 >= 8 && *s == 202)
+        .count();
     assert_eq!(docs, 1 + added);
     if let (Some(b), Some(after)) = (rss_before, srv.rss_kib()) {
         eprintln!("load: server RSS {b} KiB before, {after} KiB after");
@@ -568,7 +764,11 @@ fn sigkill_mid_ingest_then_restart_checks_clean_and_reposting_finishes() {
     let store = tmp.path().join("store");
     let text = long_text();
     let srv = Server::start(&store, &["--chunk-tokens", "48", "--batch", "1"]);
-    let r = post_json(&srv.addr, "/v1/documents", &json!({"name": "alice.txt", "text": text}));
+    let r = post_json(
+        &srv.addr,
+        "/v1/documents",
+        &json!({"name": "alice.txt", "text": text}),
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["id"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -593,16 +793,30 @@ fn sigkill_mid_ingest_then_restart_checks_clean_and_reposting_finishes() {
     let srv = Server::start(&store, &["--chunk-tokens", "48", "--batch", "1"]);
     let check = get(&srv.addr, "/v1/check").json();
     assert_eq!(check["ok"], true, "{check}");
-    assert_eq!(get(&srv.addr, "/v1/documents").json()["data"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        get(&srv.addr, "/v1/documents").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     let job = srv.add("alice.txt", &text);
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(job["result"]["action"], "added");
-    let show = get(&srv.addr, &format!("/v1/documents/{}?text=true", job["result"]["document"])).json();
+    let show = get(
+        &srv.addr,
+        &format!("/v1/documents/{}?text=true", job["result"]["document"]),
+    )
+    .json();
     assert_eq!(show["text"], text.as_str());
 
     // Cancel a running job: nothing of it stays.
     let changed = format!("{text}\nA new last line.\n");
-    let r = post_json(&srv.addr, "/v1/documents", &json!({"name": "alice.txt", "text": changed}));
+    let r = post_json(
+        &srv.addr,
+        "/v1/documents",
+        &json!({"name": "alice.txt", "text": changed}),
+    );
     let id = r.json()["id"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -618,14 +832,26 @@ fn sigkill_mid_ingest_then_restart_checks_clean_and_reposting_finishes() {
     assert_eq!(r.status, 202, "{}", r.text());
     let v = srv.wait_job(id);
     assert_eq!(v["state"], "cancelled", "{v}");
-    let show = get(&srv.addr, &format!("/v1/documents/{}?text=true", job["result"]["document"])).json();
+    let show = get(
+        &srv.addr,
+        &format!("/v1/documents/{}?text=true", job["result"]["document"]),
+    )
+    .json();
     assert_eq!(show["text"], text.as_str(), "the old version stays");
 
     // SIGTERM in the middle of a replacing ingest: exit 0, old or new whole.
-    let r = post_json(&srv.addr, "/v1/documents", &json!({"name": "alice.txt", "text": changed}));
+    let r = post_json(
+        &srv.addr,
+        "/v1/documents",
+        &json!({"name": "alice.txt", "text": changed}),
+    );
     let id = r.json()["id"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while get(&srv.addr, &format!("/v1/jobs/{id}")).json()["chunks_done"].as_u64().unwrap_or(0) < 1 {
+    while get(&srv.addr, &format!("/v1/jobs/{id}")).json()["chunks_done"]
+        .as_u64()
+        .unwrap_or(0)
+        < 1
+    {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -673,10 +899,18 @@ fn a_client_that_disconnects_mid_stream_frees_the_worker() {
             std::thread::sleep(Duration::from_millis(2));
         }
         let mut reads = Vec::new();
-        for path in ["/v1/stats", "/v1/documents", "/v1/documents/0?chunk=0&text=true"] {
+        for path in [
+            "/v1/stats",
+            "/v1/documents",
+            "/v1/documents/0?chunk=0&text=true",
+        ] {
             let r0 = Instant::now();
             assert_eq!(get(&a, path).status, 200);
-            reads.push((path, r0.elapsed(), get(&a, "/metrics").text().contains("\nc3_jobs_running 1\n")));
+            reads.push((
+                path,
+                r0.elapsed(),
+                get(&a, "/metrics").text().contains("\nc3_jobs_running 1\n"),
+            ));
         }
         let (v, d) = long.join().unwrap();
         (v, d, reads)
@@ -684,7 +918,10 @@ fn a_client_that_disconnects_mid_stream_frees_the_worker() {
     for (path, took, busy) in &reads {
         eprintln!("read {path} took {took:.2?} while the worker was busy: {busy}");
         if *busy {
-            assert!(*took < full_time / 2, "{path} waited {took:.2?} (answer: {full_time:.2?})");
+            assert!(
+                *took < full_time / 2,
+                "{path} waited {took:.2?} (answer: {full_time:.2?})"
+            );
         }
     }
     let n = full["timings"]["generated_tokens"].as_u64().unwrap() as usize;
@@ -708,7 +945,11 @@ fn a_client_that_disconnects_mid_stream_frees_the_worker() {
     }
     drop(st);
     let t = Instant::now();
-    let r = post_json(&a, "/v1/ask", &json!({"question": "Alice?", "max_new_tokens": 2, "top_k": 1}));
+    let r = post_json(
+        &a,
+        "/v1/ask",
+        &json!({"question": "Alice?", "max_new_tokens": 2, "top_k": 1}),
+    );
     let next = t.elapsed();
     assert_eq!(r.status, 200, "{}", r.text());
     eprintln!("disconnect: full answer {full_time:.2?}, next request after leaving {next:.2?}");
@@ -733,7 +974,10 @@ fn the_openai_python_client_parses_both_forms() {
             eprintln!(
                 "skipped: the `openai` Python package is not importable ({}); \
                  .ci/run installs it with pip",
-                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             );
             return;
         }
@@ -803,7 +1047,10 @@ impl Server {
             &self.addr,
             "POST",
             "/v1/documents",
-            &[("Authorization", bearer), ("Content-Type", "application/json")],
+            &[
+                ("Authorization", bearer),
+                ("Content-Type", "application/json"),
+            ],
             json!({"name": name, "text": text}).to_string().as_bytes(),
         );
         assert_eq!(r.status, 202, "{}", r.text());

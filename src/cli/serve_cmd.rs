@@ -76,10 +76,8 @@ fn loader(ctx: ModelCtx, chunk_tokens: usize, batch: Option<u16>) -> Loader {
         let load = || -> anyhow::Result<Engine> {
             let decoder = super::query_cmds::load_decoder(&ctx, Some(store))?;
             let encoder = super::engine::load(&ctx, chunk_tokens)?;
-            let batch = batch.map_or_else(
-                || super::store_cmds::default_batch(&encoder),
-                usize::from,
-            );
+            let batch =
+                batch.map_or_else(|| super::store_cmds::default_batch(&encoder), usize::from);
             Ok(Engine {
                 decoder,
                 encoder,
@@ -134,7 +132,9 @@ fn init_tracing() {
 /// A store that another process holds: name the running server when it is
 /// one (its `serve.json` in the store directory).
 pub fn explain_lock(store_dir: &Path, e: anyhow::Error) -> anyhow::Error {
-    let locked = e.chain().any(|c| c.to_string().contains("could not acquire lock"));
+    let locked = e
+        .chain()
+        .any(|c| c.to_string().contains("could not acquire lock"));
     if !locked {
         return e;
     }

@@ -123,7 +123,9 @@ impl Metrics {
     /// The Prometheus text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP c3_http_requests_total HTTP requests answered, by route, method and status.\n");
+        out.push_str(
+            "# HELP c3_http_requests_total HTTP requests answered, by route, method and status.\n",
+        );
         out.push_str("# TYPE c3_http_requests_total counter\n");
         for ((route, method, status), n) in lock(&self.requests).iter() {
             let _ = writeln!(
@@ -183,9 +185,7 @@ impl Metrics {
         out.push_str("# HELP c3_time_to_first_token_seconds From the request to the first generated token.\n");
         out.push_str("# TYPE c3_time_to_first_token_seconds histogram\n");
         lock(&self.ttft).write(&mut out, "c3_time_to_first_token_seconds");
-        out.push_str(
-            "# HELP c3_token_latency_seconds Time per generated token after the first.\n",
-        );
+        out.push_str("# HELP c3_token_latency_seconds Time per generated token after the first.\n");
         out.push_str("# TYPE c3_token_latency_seconds histogram\n");
         lock(&self.token).write(&mut out, "c3_token_latency_seconds");
         out
@@ -201,10 +201,19 @@ mod tests {
         let m = Metrics::default();
         m.generation(3, 20.0, 100.0, 10.0);
         let t = m.render();
-        assert!(t.contains("c3_time_to_first_token_seconds_bucket{le=\"0.025\"} 1"), "{t}");
-        assert!(t.contains("c3_time_to_first_token_seconds_bucket{le=\"0.01\"} 0"), "{t}");
+        assert!(
+            t.contains("c3_time_to_first_token_seconds_bucket{le=\"0.025\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("c3_time_to_first_token_seconds_bucket{le=\"0.01\"} 0"),
+            "{t}"
+        );
         // Two tokens after the first at 45 ms each.
-        assert!(t.contains("c3_token_latency_seconds_bucket{le=\"0.05\"} 2"), "{t}");
+        assert!(
+            t.contains("c3_token_latency_seconds_bucket{le=\"0.05\"} 2"),
+            "{t}"
+        );
         assert!(t.contains("c3_token_latency_seconds_count 2"), "{t}");
         assert!(t.contains("c3_tokens_generated_total 3"), "{t}");
     }

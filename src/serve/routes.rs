@@ -51,7 +51,9 @@ fn body_error(e: BytesRejection) -> ApiError {
 pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
     let body = body.map_err(|e| body_error(e))?;
     if body.is_empty() {
-        return Err(ApiError::bad_request("the request body is empty: send JSON"));
+        return Err(ApiError::bad_request(
+            "the request body is empty: send JSON",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(&body);
     let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -63,7 +65,11 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> A
             serde_json::error::Category::Eof => "the JSON body ends early".to_string(),
             _ => "the body is not valid JSON".to_string(),
         };
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("{what}: {inner}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("{what}: {inner}"),
+        )
     })?;
     de.end().map_err(|e| {
         ApiError::new(
@@ -189,7 +195,9 @@ pub async fn show_document(
         let mut v = doc_json(&d);
         v["chunk_list"] = chunks
             .iter()
-            .map(|c| json!({"chunk": c.ordinal, "start": c.start, "end": c.end, "tokens": c.tokens}))
+            .map(
+                |c| json!({"chunk": c.ordinal, "start": c.start, "end": c.end, "tokens": c.tokens}),
+            )
             .collect();
         if q.text {
             let mut t = String::with_capacity(d.size as usize);
@@ -212,7 +220,9 @@ pub async fn delete_document(
     let v = blocking(&s, move |store| {
         let d = get_doc(store, id)?;
         if !store.remove(id)? {
-            return Err(ApiError::not_found(format!("no document {id} in the store")));
+            return Err(ApiError::not_found(format!(
+                "no document {id} in the store"
+            )));
         }
         Ok(json!({"id": id, "source": d.source, "deleted": true}))
     })
@@ -283,7 +293,9 @@ pub async fn add_document(
                 "a raw text body needs ?name=NAME (or send JSON {\"name\":…,\"text\":…})",
             )
         })?;
-        let text = check_text(&body).map_err(ApiError::bad_request)?.to_string();
+        let text = check_text(&body)
+            .map_err(ApiError::bad_request)?
+            .to_string();
         (name, text)
     };
     check_name(&name).map_err(ApiError::bad_request)?;
@@ -312,11 +324,9 @@ fn job_id(raw: &str) -> ApiResult<u64> {
 
 pub async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = job_id(&id)?;
-    s.shared
-        .jobs
-        .get(id)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no job {id} (finished jobs are kept for a while)")))
+    s.shared.jobs.get(id).map(Json).ok_or_else(|| {
+        ApiError::not_found(format!("no job {id} (finished jobs are kept for a while)"))
+    })
 }
 
 pub async fn cancel_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -330,7 +340,10 @@ pub async fn cancel_job(State(s): State<AppState>, Path(id): Path<String>) -> Ap
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "job_finished",
-            format!("job {id} already ended ({})", json!(state).as_str().unwrap_or("")),
+            format!(
+                "job {id} already ended ({})",
+                json!(state).as_str().unwrap_or("")
+            ),
         ));
     }
     debug_assert!(state == JobState::Queued || state == JobState::Running);
@@ -498,7 +511,10 @@ pub fn start(
 /// What the worker's channel said when it closed without an answer.
 fn no_answer(s: &AppState) -> ApiError {
     if s.shared.shutting_down() {
-        ApiError::unavailable("shutting_down", "the server stopped before the answer was complete")
+        ApiError::unavailable(
+            "shutting_down",
+            "the server stopped before the answer was complete",
+        )
     } else {
         ApiError::internal("the model worker ended the request without an answer")
     }
@@ -564,7 +580,10 @@ pub fn event_stream(
                 return None;
             }
             let next = st.rx.recv().await;
-            let last = !matches!(next, Some(Event::Chunks(_) | Event::ChunkStart(_) | Event::Token(_)));
+            let last = !matches!(
+                next,
+                Some(Event::Chunks(_) | Event::ChunkStart(_) | Event::Token(_))
+            );
             if let Some(e) = next {
                 let evs = (st.to_sse)(e);
                 st.pending.extend(evs);
@@ -700,4 +719,3 @@ pub async fn expand(
     let stream = event_stream(first, rx, guard, Box::new(api_sse), None);
     Ok(sse_response(&s, stream))
 }
-

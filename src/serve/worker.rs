@@ -420,9 +420,8 @@ fn expand(
 fn ingest(shared: &Shared, engine: &Engine, id: u64, name: &str, text: &str) {
     let jobs = &shared.jobs;
     let cancel = jobs.cancel_flag(id);
-    let cancelled = || {
-        cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) || shared.shutting_down()
-    };
+    let cancelled =
+        || cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) || shared.shutting_down();
     if cancelled() {
         jobs.finish(
             id,

@@ -42,10 +42,7 @@ impl Resp {
         let v = self.json();
         let e = &v["error"];
         assert_eq!(e["code"], self.status, "{v}");
-        assert!(
-            e["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{v}"
-        );
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
         e["type"].as_str().expect("error.type").to_string()
     }
 }
@@ -408,7 +405,10 @@ impl Server {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
