@@ -669,7 +669,7 @@ fn bounded_load_is_all_answered_and_the_store_checks_clean() {
     const CLIENTS: usize = 32;
     const REQUESTS: usize = 200;
     let started = Instant::now();
-    let results: Vec<Vec<(usize, u16, Option<String>, String)>> = std::thread::scope(|s| {
+    let results: Vec<Vec<Answer>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 let a = a.clone();
@@ -751,6 +751,9 @@ fn bounded_load_is_all_answered_and_the_store_checks_clean() {
     }
     assert!(srv.terminate().success());
 }
+
+/// One load request: its number, status, `Retry-After` and body.
+type Answer = (usize, u16, Option<String>, String);
 
 /// A long text, many small chunks: an ingest that takes a while.
 fn long_text() -> String {

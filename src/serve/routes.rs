@@ -49,7 +49,7 @@ fn body_error(e: BytesRejection) -> ApiError {
 
 /// A JSON body: the body limit's and the parser's errors named.
 pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
-    let body = body.map_err(|e| body_error(e))?;
+    let body = body.map_err(body_error)?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the request body is empty: send JSON",
@@ -287,7 +287,7 @@ pub async fn add_document(
         let b: AddBody = parse_json(body)?;
         (q.name.unwrap_or(b.name), b.text)
     } else {
-        let body = body.map_err(|e| body_error(e))?;
+        let body = body.map_err(body_error)?;
         let name = q.name.ok_or_else(|| {
             ApiError::bad_request(
                 "a raw text body needs ?name=NAME (or send JSON {\"name\":…,\"text\":…})",
