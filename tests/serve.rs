@@ -364,6 +364,31 @@ fn auth_protects_every_route_but_health() {
     assert_eq!(get(&srv.addr, "/v1/stats").status, 401);
     assert!(srv.terminate().success());
 
+    // A model that does not load: the server says why and exits 1.
+    let mut child = std::process::Command::new(serve_support::c3_bin())
+        .arg("--store")
+        .arg(tmp.path().join("other"))
+        .arg("--model")
+        .arg(tmp.path().join("no-such-model"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--json"])
+        .env_remove("C3_API_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the model did not load") && err.contains("no-such-model"), "{err}");
+
     // A non-loopback address without a key is refused before it is opened.
     let o = std::process::Command::new(serve_support::c3_bin())
         .arg("--store")

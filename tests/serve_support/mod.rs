@@ -378,6 +378,8 @@ impl Server {
                 return;
             }
             assert_eq!(r.status, 503, "{}", r.text());
+            assert_eq!(r.error_type(), "loading");
+            assert!(r.header("retry-after").is_some());
             assert!(
                 Instant::now() < deadline,
                 "not healthy in time: {}",
