@@ -387,7 +387,10 @@ fn auth_protects_every_route_but_health() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("the model did not load") && err.contains("no-such-model"), "{err}");
+    assert!(
+        err.contains("the model did not load") && err.contains("no-such-model"),
+        "{err}"
+    );
 
     // A non-loopback address without a key is refused before it is opened.
     let o = std::process::Command::new(serve_support::c3_bin())
@@ -1037,7 +1040,22 @@ fn a_client_that_disconnects_mid_stream_frees_the_worker() {
     );
     let m = get(&a, "/metrics").text();
     assert!(m.contains("c3_generations_cancelled_total 1"), "{m}");
+
+    // SIGTERM mid-stream: the stream ends with an error event naming the
+    // shutdown, and the server exits 0.
+    let mut st = SseStream::open(
+        &a,
+        "/v1/ask",
+        &json!({"question": "Tell everything about Alice.", "max_new_tokens": LONG, "top_k": 1, "stream": true}),
+    );
+    while st.next_event().expect("a token before the end").event != "token" {}
+    let t = Instant::now();
     assert!(srv.terminate().success());
+    eprintln!("shutdown mid-stream took {:.2?}", t.elapsed());
+    let rest = st.all();
+    let last = rest.last().expect("events after the signal");
+    assert_eq!(last.event, "error", "{rest:?}");
+    assert!(last.data.contains("shutting_down"), "{}", last.data);
 }
 
 #[test]

@@ -267,6 +267,21 @@ fn stop(shared: &Shared, cancel: &Cancel, tx: &UnboundedSender<Event>) -> bool {
     cancel.is_set() || tx.is_closed() || shared.shutting_down()
 }
 
+/// A generation stopped early: counted, and a client that is still there
+/// (the server is shutting down) is told why its answer ends.
+fn cut_short(shared: &Shared, tx: &UnboundedSender<Event>) {
+    shared
+        .metrics
+        .generations_cancelled
+        .fetch_add(1, Ordering::Relaxed);
+    if shared.shutting_down() {
+        let _ = tx.send(Event::Error(ApiError::unavailable(
+            "shutting_down",
+            "the server is shutting down; the answer was cut short",
+        )));
+    }
+}
+
 fn ask(
     shared: &Shared,
     engine: &Engine,
@@ -310,10 +325,7 @@ fn ask(
                 t.first_token_ms,
             );
             if stopped || stop(shared, cancel, tx) {
-                shared
-                    .metrics
-                    .generations_cancelled
-                    .fetch_add(1, Ordering::Relaxed);
+                cut_short(shared, tx);
                 return;
             }
             let _ = tx.send(Event::AskDone(Box::new(r)));
@@ -362,10 +374,7 @@ fn expand(
     let mut rows = Vec::new();
     for c in chunks {
         if stop(shared, cancel, tx) {
-            shared
-                .metrics
-                .generations_cancelled
-                .fetch_add(1, Ordering::Relaxed);
+            cut_short(shared, tx);
             return;
         }
         let _ = tx.send(Event::ChunkStart(c));
@@ -391,10 +400,7 @@ fn expand(
         let f = first.unwrap_or(total_ms);
         shared.metrics.generation(g.ids.len(), f, total_ms, f);
         if stopped {
-            shared
-                .metrics
-                .generations_cancelled
-                .fetch_add(1, Ordering::Relaxed);
+            cut_short(shared, tx);
             return;
         }
         let (tokens, original) = match store
