@@ -288,3 +288,27 @@ pub fn load_decoder(
         }
     }
 }
+
+/// A loaded encoder of either family (ingest).
+pub enum AnyEncoder {
+    C3(Box<crate::encode::C3Encoder>),
+    Lclm(Box<crate::lclm::LclmEncoder>),
+}
+
+impl AnyEncoder {
+    pub fn compressor(&self) -> &dyn crate::encode::Compressor {
+        match self {
+            AnyEncoder::C3(e) => &**e,
+            AnyEncoder::Lclm(e) => &**e,
+        }
+    }
+
+    /// The family's chunk size when none is given: C3's 1000 tokens, or
+    /// LCLM's encoder window (a chunk is then one window).
+    pub fn default_chunk_tokens(&self) -> usize {
+        match self {
+            AnyEncoder::C3(_) => crate::chunk::DEFAULT_CHUNK_TOKENS,
+            AnyEncoder::Lclm(e) => e.config().encoder_window_size,
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub mod options;
 pub mod query;
 pub mod retrieve;
 pub mod runtime;
+pub mod serve;
 pub mod store;
 pub mod tokenize;
 

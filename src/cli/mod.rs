@@ -6,6 +6,7 @@ pub mod merge_cmd;
 pub mod model_cmds;
 pub mod oneshot;
 pub mod query_cmds;
+pub mod serve_cmd;
 pub mod store_cmds;
 pub mod store_show;
 pub mod tui_cmd;
@@ -60,6 +61,8 @@ pub enum Command {
     Eval(query_cmds::EvalArgs),
     /// Browse the store in a terminal UI (starts the `c3-tui` binary).
     Tui(tui_cmd::TuiArgs),
+    /// Serve the store and the model over HTTP (OpenAI-compatible chat, streaming).
+    Serve(serve_cmd::ServeArgs),
 }
 
 /// Runs the parsed command; the result is the process exit code.
@@ -72,7 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         encoder_precision: cli.global.encoder_precision,
         device: cli.global.device,
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Tokenize(a) => model_cmds::tokenize(&ctx, &a),
         Command::Encode(a) => model_cmds::encode(&ctx, &a),
         Command::Repeat(a) => model_cmds::repeat(&ctx, &a),
@@ -89,5 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Expand(a) => query_cmds::run_expand(&store, &ctx, &a),
         Command::Eval(a) => query_cmds::run_eval(&store, &ctx, &a),
         Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),
-    }
+        Command::Serve(a) => serve_cmd::run(&store, ctx, &a),
+    };
+    result.map_err(|e| serve_cmd::explain_lock(&store, e))
 }

@@ -118,12 +118,12 @@ fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
 
 /// `c3 ingest`.
 pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
-    use super::engine::IngestEncoder;
+    use c3::family::AnyEncoder;
     // A bad --shard is reported before the model loads.
     shard_arg(args)?;
     match super::engine::load(ctx, args.chunk_tokens)? {
-        (IngestEncoder::C3(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
-        (IngestEncoder::Lclm(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
+        (AnyEncoder::C3(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
+        (AnyEncoder::Lclm(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
     }
 }
 
@@ -145,7 +145,7 @@ fn shard_arg(args: &IngestArgs) -> anyhow::Result<Option<Shard>> {
 /// Performance). On the CPU the dense f32 encoder ran 4 chunks per forward
 /// at 1.10x the speed of one forward each, the i16 one at 0.97–0.99x, so it
 /// takes one at a time; a GPU gains from 8.
-fn default_batch(model: &dyn Compressor) -> usize {
+pub(super) fn default_batch(model: &dyn Compressor) -> usize {
     match (model.device().is_cpu(), model.quant()) {
         (true, Some(c3::model::Quant::I16)) => 1,
         (true, _) => 4,

@@ -1,0 +1,153 @@
+//! `c3 serve`: flags, the API key, and the model load handed to the
+//! server's worker thread (`c3::serve`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use c3::serve::{Engine, Loader, ServeConfig};
+use c3::store::Store;
+
+use super::model_cmds::ModelCtx;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8377", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// File holding the API key clients send as `Authorization: Bearer KEY`
+    /// (or set C3_API_KEY). Without a key, only a loopback address is allowed.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Listen on a non-loopback address without an API key, on purpose.
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+    /// Serve /metrics without the key (for scrapers that cannot send one).
+    #[arg(long)]
+    pub metrics_no_key: bool,
+    /// Model jobs (ask, expand, ingest) that may wait; more answer 429.
+    #[arg(long, default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub queue: u16,
+    /// Largest request body in bytes; larger answer 413.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Allow browsers from these origins (CORS), e.g. http://localhost:3000.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", num_args = 1..)]
+    pub cors_origins: Vec<String>,
+    /// Longest a request may wait for its answer to start, in seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub timeout: u64,
+    /// Seconds between `:` keep-alive comments in event streams.
+    #[arg(long, default_value_t = 10, value_name = "SECS", hide = true)]
+    pub keep_alive: u64,
+    /// Maximum tokens per chunk for documents added over HTTP [default: as
+    /// for `c3 ingest`: 1000 for C3, the encoder window for LCLM].
+    #[arg(long, value_name = "N")]
+    pub chunk_tokens: Option<usize>,
+    /// Chunks per encoder call for ingest (default as for `c3 ingest`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch: Option<u16>,
+    /// Print the bound address as one JSON line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The API key: `--api-key-file`, else `C3_API_KEY`, else none.
+fn api_key(a: &ServeArgs) -> anyhow::Result<Option<String>> {
+    let key = match &a.api_key_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading --api-key-file {}", f.display()))?,
+        ),
+        None => std::env::var("C3_API_KEY").ok(),
+    };
+    match key.map(|k| k.trim().to_string()) {
+        Some(k) if k.is_empty() => bail!("the API key is empty (--api-key-file or C3_API_KEY)"),
+        k => Ok(k),
+    }
+}
+
+/// Loads what the server's worker owns: the decoder (checked against the
+/// store's model, as `c3 ask` does) and the encoder. The one place to change
+/// when the model family changes.
+fn loader(ctx: ModelCtx, chunk_tokens: Option<usize>, batch: Option<u16>) -> Loader {
+    Box::new(move |store: &Store| {
+        let load = || -> anyhow::Result<Engine> {
+            let decoder = super::query_cmds::load_reader(&ctx, Some(store))?;
+            let (encoder, chunk_tokens) = super::engine::load(&ctx, chunk_tokens)?;
+            let batch = batch.map_or_else(
+                || super::store_cmds::default_batch(encoder.compressor()),
+                usize::from,
+            );
+            Ok(Engine {
+                decoder,
+                encoder,
+                chunk_tokens,
+                batch,
+            })
+        };
+        load().map_err(|e| format!("{e:#}"))
+    })
+}
+
+/// `c3 serve`.
+pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32> {
+    if ctx.model.is_none() {
+        bail!("no model: pass --model DIR or set C3_MODEL (see README: downloading the weights)");
+    }
+    let model_id = ctx
+        .model
+        .as_deref()
+        .and_then(|m| m.file_name())
+        .map_or_else(|| "c3".to_string(), |n| n.to_string_lossy().into_owned());
+    let cfg = ServeConfig {
+        addr: a.addr.clone(),
+        api_key: api_key(a)?,
+        allow_unauthenticated: a.allow_unauthenticated,
+        metrics_open: a.metrics_no_key,
+        queue: a.queue as usize,
+        max_body: a.max_body,
+        cors_origins: a.cors_origins.clone(),
+        timeout: Duration::from_secs(a.timeout.max(1)),
+        keep_alive: Duration::from_secs(a.keep_alive.max(1)),
+        model_id,
+        json: a.json,
+    };
+    init_tracing();
+    let store = Store::open(store_dir)?;
+    c3::serve::run(cfg, store, loader(ctx, a.chunk_tokens, a.batch))?;
+    Ok(0)
+}
+
+/// Logs to stderr; `RUST_LOG` sets the level (default info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// A store that another process holds: name the running server when it is
+/// one (its `serve.json` in the store directory).
+pub fn explain_lock(store_dir: &Path, e: anyhow::Error) -> anyhow::Error {
+    let locked = e
+        .chain()
+        .any(|c| c.to_string().contains("could not acquire lock"));
+    if !locked {
+        return e;
+    }
+    match c3::serve::running_server(store_dir) {
+        Some(at) => e.context(format!(
+            "store {} is held by a running `c3 serve` at {at}: use its HTTP API, or stop it first",
+            store_dir.display()
+        )),
+        None => e.context(format!(
+            "store {} is in use by another c3 process",
+            store_dir.display()
+        )),
+    }
+}

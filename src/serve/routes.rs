@@ -1,0 +1,721 @@
+//! The `/v1` handlers: documents, jobs, stats, check, ask, expand; `/health`
+//! and `/metrics`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::error::{kind_for, ApiError};
+use super::ingest::{check_name, check_text};
+use super::jobs::JobState;
+use super::worker::{Cancel, CancelOnDrop, Event, Job};
+use super::AppState;
+use crate::decode::{GenOptions, Sampling};
+use crate::query::{AskRequest, Mode};
+use crate::retrieve::Pick;
+use crate::store::{DocRecord, Store};
+
+/// Default answer length of `ask` and chat completions (as `c3 ask`).
+pub const ASK_MAX_NEW_TOKENS: usize = 512;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs a store operation on the blocking pool (never on the model thread).
+pub async fn blocking<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&Store) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let store = s.shared.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
+    ApiError::new(e.status(), kind_for(e.status()), e.body_text())
+}
+
+/// A JSON body: the body limit's and the parser's errors named.
+pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let body = body.map_err(body_error)?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the request body is empty: send JSON",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = match inner.classify() {
+            serde_json::error::Category::Data if path == "." => "wrong JSON body".to_string(),
+            serde_json::error::Category::Data => format!("wrong field `{path}` in the JSON body"),
+            serde_json::error::Category::Eof => "the JSON body ends early".to_string(),
+            _ => "the body is not valid JSON".to_string(),
+        };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("{what}: {inner}"),
+        )
+    })?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    Ok(v)
+}
+
+pub async fn health(State(s): State<AppState>) -> Response {
+    if let Some(e) = s.shared.load_error() {
+        return ApiError::unavailable("model_load_failed", format!("the model did not load: {e}"))
+            .into_response();
+    }
+    if s.shared.shutting_down() {
+        return ApiError::unavailable("shutting_down", "the server is shutting down")
+            .into_response();
+    }
+    if !s.shared.ready() {
+        return ApiError::unavailable("loading", "the model is loading").into_response();
+    }
+    Json(json!({"status": "ok"})).into_response()
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        s.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// A document as `c3 ls --json` shows it.
+pub fn doc_json(d: &DocRecord) -> Value {
+    json!({
+        "id": d.id,
+        "source": d.source,
+        "chunks": d.chunk_count,
+        "bytes": d.size,
+        "tokens": d.token_count,
+        "kind": d.kind,
+        "content_hash": crate::store::export::hex(&d.content_hash),
+        "mtime_ms": d.mtime_ms,
+        "ingested_at": rfc3339(d.ingested_at_ms),
+        "chunk_tokens": d.chunk_tokens,
+    })
+}
+
+fn doc_id(raw: &str) -> ApiResult<u64> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "document id `{raw}` is not a number (ids are listed by GET /v1/documents)"
+        ))
+    })
+}
+
+fn get_doc(store: &Store, id: u64) -> ApiResult<DocRecord> {
+    store
+        .document(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no document {id} in the store")))
+}
+
+pub async fn list_documents(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let docs = blocking(&s, |store| {
+        Ok(store
+            .documents()
+            .map(|d| d.map(|d| doc_json(&d)))
+            .collect::<crate::Result<Vec<_>>>()?)
+    })
+    .await?;
+    Ok(Json(json!({"object": "list", "data": docs})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    chunk: Option<u32>,
+    #[serde(default)]
+    text: bool,
+}
+
+pub async fn show_document(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let id = doc_id(&id)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let v = blocking(&s, move |store| {
+        let d = get_doc(store, id)?;
+        if let Some(n) = q.chunk {
+            if n >= d.chunk_count {
+                return Err(ApiError::not_found(format!(
+                    "document {id} has {} chunks (0..={}); there is no chunk {n}",
+                    d.chunk_count,
+                    d.chunk_count.saturating_sub(1)
+                )));
+            }
+            let c = store.chunk_record(id, n)?;
+            let mut v = json!({
+                "doc": id, "source": d.source, "chunk": n,
+                "start": c.start, "end": c.end, "tokens": c.tokens,
+            });
+            if q.text {
+                v["text"] = json!(store.chunk_text(&c)?);
+            }
+            return Ok(v);
+        }
+        let chunks = (0..d.chunk_count)
+            .map(|n| store.chunk_record(id, n))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let mut v = doc_json(&d);
+        v["chunk_list"] = chunks
+            .iter()
+            .map(
+                |c| json!({"chunk": c.ordinal, "start": c.start, "end": c.end, "tokens": c.tokens}),
+            )
+            .collect();
+        if q.text {
+            let mut t = String::with_capacity(d.size as usize);
+            for c in &chunks {
+                t.push_str(&store.chunk_text(c)?);
+            }
+            v["text"] = json!(t);
+        }
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+pub async fn delete_document(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = doc_id(&id)?;
+    let v = blocking(&s, move |store| {
+        let d = get_doc(store, id)?;
+        if !store.remove(id)? {
+            return Err(ApiError::not_found(format!(
+                "no document {id} in the store"
+            )));
+        }
+        Ok(json!({"id": id, "source": d.source, "deleted": true}))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+pub async fn stats(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let v = blocking(&s, |store| {
+        let st = store.stats()?;
+        let model = store.meta()?.model;
+        let mut v = serde_json::to_value(&st).map_err(|e| ApiError::internal(e.to_string()))?;
+        v["model"] = json!(model.map(|m| json!({
+            "fingerprint": m.fingerprint, "latent_len": m.latent_len, "hidden_size": m.hidden_size
+        })));
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+pub async fn check(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let v = blocking(&s, |store| {
+        let r = store.check()?;
+        let index = crate::retrieve::index::check(store)?;
+        let ok = r.ok() && index.problems.is_empty();
+        let mut v = serde_json::to_value(&r).map_err(|e| ApiError::internal(e.to_string()))?;
+        v["index"] = serde_json::to_value(&index).map_err(|e| ApiError::internal(e.to_string()))?;
+        v["ok"] = json!(ok);
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddQuery {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    name: String,
+    text: String,
+}
+
+/// `POST /v1/documents`: JSON `{name, text}`, or the raw text with `?name=`.
+pub async fn add_document(
+    State(s): State<AppState>,
+    q: Result<Query<AddQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let (name, text) = if is_json {
+        let b: AddBody = parse_json(body)?;
+        (q.name.unwrap_or(b.name), b.text)
+    } else {
+        let body = body.map_err(body_error)?;
+        let name = q.name.ok_or_else(|| {
+            ApiError::bad_request(
+                "a raw text body needs ?name=NAME (or send JSON {\"name\":…,\"text\":…})",
+            )
+        })?;
+        let text = check_text(&body)
+            .map_err(ApiError::bad_request)?
+            .to_string();
+        (name, text)
+    };
+    check_name(&name).map_err(ApiError::bad_request)?;
+    check_text(text.as_bytes()).map_err(ApiError::bad_request)?;
+    let (id, _) = s.shared.jobs.create(&name, text.len() as u64);
+    if let Err(e) = s.worker.submit(&s.shared, Job::Ingest { id, name, text }) {
+        s.shared.jobs.forget(id);
+        return Err(e);
+    }
+    let job = s
+        .shared
+        .jobs
+        .get(id)
+        .ok_or_else(|| ApiError::internal("the job vanished"))?;
+    let mut r = (StatusCode::ACCEPTED, Json(job)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+fn job_id(raw: &str) -> ApiResult<u64> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("job id `{raw}` is not a number")))
+}
+
+pub async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = job_id(&id)?;
+    s.shared.jobs.get(id).map(Json).ok_or_else(|| {
+        ApiError::not_found(format!("no job {id} (finished jobs are kept for a while)"))
+    })
+}
+
+pub async fn cancel_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = job_id(&id)?;
+    let (state, v) = s
+        .shared
+        .jobs
+        .cancel(id)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    if state.finished() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_finished",
+            format!(
+                "job {id} already ended ({})",
+                json!(state).as_str().unwrap_or("")
+            ),
+        ));
+    }
+    debug_assert!(state == JobState::Queued || state == JobState::Running);
+    Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+}
+
+/// A document named by id or by source.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum DocSpec {
+    Id(u64),
+    Name(String),
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(DocSpec),
+    Many(Vec<DocSpec>),
+}
+
+impl OneOrMany {
+    fn specs(self) -> Vec<DocSpec> {
+        match self {
+            OneOrMany::One(d) => vec![d],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Resolves document specs to ids (404 for an unknown one).
+pub fn resolve_docs(store: &Store, specs: &[DocSpec]) -> ApiResult<Vec<u64>> {
+    specs
+        .iter()
+        .map(|s| match s {
+            DocSpec::Id(id) => get_doc(store, *id).map(|d| d.id),
+            DocSpec::Name(n) => store
+                .resolve(n)
+                .map(|d| d.id)
+                .map_err(|_| ApiError::not_found(format!("no document `{n}` in the store"))),
+        })
+        .collect()
+}
+
+/// Generation knobs shared by ask, expand and chat.
+#[derive(Debug, Clone, Copy)]
+pub struct Knobs {
+    pub max_new_tokens: Option<usize>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+}
+
+impl Knobs {
+    pub fn gen(&self, default_max: usize) -> ApiResult<GenOptions> {
+        let max_new_tokens = self.max_new_tokens.unwrap_or(default_max);
+        if max_new_tokens == 0 {
+            return Err(ApiError::bad_request("max_new_tokens must be at least 1"));
+        }
+        if let Some(t) = self.temperature {
+            if !t.is_finite() || t < 0.0 {
+                return Err(ApiError::bad_request(format!(
+                    "temperature {t} must be a number >= 0"
+                )));
+            }
+        }
+        let top_p = self.top_p.unwrap_or(1.0);
+        if !(top_p.is_finite() && top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::bad_request(format!(
+                "top_p {top_p} must be in (0, 1]"
+            )));
+        }
+        let sampling = match self.temperature {
+            Some(t) if t > 0.0 => Sampling::TopP {
+                temperature: t,
+                top_p,
+                seed: self.seed.unwrap_or(0),
+            },
+            _ => Sampling::Greedy,
+        };
+        Ok(GenOptions {
+            max_new_tokens,
+            sampling,
+            ..GenOptions::default()
+        })
+    }
+}
+
+/// The retrieval part of a question: which documents, how many chunks, mode.
+pub fn parse_mode(mode: Option<&str>) -> ApiResult<Mode> {
+    match mode {
+        None | Some("latent") => Ok(Mode::Latent),
+        Some("text") => Ok(Mode::Text),
+        Some(m) => Err(ApiError::bad_request(format!(
+            "mode `{m}`: expected \"latent\" or \"text\""
+        ))),
+    }
+}
+
+pub fn parse_pick(all: Option<bool>, top_k: Option<usize>) -> ApiResult<Pick> {
+    match (all, top_k) {
+        (Some(true), Some(_)) => Err(ApiError::bad_request(
+            "all and top_k exclude each other: give one",
+        )),
+        (_, Some(0)) => Err(ApiError::bad_request("top_k must be at least 1")),
+        (_, Some(k)) => Ok(Pick::TopK(k)),
+        _ => Ok(Pick::All),
+    }
+}
+
+/// `POST /v1/ask`: the fields of `c3 ask --json`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskBody {
+    question: String,
+    #[serde(default, alias = "docs")]
+    doc: Option<OneOrMany>,
+    all: Option<bool>,
+    top_k: Option<usize>,
+    mode: Option<String>,
+    max_new_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+}
+
+/// Builds an [`AskRequest`] (documents resolved against the store).
+pub async fn ask_request(
+    s: &AppState,
+    question: String,
+    doc: Option<OneOrMany>,
+    pick: Pick,
+    mode: Mode,
+    gen: GenOptions,
+) -> ApiResult<AskRequest> {
+    if question.trim().is_empty() {
+        return Err(ApiError::bad_request("the question is empty"));
+    }
+    let specs = doc.map(OneOrMany::specs).unwrap_or_default();
+    let docs = blocking(s, move |store| resolve_docs(store, &specs)).await?;
+    Ok(AskRequest {
+        question,
+        docs,
+        pick,
+        mode,
+        gen,
+        progress: false,
+    })
+}
+
+/// Queues a generating job and returns its event receiver and the guard
+/// that cancels it when dropped.
+pub fn start(
+    s: &AppState,
+    make: impl FnOnce(Cancel, tokio::sync::mpsc::UnboundedSender<Event>) -> Job,
+) -> ApiResult<(UnboundedReceiver<Event>, CancelOnDrop)> {
+    let (tx, rx) = unbounded_channel();
+    let cancel = Cancel::new();
+    s.worker.submit(&s.shared, make(cancel.clone(), tx))?;
+    Ok((rx, CancelOnDrop(cancel)))
+}
+
+/// What the worker's channel said when it closed without an answer.
+fn no_answer(s: &AppState) -> ApiError {
+    if s.shared.shutting_down() {
+        ApiError::unavailable(
+            "shutting_down",
+            "the server stopped before the answer was complete",
+        )
+    } else {
+        ApiError::internal("the model worker ended the request without an answer")
+    }
+}
+
+/// Waits for the first event: an error before any output is an HTTP error.
+async fn first_event(s: &AppState, rx: &mut UnboundedReceiver<Event>) -> ApiResult<Event> {
+    match rx.recv().await {
+        Some(Event::Error(e)) => Err(e),
+        Some(ev) => Ok(ev),
+        None => Err(no_answer(s)),
+    }
+}
+
+/// Collects a non-streamed answer.
+pub async fn collect(s: &AppState, rx: &mut UnboundedReceiver<Event>) -> ApiResult<Event> {
+    loop {
+        match rx.recv().await {
+            Some(Event::Error(e)) => return Err(e),
+            Some(ev @ (Event::AskDone(_) | Event::ExpandDone(_))) => return Ok(ev),
+            Some(_) => {}
+            None => return Err(no_answer(s)),
+        }
+    }
+}
+
+/// Turns one worker event into the SSE events a route sends.
+pub type ToSse = Box<dyn FnMut(Event) -> Vec<SseEvent> + Send>;
+
+struct StreamState {
+    rx: UnboundedReceiver<Event>,
+    _guard: CancelOnDrop,
+    pending: VecDeque<SseEvent>,
+    tail: Option<SseEvent>,
+    ended: bool,
+    to_sse: ToSse,
+}
+
+/// An event stream: the first event, then the rest of the channel up to
+/// its final event, then `tail`. The guard lives as long as the stream, so
+/// a client that goes away cancels the generation.
+pub fn event_stream(
+    first: Event,
+    rx: UnboundedReceiver<Event>,
+    guard: CancelOnDrop,
+    mut to_sse: ToSse,
+    tail: Option<SseEvent>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
+    let st = StreamState {
+        rx,
+        _guard: guard,
+        pending: to_sse(first).into(),
+        tail,
+        ended: false,
+        to_sse,
+    };
+    stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop_front() {
+                return Some((Ok(ev), st));
+            }
+            if st.ended {
+                return None;
+            }
+            let next = st.rx.recv().await;
+            let last = !matches!(
+                next,
+                Some(Event::Chunks(_) | Event::ChunkStart(_) | Event::Token(_))
+            );
+            if let Some(e) = next {
+                let evs = (st.to_sse)(e);
+                st.pending.extend(evs);
+            }
+            if last {
+                st.ended = true;
+                let tail = st.tail.take();
+                st.pending.extend(tail);
+            }
+        }
+    })
+}
+
+fn sse_json(name: &str, v: &Value) -> SseEvent {
+    SseEvent::default().event(name).data(v.to_string())
+}
+
+/// The SSE form of ask and expand events.
+fn api_sse(e: Event) -> Vec<SseEvent> {
+    vec![match e {
+        Event::Chunks(v) => sse_json("chunks", &v),
+        Event::ChunkStart(c) => sse_json("chunk", &json!({"chunk": c})),
+        Event::Token(t) => sse_json("token", &json!({"text": t})),
+        Event::AskDone(r) => sse_json("done", &serde_json::to_value(&*r).unwrap_or(Value::Null)),
+        Event::ExpandDone(v) => sse_json("done", &v),
+        Event::Error(e) => sse_json("error", &e.body()),
+    }]
+}
+
+pub fn sse_response(
+    s: &AppState,
+    stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+) -> Response {
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(s.cfg.keep_alive))
+        .into_response()
+}
+
+pub async fn ask(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let b: AskBody = parse_json(body)?;
+    let gen = Knobs {
+        max_new_tokens: b.max_new_tokens,
+        temperature: b.temperature,
+        top_p: b.top_p,
+        seed: b.seed,
+    }
+    .gen(ASK_MAX_NEW_TOKENS)?;
+    let req = ask_request(
+        &s,
+        b.question,
+        b.doc,
+        parse_pick(b.all, b.top_k)?,
+        parse_mode(b.mode.as_deref())?,
+        gen,
+    )
+    .await?;
+    let (mut rx, guard) = start(&s, |cancel, tx| Job::Ask { req, cancel, tx })?;
+    if !b.stream {
+        let ev = collect(&s, &mut rx).await?;
+        drop(guard);
+        return match ev {
+            Event::AskDone(r) => Ok(Json(&*r).into_response()),
+            _ => Err(no_answer(&s)),
+        };
+    }
+    let first = first_event(&s, &mut rx).await?;
+    let stream = event_stream(first, rx, guard, Box::new(api_sse), None);
+    Ok(sse_response(&s, stream))
+}
+
+/// `POST /v1/expand`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpandBody {
+    doc: DocSpec,
+    chunk: Option<u32>,
+    max_new_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+}
+
+pub async fn expand(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let b: ExpandBody = parse_json(body)?;
+    let gen = Knobs {
+        max_new_tokens: b.max_new_tokens,
+        temperature: b.temperature,
+        top_p: b.top_p,
+        seed: b.seed,
+    }
+    .gen(crate::decode::decoder::DEFAULT_MAX_NEW_TOKENS)?;
+    let spec = b.doc.clone();
+    let chunk = b.chunk;
+    let doc = blocking(&s, move |store| {
+        let id = resolve_docs(store, &[spec])?[0];
+        let d = get_doc(store, id)?;
+        if let Some(c) = chunk {
+            if c >= d.chunk_count {
+                return Err(ApiError::not_found(format!(
+                    "document {id} has {} chunks (0..={}); there is no chunk {c}",
+                    d.chunk_count,
+                    d.chunk_count.saturating_sub(1)
+                )));
+            }
+        }
+        Ok(id)
+    })
+    .await?;
+    let (mut rx, guard) = start(&s, |cancel, tx| Job::Expand {
+        doc,
+        chunk,
+        gen,
+        cancel,
+        tx,
+    })?;
+    if !b.stream {
+        let ev = collect(&s, &mut rx).await?;
+        drop(guard);
+        return match ev {
+            Event::ExpandDone(v) => Ok(Json(v).into_response()),
+            _ => Err(no_answer(&s)),
+        };
+    }
+    let first = first_event(&s, &mut rx).await?;
+    let stream = event_stream(first, rx, guard, Box::new(api_sse), None);
+    Ok(sse_response(&s, stream))
+}
