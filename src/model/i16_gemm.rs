@@ -948,10 +948,10 @@ mod tests {
                     .collect();
                 let start: Vec<f32> = (0..4 * MR * NR).map(|_| lcg(&mut seed) * 1e6).collect();
                 let mut want = start.clone();
-                for i in 0..2 {
-                    for j in 0..2 {
+                for (i, a) in a.iter().enumerate() {
+                    for (j, b) in b.iter().enumerate() {
                         let t = (i * 2 + j) * MR * NR;
-                        tile_reference(&a[i], &b[j], pairs, &mut want[t..t + MR * NR]);
+                        tile_reference(a, b, pairs, &mut want[t..t + MR * NR]);
                     }
                 }
                 let tile = |v: &mut Vec<f32>, i: usize, j: usize| -> *mut f32 {
@@ -961,16 +961,11 @@ mod tests {
                 let what = format!("pairs {pairs}, values ±{limit}");
                 if kernels.contains(&Kernel::Avx2) {
                     let mut got = start.clone();
-                    for i in 0..2 {
-                        for j in 0..2 {
+                    for (i, a) in a.iter().enumerate() {
+                        for (j, b) in b.iter().enumerate() {
                             // SAFETY: AVX2 checked; sizes as the kernel needs.
                             unsafe {
-                                avx2_kernel(
-                                    a[i].as_ptr(),
-                                    b[j].as_ptr(),
-                                    pairs,
-                                    tile(&mut got, i, j),
-                                )
+                                avx2_kernel(a.as_ptr(), b.as_ptr(), pairs, tile(&mut got, i, j))
                             };
                         }
                     }

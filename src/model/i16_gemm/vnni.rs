@@ -117,6 +117,9 @@ pub(super) unsafe fn kernel<const R: usize, const P: usize>(
 /// As [`kernel`], with `run ≤ FLUSH_PAIRS`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline(never)]
+// One index per operand array (rows, row-in-block, panel), unrolled at
+// compile time: plain indices read clearest.
+#[allow(clippy::needless_range_loop)]
 unsafe fn kernel_run<const R: usize, const P: usize>(
     a: [*const i32; R],
     b: [*const i32; P],
