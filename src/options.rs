@@ -90,10 +90,10 @@ impl EncoderPrecision {
                     .into(),
             )),
             EncoderPrecision::I16 => Ok(Some(Quant::I16)),
-            EncoderPrecision::I16Avx2 | EncoderPrecision::I16Avx512vnni => {
-                Self::I16.quant(dtype, device)?;
-                force_i16_kernel(self)
+            EncoderPrecision::I16Avx2 | EncoderPrecision::I16Avx512vnni if !device.is_cpu() => {
+                Self::I16.quant(dtype, device)
             }
+            EncoderPrecision::I16Avx2 | EncoderPrecision::I16Avx512vnni => force_i16_kernel(self),
         }
     }
 }
@@ -119,8 +119,10 @@ fn force_i16_kernel(p: EncoderPrecision) -> crate::Result<Option<crate::model::Q
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn force_i16_kernel(_: EncoderPrecision) -> crate::Result<Option<crate::model::Quant>> {
-    unreachable!("i16 is refused before this off x86-64")
+fn force_i16_kernel(p: EncoderPrecision) -> crate::Result<Option<crate::model::Quant>> {
+    Err(crate::Error::Input(format!(
+        "--encoder-precision {p:?}: the i16 kernels need an x86-64 CPU"
+    )))
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
