@@ -336,6 +336,7 @@ fn encode_i16(c: &mut Criterion) {
         dense,
         twin: q,
     } = f32_reference_and_twin(Quant::I16, !Turns::from_env().active());
+    println!("i16 kernel: {}", i16_kernel_name());
     let got = match &dense {
         Some(dense) => time_pairs(dense, &q, &cfg),
         None => time_chunk(&q, &cfg, "encode i16"),
@@ -357,6 +358,106 @@ fn encode_i16(c: &mut Criterion) {
         max_err / bf_max
     );
 }
+
+/// The i16 kernel products run with (`C3_I16_KERNEL` can force one).
+fn i16_kernel_name() -> &'static str {
+    c3::model::quant::i16_kernel_name().unwrap_or("none (no AVX2: dense)")
+}
+
+/// The i16 encoder's microkernels against each other (where the CPU runs
+/// more than one: AVX-512 VNNI and AVX2), on one packed encoder: each run
+/// times the AVX2 kernel then the VNNI one, so each pair sees the same
+/// host; and both kernels' raw states against the f32 encoder's.
+#[cfg(target_arch = "x86_64")]
+fn encode_kernels(c: &mut Criterion) {
+    use c3::model::i16_gemm::{set_kernel, Kernel};
+    if !wanted("encode/kernels") {
+        return;
+    }
+    let _ = c;
+    let here: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| k.runs_here()).collect();
+    for k in Kernel::ALL.iter().filter(|k| !here.contains(k)) {
+        println!(
+            "encode/kernels: {} SKIPPED: this CPU lacks {}",
+            k.name(),
+            k.features()
+        );
+    }
+    if here.len() < 2 {
+        println!("encode/kernels: fewer than two i16 kernels run here, nothing to compare");
+        return;
+    }
+    let Twin {
+        cfg, want, twin, ..
+    } = f32_reference_and_twin(Quant::I16, false);
+    let ids = chunk_ids();
+    let flops = encoder_flops(&cfg, ids.len() + 34, 33);
+    let samples: Vec<Samples> = here.iter().map(|_| Samples::new()).collect();
+    let mut last: Vec<Option<Tensor>> = vec![None; here.len()];
+    let mut ratios = Vec::new();
+    for r in 0..runs() {
+        let mut secs = Vec::new();
+        for (i, &k) in here.iter().enumerate() {
+            set_kernel(k);
+            let (raw, d) = samples[i].time(|| {
+                let raw = twin.encode_ids(&ids).unwrap();
+                sync();
+                raw
+            });
+            secs.push(d.as_secs_f64());
+            last[i] = Some(raw);
+        }
+        ratios.push(secs[1] / secs[0]);
+        eprintln!(
+            "encode kernels pair {r}: {} {:.2} s, {} {:.2} s, ratio {:.3}",
+            here[0].name(),
+            secs[0],
+            here[1].name(),
+            secs[1],
+            ratios[r]
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    for (i, k) in here.iter().enumerate() {
+        let (max_err, rel) = state_error(last[i].as_ref().unwrap(), &want);
+        println!(
+            "encode {}: {:.2} s/chunk median (min {:.2}), {:.1} GFLOP/s-equivalent; raw states vs \
+             f32: max |err| {max_err:.3e}, mean |err| / mean |x| = {:.4}% {}",
+            k.name(),
+            samples[i].median(),
+            samples[i].min(),
+            flops / samples[i].median() / 1e9,
+            100.0 * rel,
+            samples[i].note()
+        );
+    }
+    let same = last[0]
+        .as_ref()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        == last[1]
+            .as_ref()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+    println!(
+        "encode/kernels: {} / {} per pair: median {:.3}, range {:.3}-{:.3}; raw states identical: {same}",
+        here[1].name(),
+        here[0].name(),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+    );
+    set_kernel(Kernel::best().unwrap());
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn encode_kernels(_: &mut Criterion) {}
 
 /// Several chunks per encoder forward (`C3Encoder::encode_batch_ids`, what
 /// `c3 ingest --batch N` uses): `C3_BENCH_BATCH` chunks
@@ -637,6 +738,7 @@ criterion_group!(
     encode,
     encode_batch,
     encode_i16,
+    encode_kernels,
     encode_q8_0,
     decode_q8_0,
     decode_q4k,

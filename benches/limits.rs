@@ -34,6 +34,7 @@ fn main() {
             );
         }
     }
+    i16_products(quick);
     let bytes = if quick { 64 << 20 } else { 1 << 30 };
     println!(
         "memory read bandwidth ({} MiB buffer): {:.1} GB/s",
@@ -41,3 +42,61 @@ fn main() {
         read_bandwidth_gbs(bytes, reps)
     );
 }
+
+/// The i16 product (`src/model/i16_gemm.rs`) with each kernel this CPU
+/// runs, on the encoder's product shapes (one chunk's 1066 rows), kernels
+/// in turns per repetition; the rate counts 2·m·n·k integer operations.
+#[cfg(target_arch = "x86_64")]
+fn i16_products(quick: bool) {
+    use c3::model::i16_gemm::{Kernel, PackedWeight};
+    let here: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| k.runs_here()).collect();
+    for k in Kernel::ALL.iter().filter(|k| !k.runs_here()) {
+        println!(
+            "i16 product {}: SKIPPED, this CPU lacks {}",
+            k.name(),
+            k.features()
+        );
+    }
+    let shapes: &[(&str, usize, usize, usize)] = if quick {
+        &[("smoke 70x100x300", 70, 100, 300)]
+    } else {
+        &[
+            ("encoder q/o  1066x1536x1536", 1066, 1536, 1536),
+            ("encoder gate_up 1066x17920x1536", 1066, 17920, 1536),
+            ("encoder down 1066x1536x8960", 1066, 1536, 8960),
+        ]
+    };
+    let reps = if quick { 1 } else { 5 };
+    let mut seed = 1u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    };
+    for &(what, m, n, k) in shapes {
+        let w: Vec<f32> = (0..n * k).map(|_| next() * 0.1).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
+        let packed = PackedWeight::pack(&w, n, k);
+        let mut secs = vec![Vec::new(); here.len()];
+        for _ in 0..reps {
+            for (i, &kn) in here.iter().enumerate() {
+                let t = std::time::Instant::now();
+                std::hint::black_box(packed.matmul_with(kn, &x, m));
+                secs[i].push(t.elapsed().as_secs_f64());
+            }
+        }
+        for (i, kn) in here.iter().enumerate() {
+            let med = median(secs[i].clone());
+            println!(
+                "i16 product {} {what}: {:.1} GOP/s median of {reps} ({:.1} ms)",
+                kn.name(),
+                2.0 * (m * n * k) as f64 / med / 1e9,
+                med * 1e3
+            );
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn i16_products(_: bool) {}

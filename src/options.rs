@@ -22,7 +22,9 @@ pub struct GlobalOptions {
     /// How the encoder multiplies its matrices: `i16` = 14-bit integer
     /// products on a CPU with AVX2 (faster; latents within a bf16 rounding
     /// of f32's, README, Performance), `dense` = in --dtype, `auto` = i16
-    /// where it runs (CPU with AVX2, --dtype f32), else dense.
+    /// where it runs (CPU with AVX2, --dtype f32), else dense. The i16
+    /// kernel is the fastest the CPU has (AVX-512 VNNI, else AVX2);
+    /// `i16-avx2` / `i16-avx512vnni` insist on one.
     #[arg(long, global = true, env = "C3_ENCODER_PRECISION", value_enum,
           default_value_t = EncoderPrecision::Auto)]
     pub encoder_precision: EncoderPrecision,
@@ -55,6 +57,12 @@ pub enum EncoderPrecision {
     Auto,
     Dense,
     I16,
+    /// i16 with the AVX2 kernel even where a faster one runs.
+    #[value(name = "i16-avx2")]
+    I16Avx2,
+    /// i16 with the AVX-512 VNNI kernel (an error without it).
+    #[value(name = "i16-avx512vnni")]
+    I16Avx512vnni,
 }
 
 impl EncoderPrecision {
@@ -82,8 +90,39 @@ impl EncoderPrecision {
                     .into(),
             )),
             EncoderPrecision::I16 => Ok(Some(Quant::I16)),
+            EncoderPrecision::I16Avx2 | EncoderPrecision::I16Avx512vnni if !device.is_cpu() => {
+                Self::I16.quant(dtype, device)
+            }
+            EncoderPrecision::I16Avx2 | EncoderPrecision::I16Avx512vnni => force_i16_kernel(self),
         }
     }
+}
+
+/// An explicit i16 kernel, selected for the whole process (the products
+/// read it at run time), or an error naming what this CPU lacks.
+#[cfg(target_arch = "x86_64")]
+fn force_i16_kernel(p: EncoderPrecision) -> crate::Result<Option<crate::model::Quant>> {
+    use crate::model::i16_gemm::{set_kernel, Kernel};
+    let k = match p {
+        EncoderPrecision::I16Avx512vnni => Kernel::Avx512Vnni,
+        _ => Kernel::Avx2,
+    };
+    if !k.runs_here() {
+        return Err(crate::Error::Input(format!(
+            "--encoder-precision {}: this CPU lacks {}",
+            k.name(),
+            k.features()
+        )));
+    }
+    set_kernel(k);
+    Ok(Some(crate::model::Quant::I16))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn force_i16_kernel(p: EncoderPrecision) -> crate::Result<Option<crate::model::Quant>> {
+    Err(crate::Error::Input(format!(
+        "--encoder-precision {p:?}: the i16 kernels need an x86-64 CPU"
+    )))
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]

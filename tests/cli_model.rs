@@ -278,4 +278,31 @@ fn precision_choice_is_checked() {
         ]);
         assert_eq!(stdout_ids(&out).len(), 3);
     }
+    // A named kernel runs where the CPU has its features and is refused,
+    // naming them, where it does not.
+    #[cfg(target_arch = "x86_64")]
+    for k in c3::model::i16_gemm::Kernel::ALL {
+        let args = [
+            "--model",
+            &model,
+            "--encoder-precision",
+            k.name(),
+            "repeat",
+            "--ids",
+            "--max-new-tokens",
+            "3",
+            "--text",
+            &text,
+        ];
+        if k.runs_here() {
+            assert_eq!(stdout_ids(&c3(&args)).len(), 3, "{}", k.name());
+        } else {
+            eprintln!(
+                "{}: this CPU lacks {}: checking the refusal",
+                k.name(),
+                k.features()
+            );
+            expect_error(&args, &[k.name(), k.features()]);
+        }
+    }
 }

@@ -85,6 +85,9 @@ fn books_and_source_tree_with_golden_model() {
             "dense"
         };
         assert_eq!(r["encoder_precision"], want, "{r}");
+        // And which kernel ran them: the best this CPU has.
+        let kernel = c3::model::quant::i16_kernel_name().unwrap_or("dense");
+        assert_eq!(r["encoder_kernel"], kernel, "{r}");
     }
     assert_eq!(r["failed"].as_array().unwrap().len(), 0, "{r}");
     let chunks = r["chunks"].as_u64().unwrap();

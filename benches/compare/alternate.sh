@@ -3,6 +3,8 @@
 #
 #   benches/compare/alternate.sh [RUNS] [extra env for c3, e.g. C3_BLAS=off]
 #   C3_ENCODER=i16 benches/compare/alternate.sh [RUNS]   # c3's i16 encoder (encode/i16)
+#   C3_TORCH_DTYPE=f32|bf16 ...   # PyTorch's dtype; default: its best CPU path here,
+#                                 # bf16 where the CPU has avx512_bf16, else f32
 #
 # Both build their random release-geometry encoder first (~30 s each, ~13 GB
 # together); then c3 encodes, then PyTorch, then c3 ... RUNS times each, so
@@ -21,6 +23,16 @@ case $encoder in
   f32 | i16) ;;
   *) echo "alternate.sh: C3_ENCODER must be f32 or i16, not '$encoder'" >&2; exit 2 ;;
 esac
+torch_dtype=${C3_TORCH_DTYPE:-auto}
+if [ "$torch_dtype" = auto ]; then
+  if grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then torch_dtype=bf16; else torch_dtype=f32; fi
+fi
+case $torch_dtype in
+  f32 | bf16) ;;
+  *) echo "alternate.sh: C3_TORCH_DTYPE must be auto, f32 or bf16, not '$torch_dtype'" >&2; exit 2 ;;
+esac
+python=${C3_PYTHON:-python3}
+echo "c3 encoder: $encoder; PyTorch encoder: $torch_dtype"
 dir=$(mktemp -d)
 turns=$dir/turns
 echo none >"$turns"
@@ -29,7 +41,7 @@ bench=$(cargo bench --bench c3 --no-run 2>&1 | sed -n 's/.*Executable benches\/c
 env C3_TURNS="$turns" C3_BENCH_RUNS="$runs" C3_GEMM_PEAK=NaN C3_READ_GBS=NaN "$@" \
   "$bench" --bench "encode/$encoder" >"$dir/c3.log" 2>&1 &
 c3_pid=$!
-C3_TURNS="$turns" python3 benches/compare/pytorch_qwen2.py encoder --dtype f32 --runs "$runs" \
+C3_TURNS="$turns" "$python" benches/compare/pytorch_qwen2.py encoder --dtype "$torch_dtype" --runs "$runs" \
   >"$dir/torch.log" 2>&1 &
 torch_pid=$!
 while [ ! -e "$turns.c3.ready" ] || [ ! -e "$turns.torch.ready" ]; do
@@ -39,16 +51,16 @@ while [ ! -e "$turns.c3.ready" ] || [ ! -e "$turns.torch.ready" ]; do
 done
 echo c3 >"$turns"
 wait "$c3_pid" "$torch_pid"
-grep -E "^dense|^encode i16 raw" "$dir/c3.log" || true
-python3 - "$dir/c3.log" "$dir/torch.log" "$encoder" <<'PY'
+grep -E "^dense|^i16 kernel|^encode i16 raw" "$dir/c3.log" || true
+python3 - "$dir/c3.log" "$dir/torch.log" "$encoder" "$torch_dtype" <<'PY'
 import re, statistics, sys
 c3 = [float(x) for x in re.findall(r"^encode run \d+: ([0-9.]+) s", open(sys.argv[1]).read(), re.M)]
 pt = [float(x) for x in re.findall(r"^encoder run \d+: ([0-9.]+) s", open(sys.argv[2]).read(), re.M)]
 ratios = []
 for i, (a, b) in enumerate(zip(c3, pt)):
     ratios.append(a / b)
-    print(f"run {i}: c3 ({sys.argv[3]}) {a:.2f} s, pytorch f32 {b:.2f} s, c3/pytorch {a / b:.3f}")
-print(f"c3 median {statistics.median(c3):.2f} s (min {min(c3):.2f}), pytorch f32 median "
+    print(f"run {i}: c3 ({sys.argv[3]}) {a:.2f} s, pytorch {sys.argv[4]} {b:.2f} s, c3/pytorch {a / b:.3f}")
+print(f"c3 median {statistics.median(c3):.2f} s (min {min(c3):.2f}), pytorch {sys.argv[4]} median "
       f"{statistics.median(pt):.2f} s (min {min(pt):.2f}); c3/pytorch per pair: median "
       f"{statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")
 PY

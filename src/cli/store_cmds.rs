@@ -211,6 +211,11 @@ pub fn ingest_with<S: ChunkSizer>(
             json!(model.quant().map_or("dense".to_string(), |q| q.to_string()));
         v["family"] = json!(model.family());
         v["chunk_tokens"] = json!(chunk_tokens);
+        // Which microkernel the i16 products ran (picked by CPU features).
+        v["encoder_kernel"] = json!(match model.quant() {
+            Some(c3::model::Quant::I16) => c3::model::quant::i16_kernel_name().unwrap_or("dense"),
+            _ => "dense",
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         if let Some(s) = &report.shard {

@@ -18,9 +18,17 @@
 //! i32 overflow: |a·w| ≤ 8191² < 2²⁶, so one `vpmaddwd` lane (two products)
 //! stays under 2²⁷ and [`FLUSH_PAIRS`] = 16 of them under 2³¹. The kernel
 //! moves its i32 sums into f32 every 16 pairs.
+//!
+//! Kernels are chosen at run time ([`Kernel`]): where the CPU has AVX-512
+//! VNNI, the same operands go through `vpdpwssd` in 12 × 32 tiles
+//! ([`vnni`]); elsewhere the AVX2 6 × 16 kernel below. Both give the same
+//! bits (same i32 sums, same flush points, same f32 additions).
 
 use super::cpu_f32::OutPtr;
 use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+mod vnni;
 
 /// The quantization range: 14-bit symmetric.
 pub const LEVELS: f32 = 8191.0;
@@ -47,6 +55,128 @@ const MC_BLOCKS: usize = 180;
 /// Whether this CPU runs the kernel (AVX2). Without it the encoder stays f32.
 pub fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// The microkernel of the product (all read the same packed operands).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// `vpmaddwd` + `vpaddd`, 6 × 16 tiles (AVX2).
+    Avx2,
+    /// `vpdpwssd`, 12 × 32 tiles (AVX-512 F + BW + VNNI).
+    Avx512Vnni,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 2] = [Kernel::Avx2, Kernel::Avx512Vnni];
+
+    /// The name reported (`c3 ingest --json`'s `encoder_kernel`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx2 => "i16-avx2",
+            Kernel::Avx512Vnni => "i16-avx512vnni",
+        }
+    }
+
+    /// The CPU features it needs, as `is_x86_feature_detected!` names them.
+    pub fn features(self) -> &'static str {
+        match self {
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512Vnni => "avx512f+avx512bw+avx512vnni",
+        }
+    }
+
+    /// Whether this CPU runs it (the AVX2 parts around the kernel included).
+    pub fn runs_here(self) -> bool {
+        available()
+            && match self {
+                Kernel::Avx2 => true,
+                Kernel::Avx512Vnni => vnni::available(),
+            }
+    }
+
+    /// The fastest kernel this CPU runs (`None` without AVX2).
+    pub fn best() -> Option<Kernel> {
+        [Kernel::Avx512Vnni, Kernel::Avx2]
+            .into_iter()
+            .find(|k| k.runs_here())
+    }
+
+    fn from_code(c: u8) -> Option<Kernel> {
+        Kernel::ALL.get(c.checked_sub(1)? as usize).copied()
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+}
+
+impl std::str::FromStr for Kernel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.to_ascii_lowercase();
+        Kernel::ALL
+            .into_iter()
+            .find(|k| s == k.name() || s == k.name().trim_start_matches("i16-"))
+            .ok_or_else(|| format!("unknown i16 kernel `{s}` (avx2 or avx512vnni)"))
+    }
+}
+
+/// The kernel [`PackedWeight::matmul`] uses, 0 while not yet chosen.
+static SELECTED: AtomicU8 = AtomicU8::new(0);
+
+/// The kernel in use: [`Kernel::best`], unless `C3_I16_KERNEL` (`avx2`,
+/// `avx512vnni`) or [`set_kernel`] asked for another this CPU runs (a
+/// benchmark's comparison). `None` without AVX2.
+pub fn kernel() -> Option<Kernel> {
+    if let Some(k) = Kernel::from_code(SELECTED.load(Ordering::Relaxed)) {
+        return Some(k);
+    }
+    let best = Kernel::best()?;
+    let k = match std::env::var("C3_I16_KERNEL") {
+        Err(_) => best,
+        Ok(v) => match v.parse::<Kernel>() {
+            Ok(k) if k.runs_here() => k,
+            Ok(k) => {
+                eprintln!(
+                    "c3: C3_I16_KERNEL={v}: this CPU lacks {}; using {}",
+                    k.features(),
+                    best.name()
+                );
+                best
+            }
+            Err(e) => {
+                eprintln!("c3: C3_I16_KERNEL: {e}; using {}", best.name());
+                best
+            }
+        },
+    };
+    SELECTED.store(k.code(), Ordering::Relaxed);
+    Some(k)
+}
+
+/// Whether the decoder's many-row products (a prompt's prefill) go through
+/// the i16 product (`C3_PREFILL_I16=1`; where the CPU runs it) instead of
+/// the f32 GEMM on the dequantized matrix. Each call packs the dequantized
+/// matrix to 14 bits per row for the moment; that rounding (a 14-bit step
+/// of the row's largest value) is far under q8_0's own (an 8-bit step of
+/// each 32-block's), and the activations are rounded as in the encoder.
+pub fn prefill_i16() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("C3_PREFILL_I16").is_ok_and(|v| v == "1") && kernel().is_some()
+    })
+}
+
+/// Makes every later product use `k` (benchmarks comparing kernels in one
+/// process). Panics when this CPU cannot run it.
+pub fn set_kernel(k: Kernel) {
+    assert!(
+        k.runs_here(),
+        "{}: this CPU lacks {}",
+        k.name(),
+        k.features()
+    );
+    SELECTED.store(k.code(), Ordering::Relaxed);
 }
 
 /// A weight `[n, k]` quantized per output row and packed in panels of
@@ -203,15 +333,31 @@ impl PackedWeight {
         }
     }
 
+    /// Outputs (rows of the weight).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
     /// Bytes held (what one full pass reads).
     pub fn bytes(&self) -> usize {
         self.panels.len() * 4 + self.scales.len() * 4
     }
 
-    /// `x [m, k]` (row-major) `· wᵀ` → `[m, n]`, on rayon's threads.
-    /// Panics without AVX2 (callers check [`available`]).
+    /// `x [m, k]` (row-major) `· wᵀ` → `[m, n]`, on rayon's threads, with
+    /// [`kernel`]. Panics without AVX2 (callers check [`available`]).
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        assert!(available(), "i16 product without AVX2");
+        let k = kernel().expect("i16 product without AVX2");
+        self.matmul_with(k, x, m)
+    }
+
+    /// [`Self::matmul`] with the given kernel. Panics where it cannot run.
+    pub fn matmul_with(&self, kernel: Kernel, x: &[f32], m: usize) -> Vec<f32> {
+        assert!(
+            kernel.runs_here(),
+            "{}: this CPU lacks {}",
+            kernel.name(),
+            kernel.features()
+        );
         assert_eq!(
             x.len(),
             m * self.k,
@@ -230,9 +376,10 @@ impl PackedWeight {
             .map(|p| (p, (p + per).min(n_panels)))
             .collect();
         let run = |&(p0, p1): &(usize, usize)| {
-            // SAFETY: AVX2 was checked above; this call writes only columns
-            // of panels p0..p1 of the m×n output, which no other range has.
-            unsafe { self.panels_product(&a, p0, p1, c) }
+            // SAFETY: the kernel's features were checked above; this call
+            // writes only columns of panels p0..p1 of the m×n output, which
+            // no other range has.
+            unsafe { self.panels_product(kernel, &a, p0, p1, c) }
         };
         if ranges.len() == 1 {
             run(&ranges[0]);
@@ -273,7 +420,14 @@ impl PackedWeight {
     /// (16 KB each) stream from L2 past them; the group's f32 sums (≤ 276 KB)
     /// stay in L2 until they are scaled into the output once.
     #[target_feature(enable = "avx2")]
-    unsafe fn panels_product(&self, a: &QuantRows, p0: usize, p1: usize, c: OutPtr) {
+    unsafe fn panels_product(
+        &self,
+        kernel: Kernel,
+        a: &QuantRows,
+        p0: usize,
+        p1: usize,
+        c: OutPtr,
+    ) {
         let row_blocks = a.m.div_ceil(MR);
         let tile = MR * NR;
         let chunk = MC_BLOCKS.min(row_blocks);
@@ -289,13 +443,28 @@ impl PackedWeight {
                 let mut kb = 0;
                 while kb < self.pairs {
                     let kc = KC_PAIRS.min(self.pairs - kb);
-                    for rb in r0..r1 {
-                        let ap = a.blocks.as_ptr().add((rb * a.pairs + kb) * MR);
-                        for p in g0..g1 {
-                            let b = self.panels.as_ptr().add((p * self.pairs + kb) * NR);
-                            let at = ((p - g0) * chunk + rb - r0) * tile;
-                            kernel(ap, b, kc, sums.as_mut_ptr().add(at));
+                    match kernel {
+                        Kernel::Avx2 => {
+                            for rb in r0..r1 {
+                                let ap = a.blocks.as_ptr().add((rb * a.pairs + kb) * MR);
+                                for p in g0..g1 {
+                                    let b = self.panels.as_ptr().add((p * self.pairs + kb) * NR);
+                                    let at = ((p - g0) * chunk + rb - r0) * tile;
+                                    avx2_kernel(ap, b, kc, sums.as_mut_ptr().add(at));
+                                }
+                            }
                         }
+                        Kernel::Avx512Vnni => vnni::block(&vnni::Block {
+                            a: a.blocks.as_ptr().add((r0 * a.pairs + kb) * MR),
+                            a_stride: a.pairs * MR,
+                            rows: r1 - r0,
+                            b: self.panels.as_ptr().add((g0 * self.pairs + kb) * NR),
+                            b_stride: self.pairs * NR,
+                            panels: g1 - g0,
+                            pairs: kc,
+                            sums: sums.as_mut_ptr(),
+                            panel_stride: chunk,
+                        }),
                     }
                     kb += kc;
                 }
@@ -339,8 +508,9 @@ impl PackedWeight {
                         _mm256_storeu_ps(dst.add(8 * h), v);
                     }
                 } else {
+                    // As the vector path rounds: the two steps' product first.
                     for j in 0..cols {
-                        *dst.add(j) = tile[j] * rs * col_scale[j];
+                        *dst.add(j) = tile[j] * (rs * col_scale[j]);
                     }
                 }
             }
@@ -405,7 +575,7 @@ impl QuantRows {
 /// AVX2; `a` holds `pairs · MR` and `b` `pairs · NR` readable i32 at the
 /// strides of [`QuantRows`] and [`PackedWeight`]; `acc` holds `MR · NR` f32.
 #[target_feature(enable = "avx2")]
-unsafe fn kernel(a: *const i32, b: *const i32, pairs: usize, acc: *mut f32) {
+unsafe fn avx2_kernel(a: *const i32, b: *const i32, pairs: usize, acc: *mut f32) {
     let mut done = 0;
     while done < pairs {
         let run = FLUSH_PAIRS.min(pairs - done);
@@ -420,7 +590,7 @@ unsafe fn kernel(a: *const i32, b: *const i32, pairs: usize, acc: *mut f32) {
 /// spills inside the hot loop.
 ///
 /// # Safety
-/// As [`kernel`], with `run ≤ FLUSH_PAIRS`.
+/// As [`avx2_kernel`], with `run ≤ FLUSH_PAIRS`.
 #[target_feature(enable = "avx2")]
 #[inline(never)]
 unsafe fn kernel_run(mut a: *const i32, mut b: *const i32, run: usize, acc: *mut f32) {
@@ -456,6 +626,25 @@ mod tests {
         ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     }
 
+    /// The kernels this CPU runs, with a line for each it cannot (skipped,
+    /// not passed).
+    fn kernels_here(test: &str) -> Vec<Kernel> {
+        Kernel::ALL
+            .into_iter()
+            .filter(|k| {
+                let ok = k.runs_here();
+                if !ok {
+                    eprintln!(
+                        "{test}: SKIPPED for {}: this CPU lacks {}",
+                        k.name(),
+                        k.features()
+                    );
+                }
+                ok
+            })
+            .collect()
+    }
+
     fn product(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
         let mut y = vec![0f64; m * n];
         for i in 0..m {
@@ -475,9 +664,12 @@ mod tests {
     /// groups, and rows several passes.
     #[test]
     fn integer_grid_products_are_exact() {
-        if !available() {
-            return;
+        for kernel in kernels_here("integer_grid_products_are_exact") {
+            integer_grid_products_are_exact_with(kernel);
         }
+    }
+
+    fn integer_grid_products_are_exact_with(kernel: Kernel) {
         let mut seed = 3;
         for &(m, n, k) in &[
             (1, 1, 1),
@@ -486,6 +678,8 @@ mod tests {
             (6, 16, 64),
             (8, 149, 70),
             (1100, 20, 600),
+            (25, 100, 513),
+            (12, 32, 2),
         ] {
             let grid = |seed: &mut u64, rows: usize| -> Vec<f32> {
                 let mut v: Vec<f32> = (0..rows * k).map(|_| (lcg(seed) * 300.0).round()).collect();
@@ -495,12 +689,12 @@ mod tests {
                 v
             };
             let (x, w) = (grid(&mut seed, m), grid(&mut seed, n));
-            let got = PackedWeight::pack(&w, n, k).matmul(&x, m);
+            let got = PackedWeight::pack(&w, n, k).matmul_with(kernel, &x, m);
             let want = product(&x, &w, m, n, k);
             for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (*g as f64 - e).abs() <= e.abs() * 1e-6,
-                    "({m}, {n}, {k}) element {i}: {g} != {e}"
+                    "{kernel:?} ({m}, {n}, {k}) element {i}: {g} != {e}"
                 );
             }
         }
@@ -510,16 +704,19 @@ mod tests {
     /// flush into f32 every 16 pairs keeps it right.
     #[test]
     fn long_sums_do_not_overflow() {
-        if !available() {
-            return;
-        }
-        let (m, n, k) = (6, 16, 4096);
+        // 12 × 32: one full VNNI tile too.
+        let (m, n, k) = (12, 32, 4096);
         let x = vec![LEVELS; m * k];
-        let w = vec![LEVELS; n * k];
-        let got = PackedWeight::pack(&w, n, k).matmul(&x, m);
-        let want = k as f64 * (LEVELS as f64).powi(2);
-        for g in got {
-            assert!((g as f64 - want).abs() <= want * 1e-6, "{g} != {want}");
+        let w = vec![-LEVELS; n * k];
+        let packed = PackedWeight::pack(&w, n, k);
+        let want = -(k as f64) * (LEVELS as f64).powi(2);
+        for kernel in kernels_here("long_sums_do_not_overflow") {
+            for g in packed.matmul_with(kernel, &x, m) {
+                assert!(
+                    (g as f64 - want).abs() <= want.abs() * 1e-6,
+                    "{kernel:?}: {g} != {want}"
+                );
+            }
         }
     }
 
@@ -527,14 +724,17 @@ mod tests {
     /// step of each operand, per term) and far under a bf16 rounding.
     #[test]
     fn random_products_stay_within_the_rounding_bound() {
-        if !available() {
-            return;
+        for kernel in kernels_here("random_products_stay_within_the_rounding_bound") {
+            random_products_stay_within_the_rounding_bound_with(kernel);
         }
+    }
+
+    fn random_products_stay_within_the_rounding_bound_with(kernel: Kernel) {
         let mut seed = 11;
         let (m, n, k) = (37, 50, 1000);
         let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 4.0).collect();
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed) * 0.1).collect();
-        let got = PackedWeight::pack(&w, n, k).matmul(&x, m);
+        let got = PackedWeight::pack(&w, n, k).matmul_with(kernel, &x, m);
         let want = product(&x, &w, m, n, k);
         let max_row = |v: &[f32], r: usize| {
             v[r * k..(r + 1) * k]
@@ -574,9 +774,12 @@ mod tests {
     /// outlier would coarsen the step for every other value ~100-fold.
     #[test]
     fn outlier_values_do_not_coarsen_their_rows() {
-        if !available() {
-            return;
+        for kernel in kernels_here("outlier_values_do_not_coarsen_their_rows") {
+            outlier_values_do_not_coarsen_their_rows_with(kernel);
         }
+    }
+
+    fn outlier_values_do_not_coarsen_their_rows_with(kernel: Kernel) {
         let mut seed = 5;
         let (m, n, k) = (9, 40, 1500);
         let mut x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
@@ -585,7 +788,7 @@ mod tests {
             x[i * k + (i * 91 + 5) % k] = 300.0;
         }
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
-        let got = PackedWeight::pack(&w, n, k).matmul(&x, m);
+        let got = PackedWeight::pack(&w, n, k).matmul_with(kernel, &x, m);
         let want = product(&x, &w, m, n, k);
         let (mut err2, mut ref2) = (0f64, 0f64);
         for i in 0..m {
@@ -605,6 +808,7 @@ mod tests {
     #[test]
     fn rounding_saturates_and_ties_to_even() {
         if !available() {
+            eprintln!("rounding_saturates_and_ties_to_even: SKIPPED: this CPU lacks avx2");
             return;
         }
         let x = [1e12f32, -1e12, 3e9, -3e9, 8191.4, 2.5, -3.5, 0.49];
@@ -621,17 +825,234 @@ mod tests {
     /// the other rows alone; an all-zero row gives zeros.
     #[test]
     fn nan_rows_stay_nan_and_zero_rows_zero() {
-        if !available() {
-            return;
-        }
         let (m, n, k) = (3, 5, 8);
         let mut x = vec![1f32; m * k];
         x[k + 2] = f32::NAN;
         x[2 * k..].fill(0.0);
         let w = vec![0.5f32; n * k];
-        let y = PackedWeight::pack(&w, n, k).matmul(&x, m);
-        assert!(y[..n].iter().all(|v| (v - 4.0).abs() < 1e-3), "{y:?}");
-        assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{y:?}");
-        assert!(y[2 * n..].iter().all(|v| *v == 0.0), "{y:?}");
+        for kernel in kernels_here("nan_rows_stay_nan_and_zero_rows_zero") {
+            let y = PackedWeight::pack(&w, n, k).matmul_with(kernel, &x, m);
+            assert!(y[..n].iter().all(|v| (v - 4.0).abs() < 1e-3), "{y:?}");
+            assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{y:?}");
+            assert!(y[2 * n..].iter().all(|v| *v == 0.0), "{y:?}");
+        }
+    }
+
+    /// What `vpdpwssd` does to one lane, and `vpmaddwd` then `vpaddd`
+    /// alike: the two i16 × i16 products exact, added to the i32 sum
+    /// modulo 2³² (no saturation).
+    fn dpwssd_lane(acc: i32, a: i32, b: i32) -> i32 {
+        let lo = (a as i16 as i64) * (b as i16 as i64);
+        let hi = ((a >> 16) as i16 as i64) * ((b >> 16) as i16 as i64);
+        (acc as i64 + lo + hi) as i32
+    }
+
+    /// The kernels' arithmetic on one `MR × NR` tile of row block `a` and
+    /// panel `b` (as packed) over `pairs`: i32 lanes as [`dpwssd_lane`],
+    /// moved to f32 (round to nearest even) and added to `acc` every
+    /// [`FLUSH_PAIRS`] pairs.
+    fn tile_reference(a: &[i32], b: &[i32], pairs: usize, acc: &mut [f32]) {
+        for r in 0..MR {
+            for c in 0..NR {
+                for run in (0..pairs).step_by(FLUSH_PAIRS) {
+                    let mut s = 0i32;
+                    for t in run..(run + FLUSH_PAIRS).min(pairs) {
+                        s = dpwssd_lane(s, a[t * MR + r], b[t * NR + c]);
+                    }
+                    acc[r * NR + c] += s as f32;
+                }
+            }
+        }
+    }
+
+    /// Random packed operands: i16 values in ±`limit` (up to the full
+    /// range, -32768 included).
+    fn random_pairs(seed: &mut u64, len: usize, limit: i32) -> Vec<i32> {
+        (0..len)
+            .map(|_| {
+                let mut v = || {
+                    let r = ((lcg(seed) + 0.5) * (2 * limit + 1) as f32) as i32 - limit;
+                    r.clamp(-limit, limit).clamp(-32768, 32767) as i16
+                };
+                pair(v(), v())
+            })
+            .collect()
+    }
+
+    /// The instructions against [`dpwssd_lane`] on the edges: sums that
+    /// wrap past i32 both ways, and -32768 · -32768 twice (2³¹, which
+    /// `vpmaddwd` wraps to i32::MIN).
+    #[test]
+    fn instructions_match_the_scalar_lane() {
+        let m = -32768i16;
+        let cases = [
+            (i32::MAX, pair(1, 1), pair(1, 1)),
+            (i32::MIN, pair(-1, 0), pair(1, 0)),
+            (0, pair(m, m), pair(m, m)),
+            (5, pair(m, 32767), pair(m, -32768)),
+            (-7, pair(8191, -8191), pair(8191, 8191)),
+        ];
+        let kernels = kernels_here("instructions_match_the_scalar_lane");
+        for (acc, a, b) in cases {
+            let want = dpwssd_lane(acc, a, b);
+            let mut got = [0i32; 16];
+            if kernels.contains(&Kernel::Avx2) {
+                // SAFETY: AVX2 checked.
+                unsafe {
+                    let v = _mm256_add_epi32(
+                        _mm256_set1_epi32(acc),
+                        _mm256_madd_epi16(_mm256_set1_epi32(a), _mm256_set1_epi32(b)),
+                    );
+                    _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, v);
+                }
+                assert_eq!(
+                    got[..8],
+                    [want; 8],
+                    "vpmaddwd + vpaddd ({acc}, {a:#x}, {b:#x})"
+                );
+            }
+            if kernels.contains(&Kernel::Avx512Vnni) {
+                // SAFETY: AVX-512 VNNI checked.
+                unsafe { dpwssd_once(acc, a, b, &mut got) };
+                assert_eq!(got, [want; 16], "vpdpwssd ({acc}, {a:#x}, {b:#x})");
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dpwssd_once(acc: i32, a: i32, b: i32, out: &mut [i32; 16]) {
+        let v = _mm512_dpwssd_epi32(
+            _mm512_set1_epi32(acc),
+            _mm512_set1_epi32(a),
+            _mm512_set1_epi32(b),
+        );
+        _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, v);
+    }
+
+    /// Every kernel tile shape against [`tile_reference`], bit for bit, on
+    /// run lengths that end mid-flush and on full-range values whose i32
+    /// sums wrap (the reference wraps as the instructions do), onto f32
+    /// tiles that already hold sums.
+    #[test]
+    fn kernels_match_the_scalar_reference_bit_for_bit() {
+        let kernels = kernels_here("kernels_match_the_scalar_reference_bit_for_bit");
+        let mut seed = 17;
+        for &pairs in &[1, 5, 16, 17, 40, 256] {
+            for &limit in &[8191, 32768] {
+                // Two row blocks, two panels, start values in the tiles.
+                let a: Vec<Vec<i32>> = (0..2)
+                    .map(|_| random_pairs(&mut seed, pairs * MR, limit))
+                    .collect();
+                let b: Vec<Vec<i32>> = (0..2)
+                    .map(|_| random_pairs(&mut seed, pairs * NR, limit))
+                    .collect();
+                let start: Vec<f32> = (0..4 * MR * NR).map(|_| lcg(&mut seed) * 1e6).collect();
+                let mut want = start.clone();
+                for (i, a) in a.iter().enumerate() {
+                    for (j, b) in b.iter().enumerate() {
+                        let t = (i * 2 + j) * MR * NR;
+                        tile_reference(a, b, pairs, &mut want[t..t + MR * NR]);
+                    }
+                }
+                let tile = |v: &mut Vec<f32>, i: usize, j: usize| -> *mut f32 {
+                    // SAFETY: within the 4 tiles.
+                    unsafe { v.as_mut_ptr().add((i * 2 + j) * MR * NR) }
+                };
+                let what = format!("pairs {pairs}, values ±{limit}");
+                if kernels.contains(&Kernel::Avx2) {
+                    let mut got = start.clone();
+                    for (i, a) in a.iter().enumerate() {
+                        for (j, b) in b.iter().enumerate() {
+                            // SAFETY: AVX2 checked; sizes as the kernel needs.
+                            unsafe {
+                                avx2_kernel(a.as_ptr(), b.as_ptr(), pairs, tile(&mut got, i, j))
+                            };
+                        }
+                    }
+                    assert_eq!(bits(&got), bits(&want), "AVX2, {what}");
+                }
+                if kernels.contains(&Kernel::Avx512Vnni) {
+                    let (a0, a1) = (a[0].as_ptr(), a[1].as_ptr());
+                    let (b0, b1) = (b[0].as_ptr(), b[1].as_ptr());
+                    // The full tile, then the edge tiles covering the same
+                    // four (as `vnni::block` uses them at odd edges).
+                    for shape in ["2x2", "1x2", "2x1", "1x1"] {
+                        let mut got = start.clone();
+                        let t = |got: &mut Vec<f32>, i, j| tile(got, i, j);
+                        // SAFETY: AVX-512 VNNI checked; sizes as the kernels need.
+                        unsafe {
+                            match shape {
+                                "2x2" => {
+                                    let acc = [
+                                        [t(&mut got, 0, 0), t(&mut got, 0, 1)],
+                                        [t(&mut got, 1, 0), t(&mut got, 1, 1)],
+                                    ];
+                                    vnni::kernel::<2, 2>([a0, a1], [b0, b1], pairs, acc);
+                                }
+                                "1x2" => {
+                                    for (i, ap) in [a0, a1].into_iter().enumerate() {
+                                        let acc = [[t(&mut got, i, 0), t(&mut got, i, 1)]];
+                                        vnni::kernel::<1, 2>([ap], [b0, b1], pairs, acc);
+                                    }
+                                }
+                                "2x1" => {
+                                    for (j, bp) in [b0, b1].into_iter().enumerate() {
+                                        let acc = [[t(&mut got, 0, j)], [t(&mut got, 1, j)]];
+                                        vnni::kernel::<2, 1>([a0, a1], [bp], pairs, acc);
+                                    }
+                                }
+                                _ => {
+                                    for (i, ap) in [a0, a1].into_iter().enumerate() {
+                                        for (j, bp) in [b0, b1].into_iter().enumerate() {
+                                            let acc = [[t(&mut got, i, j)]];
+                                            vnni::kernel::<1, 1>([ap], [bp], pairs, acc);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        assert_eq!(bits(&got), bits(&want), "VNNI {shape}, {what}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whole products give the same bits with every kernel: odd sizes,
+    /// several k blocks, panel groups with odd ends, two row passes, and
+    /// clipped outliers.
+    #[test]
+    fn kernels_agree_bit_for_bit() {
+        let kernels = kernels_here("kernels_agree_bit_for_bit");
+        if kernels.len() < 2 {
+            eprintln!(
+                "kernels_agree_bit_for_bit: SKIPPED: one kernel runs here, nothing to compare"
+            );
+            return;
+        }
+        let mut seed = 23;
+        for &(m, n, k) in &[(13, 40, 301), (1100, 100, 600), (37, 5, 1000), (12, 64, 32)] {
+            let mut x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+            for i in (0..m).step_by(3) {
+                x[i * k + (i * 31) % k] = 500.0;
+            }
+            let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+            let packed = PackedWeight::pack(&w, n, k);
+            let outs: Vec<Vec<u32>> = kernels
+                .iter()
+                .map(|&kn| bits(&packed.matmul_with(kn, &x, m)))
+                .collect();
+            for (kn, out) in kernels.iter().zip(&outs) {
+                assert!(
+                    out == &outs[0],
+                    "({m}, {n}, {k}): {kn:?} differs from {:?}",
+                    kernels[0]
+                );
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 }

@@ -126,6 +126,20 @@ impl Linear {
             // dequantized for the moment, then the f32 GEMM. Same weights,
             // unquantized activations, and several times the speed of the
             // quantized product at these sizes (README, Performance).
+            // The same with the i16 product instead of the f32 GEMM, where
+            // asked (`C3_PREFILL_I16=1`, see `i16_gemm::prefill_i16`): the
+            // dequantized matrix is packed to 14 bits for the moment.
+            #[cfg(target_arch = "x86_64")]
+            Weight::Quantized(QMatMul::QTensor(q))
+                if rows >= DEQUANT_ROWS
+                    && x2.device().is_cpu()
+                    && super::i16_gemm::prefill_i16() =>
+            {
+                let w = q.dequantize(x2.device())?.flatten_all()?.to_vec1::<f32>()?;
+                let p = super::i16_gemm::PackedWeight::pack(&w, self.out_dim, inner);
+                drop(w);
+                i16_product(&p, &x2, rows)?
+            }
             Weight::Quantized(QMatMul::QTensor(q))
                 if rows >= DEQUANT_ROWS && x2.device().is_cpu() =>
             {
@@ -139,19 +153,7 @@ impl Linear {
                     .to_dtype(dtype)?
             }
             #[cfg(target_arch = "x86_64")]
-            Weight::I16(p) => {
-                let dtype = x2.dtype();
-                let xf = x2.to_dtype(DType::F32)?.contiguous()?;
-                let y =
-                    super::cpu_f32::with_slice(&xf, |x| p.matmul(x, rows)).ok_or_else(|| {
-                        candle_core::Error::Msg(format!(
-                            "i16 product: f32 CPU activations expected, got {:?} on {:?}",
-                            xf.dtype(),
-                            xf.device()
-                        ))
-                    })?;
-                Tensor::from_vec(y, (rows, self.out_dim), x2.device())?.to_dtype(dtype)?
-            }
+            Weight::I16(p) => i16_product(p, &x2, rows)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
@@ -162,6 +164,21 @@ impl Linear {
         out_dims[last] = self.out_dim;
         y.reshape(out_dims)
     }
+}
+
+/// `x2 [rows, in] · wᵀ` with the i16 product, in `x2`'s dtype.
+#[cfg(target_arch = "x86_64")]
+fn i16_product(p: &super::i16_gemm::PackedWeight, x2: &Tensor, rows: usize) -> Result<Tensor> {
+    let dtype = x2.dtype();
+    let xf = x2.to_dtype(DType::F32)?.contiguous()?;
+    let y = super::cpu_f32::with_slice(&xf, |x| p.matmul(x, rows)).ok_or_else(|| {
+        candle_core::Error::Msg(format!(
+            "i16 product: f32 CPU activations expected, got {:?} on {:?}",
+            xf.dtype(),
+            xf.device()
+        ))
+    })?;
+    Tensor::from_vec(y, (rows, p.n()), x2.device())?.to_dtype(dtype)
 }
 
 /// `x · wᵀ` for a dense weight: through OpenBLAS when the machine has it

@@ -45,6 +45,20 @@ pub fn i16_supported() -> bool {
     }
 }
 
+/// The name of the kernel `Quant::I16` products run with here (e.g.
+/// `i16-avx512vnni`, `i16-avx2`; chosen by CPU features at run time), or
+/// `None` where they cannot run.
+pub fn i16_kernel_name() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::i16_gemm::kernel().map(|k| k.name())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
 impl fmt::Display for Quant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
