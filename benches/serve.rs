@@ -83,7 +83,7 @@ fn library_ttft(store: &Store, dec: &C3Decoder) -> Duration {
     };
     let t = Instant::now();
     let mut first = None;
-    let reader = Reader::C3(dec);
+    let reader = Reader::Latent(dec);
     query::prepare(store, reader, &req)
         .unwrap()
         .run(reader, &req.gen, |_| {
