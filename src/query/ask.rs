@@ -377,6 +377,20 @@ impl Prepared {
         self,
         reader: Reader,
         opts: &GenOptions,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<AskResult> {
+        self.run_until(reader, opts, || true, on_text)
+    }
+
+    /// [`Prepared::run`] that also stops as soon as `keep_going` says so,
+    /// asked before every generated token of a cascade's decoder (a token
+    /// may add no printable text yet) and before every piece of a plain
+    /// answer model's.
+    pub fn run_until(
+        self,
+        reader: Reader,
+        opts: &GenOptions,
+        mut keep_going: impl FnMut() -> bool,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<AskResult> {
         let mut timings = self.timings;
@@ -393,6 +407,7 @@ impl Prepared {
                     first.get_or_insert_with(|| ms(gen_start));
                     ttft.get_or_insert_with(|| ms(started));
                     count += 1;
+                    keep_going()
                 },
                 &mut on_text,
                 |cb| d.generate(&self.prompt, &self.latents, opts, cb),
@@ -401,7 +416,7 @@ impl Prepared {
                 let gen = m.generate(&self.prompt.ids, opts, |piece| {
                     first.get_or_insert_with(|| ms(gen_start));
                     ttft.get_or_insert_with(|| ms(started));
-                    on_text(piece)
+                    keep_going() && on_text(piece)
                 })?;
                 count = gen.ids.len();
                 gen

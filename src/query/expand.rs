@@ -33,7 +33,7 @@ pub fn expand_chunk(
     stream_generation(
         dec.tokenizer(),
         Some(crate::tokenize::special::ENDOFTEXT),
-        |_| {},
+        |_| true,
         &mut on_text,
         |cb| dec.repeat(&raw, opts, cb),
     )

@@ -90,19 +90,22 @@ fn stable_len(t: &str) -> usize {
 /// Runs a generation and streams its clean text: ids become UTF-8 pieces
 /// (never half a character), whitespace and a partial `<|im_end|>` are held
 /// back, and `end_signal` (C3's final `<|endoftext|>`) is not text. `on_id`
-/// sees every id first (timings); `generate` runs the decoder with the
-/// callback.
+/// sees every id first (timings, cancellation: `false` stops at once, even
+/// when the id adds no printable text yet); `generate` runs the decoder
+/// with the callback.
 pub(crate) fn stream_generation(
     tok: &dyn TokenBytes,
     end_signal: Option<u32>,
-    mut on_id: impl FnMut(u32),
+    mut on_id: impl FnMut(u32) -> bool,
     on_text: &mut dyn FnMut(&str) -> bool,
     generate: impl FnOnce(&mut dyn FnMut(u32) -> bool) -> Result<Generation>,
 ) -> Result<Generation> {
     let mut pieces = StreamDecoder::new(tok);
     let mut stream = AnswerStream::new();
     let gen = generate(&mut |id| {
-        on_id(id);
+        if !on_id(id) {
+            return false;
+        }
         if Some(id) == end_signal {
             return true;
         }
@@ -125,7 +128,7 @@ pub fn stream_text(
     stream_generation(
         reader.token_bytes(),
         reader.end_signal(),
-        |_| {},
+        |_| true,
         on_text,
         generate,
     )

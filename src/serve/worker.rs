@@ -308,13 +308,20 @@ fn ask(
         "mode": prepared.mode,
     })));
     let mut stopped = false;
-    let res = prepared.run(reader, &req.gen, |piece| {
-        if stop(shared, cancel, tx) || tx.send(Event::Token(piece.to_string())).is_err() {
-            stopped = true;
-            return false;
-        }
-        true
-    });
+    // Cancellation is checked before every generated token, not only when
+    // one completes printable text.
+    let res = prepared.run_until(
+        reader,
+        &req.gen,
+        || !stop(shared, cancel, tx),
+        |piece| {
+            if stop(shared, cancel, tx) || tx.send(Event::Token(piece.to_string())).is_err() {
+                stopped = true;
+                return false;
+            }
+            true
+        },
+    );
     match res {
         Ok(r) => {
             let t = &r.timings;
