@@ -221,8 +221,14 @@ impl Weights {
                         format!("tensor `{name}` contains NaN or Inf (element {bad})"),
                     ));
                 }
-                view.load(&self.device)
-                    .map_err(|e| ckpt_err(&self.dir, format!("tensor `{name}`: {e}")))?
+                let t = view
+                    .load(&self.device)
+                    .map_err(|e| ckpt_err(&self.dir, format!("tensor `{name}`: {e}")))?;
+                // The tensor now owns a copy: hand the mapped pages back,
+                // so loading an 18.5 GB F32 checkpoint does not keep every
+                // page of it resident beside the converted model.
+                release_mapped(view.data());
+                t
             }
             Source::Memory(m) => {
                 let t = m.get(name).ok_or_else(|| self.missing(name))?;
@@ -234,6 +240,27 @@ impl Weights {
         };
         Ok(t.to_dtype(self.dtype)?)
     }
+}
+
+/// Drops the resident pages behind `data`, part of a read-only file mapping:
+/// a later read faults them in again from the file, so this only changes
+/// memory use. Small tensors are left alone (not worth a system call).
+fn release_mapped(data: &[u8]) {
+    const MIN: usize = 1 << 20;
+    #[cfg(unix)]
+    if data.len() >= MIN {
+        let page = 4096usize;
+        let start = data.as_ptr() as usize & !(page - 1);
+        let end = data.as_ptr() as usize + data.len();
+        // SAFETY: the range lies within (or on the pages of) a read-only
+        // mapping that stays mapped; MADV_DONTNEED on such pages discards
+        // nothing that cannot be read back from the file.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (data, MIN);
 }
 
 /// Reads the safetensors header alone so a truncated or garbled file is
