@@ -40,12 +40,12 @@ fn runs() -> usize {
         .max(1)
 }
 
-fn encoder_cfg() -> c3::model::config::Qwen2Config {
-    let mut c = lclm_release_encoder_config();
+/// The smoke-mode geometry: one layer `hidden` wide, 4 heads of 32.
+fn tiny(mut c: c3::model::config::Qwen2Config, hidden: usize) -> c3::model::config::Qwen2Config {
     if quick() {
         c.num_hidden_layers = 1;
-        c.hidden_size = 64;
-        c.intermediate_size = 128;
+        c.hidden_size = hidden;
+        c.intermediate_size = 2 * hidden;
         c.num_attention_heads = 4;
         c.num_key_value_heads = 2;
         c.head_dim = Some(32);
@@ -53,17 +53,12 @@ fn encoder_cfg() -> c3::model::config::Qwen2Config {
     c
 }
 
+fn encoder_cfg() -> c3::model::config::Qwen2Config {
+    tiny(lclm_release_encoder_config(), 64)
+}
+
 fn decoder_cfg() -> c3::model::config::Qwen2Config {
-    let mut c = lclm_release_decoder_config();
-    if quick() {
-        c.num_hidden_layers = 1;
-        c.hidden_size = 128;
-        c.intermediate_size = 256;
-        c.num_attention_heads = 4;
-        c.num_key_value_heads = 2;
-        c.head_dim = Some(32);
-    }
-    c
+    tiny(lclm_release_decoder_config(), 128)
 }
 
 /// Seconds of `runs()` calls of `f`, each reported.

@@ -441,6 +441,28 @@ fn expand(
     let _ = tx.send(Event::ExpandDone(json!({"doc": doc, "chunks": rows})));
 }
 
+/// Chunks `text` with `sizer` (the model's own tokenizer) and ingests it.
+fn chunk_and_ingest<S: text_splitter::ChunkSizer>(
+    shared: &Shared,
+    engine: &Engine,
+    model: &dyn crate::encode::Compressor,
+    sizer: S,
+    name: &str,
+    text: &str,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> std::result::Result<super::ingest::Outcome, Stopped> {
+    let chunker = Chunker::new(sizer, engine.chunk_tokens)?;
+    ingest_text(
+        &shared.store,
+        model,
+        &chunker,
+        name,
+        text,
+        engine.batch,
+        progress,
+    )
+}
+
 fn ingest(shared: &Shared, engine: &Engine, id: u64, name: &str, text: &str) {
     let jobs = &shared.jobs;
     let cancel = jobs.cancel_flag(id);
@@ -469,32 +491,24 @@ fn ingest(shared: &Shared, engine: &Engine, id: u64, name: &str, text: &str) {
     };
     // The chunker is typed by its family's tokenizer.
     let res = match &engine.encoder {
-        AnyEncoder::C3(e) => Chunker::new(e.tokenizer(), engine.chunk_tokens)
-            .map_err(Stopped::from)
-            .and_then(|c| {
-                ingest_text(
-                    &shared.store,
-                    &**e,
-                    &c,
-                    name,
-                    text,
-                    engine.batch,
-                    &mut progress,
-                )
-            }),
-        AnyEncoder::Lclm(e) => Chunker::new(e.tokenizer(), engine.chunk_tokens)
-            .map_err(Stopped::from)
-            .and_then(|c| {
-                ingest_text(
-                    &shared.store,
-                    &**e,
-                    &c,
-                    name,
-                    text,
-                    engine.batch,
-                    &mut progress,
-                )
-            }),
+        AnyEncoder::C3(e) => chunk_and_ingest(
+            shared,
+            engine,
+            &**e,
+            e.tokenizer(),
+            name,
+            text,
+            &mut progress,
+        ),
+        AnyEncoder::Lclm(e) => chunk_and_ingest(
+            shared,
+            engine,
+            &**e,
+            e.tokenizer(),
+            name,
+            text,
+            &mut progress,
+        ),
     };
     match res {
         Ok(o) => {

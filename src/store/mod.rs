@@ -299,6 +299,12 @@ impl Store {
 
     /// Raw encoder states of one chunk, `[latent_len, H_enc]` in the stored dtype.
     pub fn latent(&self, doc: u64, ordinal: u32) -> Result<Tensor> {
+        let (key, v) = self.latent_value(doc, ordinal)?;
+        latent_from_value(&key, &v)
+    }
+
+    /// The stored bytes of one chunk's latent record, with its key.
+    fn latent_value(&self, doc: u64, ordinal: u32) -> Result<([u8; 12], sled::IVec)> {
         let key = keys::chunk_key(doc, ordinal);
         let v = self
             .latents
@@ -309,21 +315,12 @@ impl Store {
                     "tree `latents`: doc {doc} chunk {ordinal} is missing"
                 ))
             })?;
-        latent_from_value(&key, &v)
+        Ok((key, v))
     }
 
     /// The stored latent record of one chunk, bytes as they are (export, merge).
     pub fn latent_record(&self, doc: u64, ordinal: u32) -> Result<LatentRecord> {
-        let key = keys::chunk_key(doc, ordinal);
-        let v = self
-            .latents
-            .get(key)
-            .map_err(|e| sled_err(v1::LATENTS, e))?
-            .ok_or_else(|| {
-                Error::Store(format!(
-                    "tree `latents`: doc {doc} chunk {ordinal} is missing"
-                ))
-            })?;
+        let (key, v) = self.latent_value(doc, ordinal)?;
         codec::decode(v1::LATENTS, &key, &v)
     }
 
