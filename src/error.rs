@@ -19,6 +19,9 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error("store: {0}")]
     Store(String),
+    /// The Hugging Face hub or its cache (names the repo, revision, file).
+    #[error("hub: {0}")]
+    Hub(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -11,6 +11,7 @@ pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod family;
+pub mod hub;
 pub mod ingest;
 pub mod lclm;
 pub mod merge;

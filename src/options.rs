@@ -6,9 +6,14 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalOptions {
-    /// C3 checkpoint directory (config.json, model.safetensors, llm1/, qwen.tiktoken).
-    #[arg(long, global = true, env = "C3_MODEL", value_name = "DIR")]
+    /// Checkpoint directory (C3 or LCLM), or a Hugging Face hub repo id
+    /// `org/name[@revision]` found in the local hub cache (`c3 pull` fills it).
+    #[arg(long, global = true, env = "C3_MODEL", value_name = "DIR|ORG/NAME")]
     pub model: Option<PathBuf>,
+    /// With a hub repo id for --model / --answer-model that the cache lacks:
+    /// download it first (as `c3 pull` does). Never with HF_HUB_OFFLINE=1.
+    #[arg(long, global = true)]
+    pub download: bool,
     /// Compute dtype for the model weights.
     #[arg(long, global = true, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,

@@ -35,7 +35,16 @@ fn assert_close(got: &Tensor, ratio: usize, name: &str, kind: &str) {
     let (shape, want) = lclm_npy(ratio, name, kind);
     assert_eq!(got.dims(), &shape[..], "{ratio}x {name} {kind}");
     let d = max_abs_diff(&flat(got), &want);
-    assert!(d < 1e-4, "{ratio}x {name}: {kind} differ by {d}");
+    // 1e-4 of the largest value (at least 1e-4): the states reach ~3.7 and
+    // the f32 summation order differs between CPUs (candle's GEMM blocks by
+    // the cache sizes it finds); the long case gave 1.03e-4 on an Intel
+    // Xeon, below 1e-4 on Zen 3 and Zen 4.
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    assert!(
+        d < 1e-4 * scale,
+        "{ratio}x {name}: {kind} differ by {d} (bound {})",
+        1e-4 * scale
+    );
 }
 
 #[test]

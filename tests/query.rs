@@ -205,6 +205,7 @@ fn streamed_answer_equals_the_non_streamed_one() {
         Sampling::TopP {
             temperature: 1.5,
             top_p: 0.95,
+            top_k: None,
             seed: 3,
         },
     ] {

@@ -1153,3 +1153,150 @@ impl Server {
         self.wait_job_auth(r.json()["id"].as_u64().unwrap(), bearer)
     }
 }
+
+/// How many times `/metrics` says generations were cut short.
+fn cancelled(addr: &str) -> u64 {
+    let m = get(addr, "/metrics").text();
+    m.lines()
+        .find_map(|l| l.strip_prefix("c3_generations_cancelled_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) until the worker has nothing running or queued.
+fn wait_idle(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = get(addr, "/metrics").text();
+        if m.contains("\nc3_jobs_running 0\n") && m.contains("\nc3_queue_depth 0\n") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the worker never went idle");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn wait_busy(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !get(addr, "/metrics")
+        .text()
+        .contains("\nc3_jobs_running 1\n")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the worker"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn long_prefills_keep_streams_alive_and_slow_or_abandoned_requests_free_the_worker() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    // The whole book in 200-token chunks: all of them in the prompt (~8k
+    // positions) make a prefill of seconds even with the tiny model.
+    let book = tmp.path().join("alice.txt");
+    std::fs::write(&book, long_text()).unwrap();
+    let out = common::c3(
+        &store,
+        &[
+            "--model",
+            &model_arg(),
+            "ingest",
+            "--chunk-tokens",
+            "200",
+            book.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let srv = Server::start(&store, &["--keep-alive", "0.05", "--timeout", "1"]);
+    let a = srv.addr.clone();
+    let long = json!({"question": "Who is Alice?", "max_new_tokens": 200, "stream": true});
+
+    // Keep-alive comments between the `chunks` event (prompt ready) and the
+    // first token, i.e. during the prefill.
+    let t = Instant::now();
+    let mut st = SseStream::open(&a, "/v1/ask", &long);
+    let (mut at_chunks, mut chunks_time) = (None, t);
+    loop {
+        let e = st.next_event().expect("a token before the end");
+        if e.event == "chunks" {
+            at_chunks = Some(st.comments);
+            chunks_time = Instant::now();
+        }
+        if e.event == "token" {
+            break;
+        }
+    }
+    let prefill = chunks_time.elapsed();
+    let during = st.comments - at_chunks.expect("a chunks event");
+    let events = st.all();
+    let full = t.elapsed();
+    let (_, done) = joined_tokens(&events);
+    let generated = done["timings"]["generated_tokens"].as_u64().unwrap();
+    eprintln!(
+        "prefill {prefill:.2?}: {during} keep-alive comments at 50 ms; whole answer {full:.2?}, \
+         {generated} tokens"
+    );
+    if prefill >= Duration::from_millis(400) {
+        // At least a third of the comments the interval allows.
+        let expected = (prefill.as_secs_f64() / 0.05 / 3.0) as usize;
+        assert!(
+            during >= expected.max(1),
+            "{during} comments in {prefill:.2?}"
+        );
+    } else {
+        eprintln!("SKIPPED keep-alive check: the prefill took only {prefill:.2?}");
+    }
+    let bound = prefill + (full - prefill) / 2;
+    if full < Duration::from_millis(2500) {
+        eprintln!("SKIPPED timeout and disconnect checks: a whole answer takes only {full:.2?}");
+        return;
+    }
+
+    // The same answer not streamed takes longer than --timeout 1: 408 with
+    // the JSON body, and the generation is cut short, freeing the worker.
+    // (Measured by the worker going idle: a request sent now would itself
+    // wait out the rest of the abandoned prefill under the same timeout.)
+    let mut plain = long.clone();
+    plain["stream"] = json!(false);
+    let before = cancelled(&a);
+    let t = Instant::now();
+    let r = post_json(&a, "/v1/ask", &plain);
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.error_type(), "timeout");
+    assert!(t.elapsed() < full, "408 after {:.2?}", t.elapsed());
+    wait_idle(&a);
+    let freed = t.elapsed();
+    eprintln!(
+        "408: the worker was free {freed:.2?} after the request (a whole answer: {full:.2?})"
+    );
+    // The cut-off request still finishes its prefill (one long pass, not
+    // cancellable): the bound is that plus half its generation.
+    assert!(freed < bound, "{freed:.2?} (a whole answer: {full:.2?})");
+    assert_eq!(cancelled(&a), before + 1);
+    let short = json!({"question": "Alice?", "max_new_tokens": 2, "top_k": 1});
+    assert_eq!(post_json(&a, "/v1/ask", &short).status, 200);
+
+    // A client that leaves before a non-streamed answer: cancelled too.
+    // (Idle first: the last answer's job may still show as running.)
+    wait_idle(&a);
+    let before = cancelled(&a);
+    let t = Instant::now();
+    let conn = serve_support::send_only(&a, "POST", "/v1/ask", &plain);
+    wait_busy(&a);
+    drop(conn);
+    wait_idle(&a);
+    let freed = t.elapsed();
+    eprintln!("disconnect: the worker was free {freed:.2?} after the request");
+    assert!(freed < bound, "{freed:.2?} (a whole answer: {full:.2?})");
+    assert_eq!(cancelled(&a), before + 1);
+    assert_eq!(post_json(&a, "/v1/ask", &short).status, 200);
+    assert!(srv.terminate().success());
+}

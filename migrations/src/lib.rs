@@ -107,16 +107,35 @@ pub fn open(dir: &Path) -> Result<Opened, MigrateError> {
     open_with(dir, HISTORY)
 }
 
+/// [`open`] with sled's page cache capped at `cache_bytes` (a reader that
+/// streams through a store once, like `c3 merge`, needs little).
+pub fn open_cached(dir: &Path, cache_bytes: u64) -> Result<Opened, MigrateError> {
+    open_with_cache(dir, HISTORY, cache_bytes)
+}
+
+/// sled's page cache for a store opened by [`open`]: latents are written
+/// once and read in bulk, so a modest cache is enough and keeps memory
+/// bounded on large ingests.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
 /// Open the store in `dir` and migrate it through `history` (oldest first,
 /// consecutive versions starting at 1).
 pub fn open_with(dir: &Path, history: &[Migration]) -> Result<Opened, MigrateError> {
+    open_with_cache(dir, history, DEFAULT_CACHE_BYTES)
+}
+
+fn open_with_cache(
+    dir: &Path,
+    history: &[Migration],
+    cache_bytes: u64,
+) -> Result<Opened, MigrateError> {
     for (i, m) in history.iter().enumerate() {
         if m.to != i as u32 + 1 {
             return Err(MigrateError::BadHistory(m.to));
         }
     }
     let supported = latest(history);
-    let mut db = open_db(dir)?;
+    let mut db = open_db_cached(dir, cache_bytes)?;
     let from_version = read_version(&db, dir)?;
     if from_version > supported {
         return Err(MigrateError::Newer {
@@ -136,7 +155,7 @@ pub fn open_with(dir: &Path, history: &[Migration]) -> Result<Opened, MigrateErr
                 source,
             })?,
         );
-        db = open_db(dir)?;
+        db = open_db_cached(dir, cache_bytes)?;
     }
     for m in history.iter().filter(|m| m.to > from_version) {
         (m.apply)(&db).map_err(|source| MigrateError::Step {
@@ -168,13 +187,16 @@ fn db_err(dir: &Path, source: sled::Error) -> MigrateError {
 /// handle is dropped, so a reopen (ours after a backup, or a test's) may find
 /// the lock still held for a moment: retry briefly before giving up.
 pub fn open_db(dir: &Path) -> Result<sled::Db, MigrateError> {
+    open_db_cached(dir, DEFAULT_CACHE_BYTES)
+}
+
+/// [`open_db`] with sled's page cache capped at `cache_bytes`.
+pub fn open_db_cached(dir: &Path, cache_bytes: u64) -> Result<sled::Db, MigrateError> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let res = sled::Config::new()
             .path(dir.join(DB_DIR))
-            // Latents are written once and read in bulk: a modest cache is
-            // enough and keeps memory bounded on large ingests.
-            .cache_capacity(256 << 20)
+            .cache_capacity(cache_bytes)
             .open();
         match res {
             Err(sled::Error::Io(e))

@@ -5,6 +5,7 @@ pub mod input;
 pub mod merge_cmd;
 pub mod model_cmds;
 pub mod oneshot;
+pub mod pull_cmd;
 pub mod query_cmds;
 pub mod serve_cmd;
 pub mod store_cmds;
@@ -63,6 +64,8 @@ pub enum Command {
     Tui(tui_cmd::TuiArgs),
     /// Serve the store and the model over HTTP (OpenAI-compatible chat, streaming).
     Serve(serve_cmd::ServeArgs),
+    /// Download a checkpoint from the Hugging Face hub into the local cache.
+    Pull(pull_cmd::PullArgs),
 }
 
 /// Runs the parsed command; the result is the process exit code.
@@ -70,6 +73,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let store = cli.global.store_dir();
     let ctx = model_cmds::ModelCtx {
         model: cli.global.model,
+        download: cli.global.download,
+        resolved: Default::default(),
         dtype: cli.global.dtype.dtype(),
         decoder_quant: cli.global.decoder_quant,
         encoder_precision: cli.global.encoder_precision,
@@ -93,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(a) => query_cmds::run_eval(&store, &ctx, &a),
         Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),
         Command::Serve(a) => serve_cmd::run(&store, ctx, &a),
+        Command::Pull(a) => pull_cmd::run(&a),
     };
     result.map_err(|e| serve_cmd::explain_lock(&store, e))
 }

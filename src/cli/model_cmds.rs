@@ -14,7 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub struct ModelCtx {
+    /// `--model` as given: a directory or a hub repo id.
     pub model: Option<PathBuf>,
+    /// `--download`: fetch a hub repo the cache lacks.
+    pub download: bool,
+    /// `model` resolved to a directory, once.
+    pub resolved: std::sync::OnceLock<PathBuf>,
     pub dtype: DType,
     pub decoder_quant: Option<c3::model::Quant>,
     pub encoder_precision: c3::options::EncoderPrecision,
@@ -22,10 +27,22 @@ pub struct ModelCtx {
 }
 
 impl ModelCtx {
+    /// `--model` as a directory (a hub repo id is looked up in the cache).
     pub fn model_dir(&self) -> Result<&Path> {
-        self.model.as_deref().context(
-            "no model: pass --model DIR or set C3_MODEL (see README: downloading the weights)",
-        )
+        if let Some(p) = self.resolved.get() {
+            return Ok(p);
+        }
+        let arg = self.model.as_deref().context(
+            "no model: pass --model DIR|ORG/NAME or set C3_MODEL (see README: Getting the real \
+             weights)",
+        )?;
+        let dir = c3::hub::resolve_model(arg, self.download)?;
+        Ok(self.resolved.get_or_init(|| dir))
+    }
+
+    /// `--answer-model` as a path (a hub repo id is looked up in the cache).
+    pub fn answer_model_path(&self, arg: &Path) -> Result<PathBuf> {
+        Ok(c3::hub::resolve_model(arg, self.download)?)
     }
 
     /// The cascade family of `--model` (from its layout).
@@ -106,16 +123,20 @@ pub struct RepeatArgs {
     /// Nucleus mass kept when sampling.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
+    /// Keep only the K most likely tokens when sampling.
+    #[arg(long, value_name = "K")]
+    pub sample_top_k: Option<usize>,
     /// Seed for sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
-pub fn sampling(temperature: Option<f32>, top_p: f32, seed: u64) -> Sampling {
+pub fn sampling(temperature: Option<f32>, top_p: f32, top_k: Option<usize>, seed: u64) -> Sampling {
     match temperature {
         Some(t) if t > 0.0 => Sampling::TopP {
             temperature: t,
             top_p: top_p.clamp(f32::MIN_POSITIVE, 1.0),
+            top_k: top_k.filter(|&k| k > 0),
             seed,
         },
         _ => Sampling::Greedy,
@@ -226,7 +247,7 @@ pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
     let dec = C3Decoder::load_quantized(&ckpt, ctx.dtype, &dev, ctx.decoder_quant)?;
     let opts = GenOptions {
         max_new_tokens: a.max_new_tokens,
-        sampling: sampling(a.temperature, a.top_p, a.seed),
+        sampling: sampling(a.temperature, a.top_p, a.sample_top_k, a.seed),
         ..GenOptions::default()
     };
     let t0 = Instant::now();

@@ -37,6 +37,10 @@ pub struct SampleArgs {
     /// Nucleus mass kept when sampling.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
+    /// Keep only the K most likely tokens when sampling (`--top-k` is the
+    /// retrieval's chunk count).
+    #[arg(long, value_name = "K")]
+    pub sample_top_k: Option<usize>,
     /// Seed for sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -66,8 +70,10 @@ pub struct AskArgs {
     /// What the model reads: latents (C3) or the stored text (baseline).
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
-    /// A plain Qwen2 chat checkpoint to answer in text mode.
-    #[arg(long, value_name = "DIR")]
+    /// A plain Qwen2 / Qwen2.5 / Qwen3 chat model to answer in text mode:
+    /// a checkpoint directory, a hub repo id in the cache, or a GGUF file
+    /// (q4_k_m, q8_0, ...).
+    #[arg(long, value_name = "DIR|ORG/NAME|FILE.gguf")]
     pub answer_model: Option<PathBuf>,
     /// Most tokens to generate.
     #[arg(long, default_value_t = ASK_MAX_NEW_TOKENS)]
@@ -195,7 +201,7 @@ pub fn refresh_index(store: &Store, progress: bool) {
 pub(super) fn gen_options(max_new_tokens: usize, s: &SampleArgs) -> GenOptions {
     GenOptions {
         max_new_tokens,
-        sampling: sampling(s.temperature, s.top_p, s.seed),
+        sampling: sampling(s.temperature, s.top_p, s.sample_top_k, s.seed),
         ..GenOptions::default()
     }
 }
@@ -241,9 +247,10 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     };
     let (dec, plain);
     let reader = match &a.answer_model {
-        Some(dir) => {
-            plain = AnswerModel::load(dir, ctx.dtype, &ctx.device()?)
-                .with_context(|| format!("loading --answer-model {}", dir.display()))?;
+        Some(arg) => {
+            let path = ctx.answer_model_path(arg)?;
+            plain = AnswerModel::load(&path, ctx.dtype, &ctx.device()?)
+                .with_context(|| format!("loading --answer-model {}", arg.display()))?;
             Reader::Plain(&plain)
         }
         None => {
@@ -402,6 +409,7 @@ pub fn run_eval(store_dir: &Path, ctx: &ModelCtx, a: &EvalArgs) -> anyhow::Resul
         &SampleArgs {
             temperature: None,
             top_p: 1.0,
+            sample_top_k: None,
             seed: 0,
         },
     );

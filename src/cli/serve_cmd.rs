@@ -38,9 +38,10 @@ pub struct ServeArgs {
     /// Longest a request may wait for its answer to start, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     pub timeout: u64,
-    /// Seconds between `:` keep-alive comments in event streams.
-    #[arg(long, default_value_t = 10, value_name = "SECS", hide = true)]
-    pub keep_alive: u64,
+    /// Seconds between `:` keep-alive comments in event streams (fractions
+    /// allowed, at least 0.01).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", hide = true)]
+    pub keep_alive: f64,
     /// Maximum tokens per chunk for documents added over HTTP [default: as
     /// for `c3 ingest`: 1000 for C3, the encoder window for LCLM].
     #[arg(long, value_name = "N")]
@@ -94,13 +95,19 @@ fn loader(ctx: ModelCtx, chunk_tokens: Option<usize>, batch: Option<u16>) -> Loa
 /// `c3 serve`.
 pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32> {
     if ctx.model.is_none() {
-        bail!("no model: pass --model DIR or set C3_MODEL (see README: downloading the weights)");
+        bail!("no model: pass --model DIR|ORG/NAME or set C3_MODEL (see README: Getting the real weights)");
     }
-    let model_id = ctx
-        .model
-        .as_deref()
-        .and_then(|m| m.file_name())
-        .map_or_else(|| "c3".to_string(), |n| n.to_string_lossy().into_owned());
+    // A hub repo id names the model as the hub does; a directory by its name.
+    let given = ctx.model.as_deref().and_then(|m| m.to_str()).unwrap_or("");
+    let model_id = match c3::hub::RepoSpec::parse(given) {
+        Some(spec) if !std::path::Path::new(given).exists() => spec.id,
+        _ => ctx
+            .model
+            .as_deref()
+            .and_then(|m| m.file_name())
+            .map_or_else(|| "c3".to_string(), |n| n.to_string_lossy().into_owned()),
+    };
+    ctx.model_dir()?;
     let cfg = ServeConfig {
         addr: a.addr.clone(),
         api_key: api_key(a)?,
@@ -110,7 +117,11 @@ pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32
         max_body: a.max_body,
         cors_origins: a.cors_origins.clone(),
         timeout: Duration::from_secs(a.timeout.max(1)),
-        keep_alive: Duration::from_secs(a.keep_alive.max(1)),
+        keep_alive: Duration::from_secs_f64(if a.keep_alive.is_finite() {
+            a.keep_alive.clamp(0.01, 86_400.0)
+        } else {
+            10.0
+        }),
         model_id,
         json: a.json,
     };

@@ -30,8 +30,8 @@ pub fn run(store: &Path, ctx: &ModelCtx, args: &TuiArgs) -> Result<i32> {
     }
     let mut cmd = Command::new(&exe);
     cmd.arg("--store").arg(store);
-    if let Some(m) = &ctx.model {
-        cmd.arg("--model").arg(m);
+    if ctx.model.is_some() {
+        cmd.arg("--model").arg(ctx.model_dir()?);
     }
     let dtype = match ctx.dtype {
         candle_core::DType::F16 => "f16",

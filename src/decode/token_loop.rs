@@ -20,22 +20,43 @@ pub fn generate_ids(
     prompt: &[u32],
     max_new: usize,
     opts: &GenOptions,
-    mut on_token: impl FnMut(u32, usize) -> Result<bool>,
+    on_token: impl FnMut(u32, usize) -> Result<bool>,
 ) -> Result<Vec<u32>> {
     let vocab = llm.config().vocab_size;
     let mut cache = KvCache::new();
+    // Only the prompt's last row is read: the prefill's last layer computes
+    // just that one.
+    let h = llm.forward_tail(&x.unsqueeze(0)?, Some(&mut cache), 1)?;
+    let last = h.i((0, 0))?.unsqueeze(0)?;
+    let first = llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
+    let next = |tok: u32| -> Result<Vec<f32>> {
+        let x = llm.embed(&[tok])?.unsqueeze(0)?;
+        let last = llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
+        Ok(llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?)
+    };
+    choose_ids(vocab, first, next, prompt, max_new, opts, on_token)
+}
+
+/// The choice loop on its own, for any model that gives the next logits:
+/// `first` are the logits after the prompt, `next(id)` feeds one id and
+/// gives the logits after it. Bans, penalties and sampling as
+/// [`generate_ids`]; logits past `vocab` (padding rows) are never chosen.
+pub fn choose_ids(
+    vocab: usize,
+    first: Vec<f32>,
+    mut next: impl FnMut(u32) -> Result<Vec<f32>>,
+    prompt: &[u32],
+    max_new: usize,
+    opts: &GenOptions,
+    mut on_token: impl FnMut(u32, usize) -> Result<bool>,
+) -> Result<Vec<u32>> {
     let mut ngram = NoRepeatNgram::new(opts.no_repeat_ngram, prompt);
     let mut sampler = Sampler::new(opts.sampling);
     let mut ids: Vec<u32> = Vec::new();
     let penalty = opts.repetition_penalty.unwrap_or(1.0);
     let mut seen = std::collections::HashSet::new();
-    // Only the prompt's last row is read: the prefill's last layer computes
-    // just that one.
-    let h = llm.forward_tail(&x.unsqueeze(0)?, Some(&mut cache), 1)?;
-    let mut last = h.i((0, 0))?.unsqueeze(0)?;
+    let mut logits = first;
     for step in 0..max_new {
-        let mut logits = llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
-        // The output matrix may have padding rows past the vocabulary.
         logits.truncate(vocab);
         if penalty != 1.0 {
             penalize(&mut logits, &seen, penalty);
@@ -55,8 +76,7 @@ pub fn generate_ids(
         if !on_token(tok, step)? || step + 1 == max_new {
             break;
         }
-        let x = llm.embed(&[tok])?.unsqueeze(0)?;
-        last = llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
+        logits = next(tok)?;
     }
     Ok(ids)
 }

@@ -64,6 +64,10 @@ pub struct MergeReport {
 
 /// Merge `inputs` into the new store `out`. `progress`: draw progress on
 /// stderr (a bar on a terminal, else a line every 30 s).
+/// sled's page cache for the store being written (see
+/// [`input::SOURCE_CACHE_BYTES`]).
+const OUTPUT_CACHE_BYTES: u64 = 64 << 20;
+
 pub fn merge(out: &Path, inputs: &[PathBuf], progress: bool) -> Result<MergeReport> {
     let started = Instant::now();
     if inputs.is_empty() {
@@ -119,7 +123,8 @@ pub fn merge(out: &Path, inputs: &[PathBuf], progress: bool) -> Result<MergeRepo
     let total_chunks: u64 = plan.docs.iter().map(|d| d.chunk_count as u64).sum();
     staging::prepare(&staged, &plan.digest, plan.docs.len() as u64, &labels)?;
 
-    let store = Store::open(&staged)?;
+    // The output is written once, in order: a small cache is enough.
+    let store = Store::open_with_cache(&staged, OUTPUT_CACHE_BYTES)?;
     store.bind_model(&model)?;
     let done = store.next_doc_id()?;
     if done > plan.docs.len() as u64 {

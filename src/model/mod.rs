@@ -6,6 +6,7 @@ pub mod config;
 mod cpu_f32;
 mod decode_attention;
 pub mod gemv;
+pub mod gguf;
 #[cfg(target_arch = "x86_64")]
 pub mod i16_gemm;
 pub mod linear;

@@ -1,15 +1,19 @@
-//! A plain Qwen2 causal LM for `--mode text --answer-model DIR`: it reads the
-//! chunks' stored text, so any chat checkpoint (e.g. Qwen2.5-3B-Instruct)
-//! can answer from the same selection the latent path uses.
+//! A plain Qwen causal LM for `--mode text --answer-model DIR|FILE.gguf`: it
+//! reads the chunks' stored text, so any chat checkpoint (e.g.
+//! Qwen2.5-3B-Instruct, or its q4_k_m GGUF) can answer from the same
+//! selection the latent path uses. Safetensors directories run on c3's own
+//! forward; GGUF files on candle-transformers' quantized models.
 
 use std::path::Path;
+use std::sync::Mutex;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, IndexOp};
 
 use super::stream::{clean_text, AnswerStream};
-use crate::decode::token_loop::generate_ids;
+use crate::decode::token_loop::{choose_ids, generate_ids};
 use crate::decode::{GenOptions, Generation};
 use crate::model::config::{read_qwen_config, QWEN2, QWEN3};
+use crate::model::gguf::GgufLm;
 use crate::model::weights::Weights;
 use crate::model::Qwen2;
 use crate::tokenize::{C3Tokenizer, HfTokenizer, StreamDecoder, TokenBytes};
@@ -43,14 +47,27 @@ impl Tok {
     }
 }
 
-/// A plain Qwen2 chat model and its tokenizer.
+enum Backend {
+    /// c3's own Qwen2 / Qwen3 forward on safetensors weights.
+    Dense(Box<Qwen2>),
+    /// candle-transformers' quantized Qwen2 / Qwen3 on a GGUF file (its KV
+    /// cache lives in the model, hence the lock).
+    Gguf(Box<Mutex<GgufLm>>, Device),
+}
+
+/// A plain Qwen chat model and its tokenizer.
 pub struct AnswerModel {
-    llm: Qwen2,
+    backend: Backend,
     tok: Tok,
     /// `<|im_start|>`, `<|im_end|>`, `<|endoftext|>` in this vocabulary.
     pub(crate) im_start: u32,
     pub(crate) im_end: u32,
     endoftext: u32,
+    /// `<think>`, `</think>` when the chat template opens every answer with
+    /// an empty think block (Qwen3 with thinking off).
+    pub(crate) empty_think: Option<(u32, u32)>,
+    max_positions: usize,
+    vocab: usize,
 }
 
 fn ckpt_err(dir: &Path, msg: impl Into<String>) -> Error {
@@ -61,9 +78,55 @@ fn ckpt_err(dir: &Path, msg: impl Into<String>) -> Error {
 }
 
 impl AnswerModel {
-    /// Loads `dir`: `config.json` (model_type "qwen2"), safetensors, and
-    /// `tokenizer.json` or `qwen.tiktoken`.
-    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+    /// Loads a checkpoint directory, or a `.gguf` file.
+    pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let is_gguf = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        if is_gguf {
+            Self::load_gguf(path, device)
+        } else {
+            Self::load_dir(path, dtype, device)
+        }
+    }
+
+    /// A GGUF file: weights, tokenizer (`tokenizer.ggml.*`) and chat
+    /// template (`tokenizer.chat_template`; ChatML when absent).
+    pub fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
+        if !path.is_file() {
+            return Err(ckpt_err(path, "no such GGUF file"));
+        }
+        let (lm, header) = GgufLm::open(path, device)?;
+        let tok = crate::tokenize::gguf::from_gguf_metadata(&header.metadata, path)?;
+        let template = header.chat_template.as_deref().unwrap_or("");
+        // c3 builds ChatML prompts itself (no template engine): refuse a
+        // template of another shape rather than prompt the model wrongly.
+        if !template.is_empty() && !template.contains("<|im_start|>") {
+            return Err(ckpt_err(
+                path,
+                "tokenizer.chat_template is not ChatML (no <|im_start|>): c3 prompts Qwen \
+                 chat models in ChatML only",
+            ));
+        }
+        let think = |s: &str| tok.added_id(s);
+        let empty_think = match (think("<think>"), think("</think>")) {
+            (Some(a), Some(b)) if template.contains("enable_thinking") => Some((a, b)),
+            _ => None,
+        };
+        let (max_positions, vocab) = (lm.context_length, lm.vocab);
+        Self::finish(
+            path,
+            Backend::Gguf(Box::new(Mutex::new(lm)), device.clone()),
+            Tok::Hf(Box::new(tok)),
+            empty_think,
+            max_positions,
+            vocab,
+        )
+    }
+
+    /// A directory: `config.json` (model_type "qwen2" or "qwen3"),
+    /// safetensors, and `tokenizer.json` or `qwen.tiktoken`.
+    pub fn load_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         if !dir.is_dir() {
             return Err(ckpt_err(
                 dir,
@@ -84,11 +147,30 @@ impl AnswerModel {
         } else {
             return Err(ckpt_err(dir, "no tokenizer.json or qwen.tiktoken"));
         };
+        let (max_positions, vocab) = (cfg.max_position_embeddings, cfg.vocab_size);
+        Self::finish(
+            dir,
+            Backend::Dense(Box::new(llm)),
+            tok,
+            None,
+            max_positions,
+            vocab,
+        )
+    }
+
+    fn finish(
+        path: &Path,
+        backend: Backend,
+        tok: Tok,
+        empty_think: Option<(u32, u32)>,
+        max_positions: usize,
+        vocab: usize,
+    ) -> Result<Self> {
         let id = |s: &str| tok.control_id(s);
         let need = |s: &str| {
             id(s).ok_or_else(|| {
                 ckpt_err(
-                    dir,
+                    path,
                     format!("the tokenizer has no {s} (need a Qwen chat tokenizer)"),
                 )
             })
@@ -97,13 +179,53 @@ impl AnswerModel {
             im_start: need("<|im_start|>")?,
             im_end: need("<|im_end|>")?,
             endoftext: need("<|endoftext|>")?,
-            llm,
+            backend,
             tok,
+            empty_think,
+            max_positions,
+            vocab,
         })
     }
 
     pub fn max_positions(&self) -> usize {
-        self.llm.config().max_position_embeddings
+        self.max_positions
+    }
+
+    /// The answer opens with an empty think block (a Qwen3 chat template
+    /// with thinking off).
+    pub fn opens_with_empty_think(&self) -> bool {
+        self.empty_think.is_some()
+    }
+
+    /// `gguf` or `safetensors`: which code runs the model.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Dense(_) => "safetensors",
+            Backend::Gguf(..) => "gguf",
+        }
+    }
+
+    /// The logits after `prompt` (for checks against another path to the
+    /// same weights).
+    pub fn logits_after(&self, prompt: &[u32]) -> Result<Vec<f32>> {
+        if prompt.is_empty() {
+            return Err(Error::Input("empty prompt".into()));
+        }
+        let mut l = match &self.backend {
+            Backend::Dense(llm) => {
+                let x = llm.embed(prompt)?.unsqueeze(0)?;
+                let h = llm.forward_tail(&x, None, 1)?;
+                let last = h.i((0, 0))?.unsqueeze(0)?;
+                llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?
+            }
+            Backend::Gguf(lm, device) => {
+                let mut lm = lm.lock().unwrap_or_else(|p| p.into_inner());
+                lm.reset();
+                lm.forward(prompt, 0, device)?
+            }
+        };
+        l.truncate(self.vocab);
+        Ok(l)
     }
 
     /// Ids of plain text: control-token spellings in it stay ordinary text.
@@ -133,8 +255,7 @@ impl AnswerModel {
         let max_new = opts.max_new_tokens.min(limit - prompt.len());
         let mut decoder = StreamDecoder::new(self.tok.bytes());
         let mut stream = AnswerStream::new();
-        let x = self.llm.embed(prompt)?;
-        let ids = generate_ids(&self.llm, &x, prompt, max_new, opts, |tok, _| {
+        let on_token = |tok: u32, _| {
             let stop = tok == self.endoftext || tok == self.im_end;
             let go_on = if tok == self.endoftext {
                 true
@@ -143,7 +264,25 @@ impl AnswerModel {
                 piece.is_empty() || on_text(&piece)
             };
             Ok(go_on && !stop)
-        })?;
+        };
+        let ids = match &self.backend {
+            Backend::Dense(llm) => {
+                let x = llm.embed(prompt)?;
+                generate_ids(llm, &x, prompt, max_new, opts, on_token)?
+            }
+            Backend::Gguf(lm, device) => {
+                let mut lm = lm.lock().unwrap_or_else(|p| p.into_inner());
+                lm.reset();
+                let first = lm.forward(prompt, 0, device)?;
+                let mut pos = prompt.len();
+                let next = |tok: u32| {
+                    let l = lm.forward(&[tok], pos, device);
+                    pos += 1;
+                    l
+                };
+                choose_ids(self.vocab, first, next, prompt, max_new, opts, on_token)?
+            }
+        };
         let rest = stream.finish(&decoder.finish());
         if !rest.is_empty() {
             on_text(&rest);

@@ -339,6 +339,7 @@ fn text_frame(r: Reader) -> prompt::Frame {
         Reader::Plain(m) => prompt::Frame {
             im_start: m.im_start,
             im_end: m.im_end,
+            empty_think: m.empty_think,
         },
     }
 }

@@ -41,12 +41,16 @@ pub fn latent_budget(
 pub struct Frame {
     pub im_start: u32,
     pub im_end: u32,
+    /// `<think>`, `</think>`: the answer opens with an empty think block, as
+    /// Qwen3's chat template writes it with thinking off.
+    pub empty_think: Option<(u32, u32)>,
 }
 
 /// The C3 vocabulary's frame ids.
 pub const C3_FRAME: Frame = Frame {
     im_start: special::IM_START,
     im_end: special::IM_END,
+    empty_think: None,
 };
 
 /// The same frame with the chunks' text (already tokenized as plain text)
@@ -73,6 +77,12 @@ pub fn text_prompt(
     ids.push(frame.im_end);
     ids.push(frame.im_start);
     ids.extend(encode("assistant\n")?);
+    if let Some((open, close)) = frame.empty_think {
+        ids.push(open);
+        ids.extend(encode("\n\n")?);
+        ids.push(close);
+        ids.extend(encode("\n\n")?);
+    }
     Ok(ids)
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// Upper bounds (seconds) of the time-to-first-token buckets.
 const TTFT_BUCKETS: &[f64] = &[
@@ -53,6 +54,40 @@ impl Histogram {
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
         let _ = writeln!(out, "{name}_sum {}", self.sum);
         let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+/// When one generation's tokens came: the request's arrival, the first
+/// token, and every gap after it (so the latency histogram holds each
+/// token's own time, not a per-request mean).
+pub struct TokenClock {
+    received: Instant,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    gaps: Vec<f64>,
+}
+
+impl TokenClock {
+    pub fn new(received: Instant) -> TokenClock {
+        TokenClock {
+            received,
+            first: None,
+            last: None,
+            gaps: Vec::new(),
+        }
+    }
+
+    /// A token (or printable piece) is out now.
+    pub fn tick(&mut self) {
+        self.tick_at(Instant::now());
+    }
+
+    fn tick_at(&mut self, now: Instant) {
+        match self.last {
+            None => self.first = Some(now),
+            Some(l) => self.gaps.push((now - l).as_secs_f64()),
+        }
+        self.last = Some(now);
     }
 }
 
@@ -105,18 +140,18 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
-    /// One finished generation: its time to first token and its mean time
-    /// per token after the first (counted once per such token).
-    pub fn generation(&self, tokens: usize, ttft_ms: f64, generate_ms: f64, first_ms: f64) {
+    /// One finished (or cut short) generation of `tokens` ids: its time
+    /// from the request to the first token, and each gap between tokens.
+    pub fn generation(&self, tokens: usize, clock: &TokenClock) {
         self.tokens_generated
             .fetch_add(tokens as u64, Ordering::Relaxed);
-        if tokens == 0 {
+        let Some(first) = clock.first else {
             return;
-        }
-        lock(&self.ttft).observe_n(ttft_ms / 1e3, 1);
-        if tokens > 1 {
-            let per = (generate_ms - first_ms).max(0.0) / 1e3 / (tokens - 1) as f64;
-            lock(&self.token).observe_n(per, tokens as u64 - 1);
+        };
+        lock(&self.ttft).observe_n((first - clock.received).as_secs_f64(), 1);
+        let mut h = lock(&self.token);
+        for &g in &clock.gaps {
+            h.observe_n(g, 1);
         }
     }
 
@@ -199,7 +234,15 @@ mod tests {
     #[test]
     fn histogram_is_cumulative() {
         let m = Metrics::default();
-        m.generation(3, 20.0, 100.0, 10.0);
+        let t0 = Instant::now();
+        let ms = |n| std::time::Duration::from_millis(n);
+        let mut c = TokenClock::new(t0);
+        // First token at 20 ms, then gaps of 30 and 60 ms: each gap lands
+        // in its own bucket (a mean would put both at 45 ms).
+        c.tick_at(t0 + ms(20));
+        c.tick_at(t0 + ms(50));
+        c.tick_at(t0 + ms(110));
+        m.generation(3, &c);
         let t = m.render();
         assert!(
             t.contains("c3_time_to_first_token_seconds_bucket{le=\"0.025\"} 1"),
@@ -209,9 +252,16 @@ mod tests {
             t.contains("c3_time_to_first_token_seconds_bucket{le=\"0.01\"} 0"),
             "{t}"
         );
-        // Two tokens after the first at 45 ms each.
         assert!(
-            t.contains("c3_token_latency_seconds_bucket{le=\"0.05\"} 2"),
+            t.contains("c3_token_latency_seconds_bucket{le=\"0.025\"} 0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("c3_token_latency_seconds_bucket{le=\"0.05\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("c3_token_latency_seconds_bucket{le=\"0.1\"} 2"),
             "{t}"
         );
         assert!(t.contains("c3_token_latency_seconds_count 2"), "{t}");

@@ -191,7 +191,12 @@ pub async fn chat_completions(
         NEXT_ID.fetch_add(1, Ordering::Relaxed)
     );
     let created = now_s();
-    let (mut rx, guard) = start(&s, |cancel, tx| Job::Ask { req, cancel, tx })?;
+    let (mut rx, guard) = start(&s, |cancel, tx| Job::Ask {
+        req,
+        cancel,
+        tx,
+        received: std::time::Instant::now(),
+    })?;
     if !b.stream {
         let ev = collect(&s, &mut rx).await?;
         drop(guard);

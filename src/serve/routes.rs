@@ -420,6 +420,7 @@ impl Knobs {
             Some(t) if t > 0.0 => Sampling::TopP {
                 temperature: t,
                 top_p,
+                top_k: None,
                 seed: self.seed.unwrap_or(0),
             },
             _ => Sampling::Greedy,
@@ -643,7 +644,12 @@ pub async fn ask(
         gen,
     )
     .await?;
-    let (mut rx, guard) = start(&s, |cancel, tx| Job::Ask { req, cancel, tx })?;
+    let (mut rx, guard) = start(&s, |cancel, tx| Job::Ask {
+        req,
+        cancel,
+        tx,
+        received: std::time::Instant::now(),
+    })?;
     if !b.stream {
         let ev = collect(&s, &mut rx).await?;
         drop(guard);
@@ -701,6 +707,7 @@ pub async fn expand(
     })
     .await?;
     let (mut rx, guard) = start(&s, |cancel, tx| Job::Expand {
+        received: std::time::Instant::now(),
         doc,
         chunk,
         gen,

@@ -1,7 +1,7 @@
 //! The one thread that owns the model. HTTP handlers hand it jobs through a
 //! bounded queue ([`WorkerHandle::submit`]: a full queue is an immediate
 //! 429, never a wait); each ask or expand gets its events back on its own
-//! channel, and its [`Cancel`] is checked at every streamed piece of text,
+//! channel, and its [`Cancel`] is checked at every generated token,
 //! so a client that goes away (its receiver dropped) stops its generation.
 //! Ingest jobs report to the [`Jobs`] table and check their cancel flag
 //! before every encoder call.
@@ -18,6 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::error::ApiError;
 use super::ingest::{ingest_text, Stopped};
 use super::jobs::JobState;
+use super::metrics::TokenClock;
 use super::Shared;
 use crate::chunk::Chunker;
 use crate::decode::GenOptions;
@@ -105,8 +106,11 @@ pub enum Job {
         req: AskRequest,
         cancel: Cancel,
         tx: UnboundedSender<Event>,
+        /// When the request came (time to first token counts from here).
+        received: Instant,
     },
     Expand {
+        received: Instant,
         doc: u64,
         /// None: every chunk.
         chunk: Option<u32>,
@@ -250,14 +254,20 @@ fn cancelled_at_shutdown(shared: &Shared, job: Job) {
 
 fn handle(shared: &Shared, engine: &Engine, job: Job) {
     match job {
-        Job::Ask { req, cancel, tx } => ask(shared, engine, &req, &cancel, &tx),
+        Job::Ask {
+            req,
+            cancel,
+            tx,
+            received,
+        } => ask(shared, engine, &req, &cancel, &tx, received),
         Job::Expand {
+            received,
             doc,
             chunk,
             gen,
             cancel,
             tx,
-        } => expand(shared, engine, doc, chunk, &gen, &cancel, &tx),
+        } => expand(shared, engine, (doc, chunk), &gen, &cancel, &tx, received),
         Job::Ingest { id, name, text } => ingest(shared, engine, id, &name, &text),
     }
 }
@@ -288,10 +298,12 @@ fn ask(
     req: &AskRequest,
     cancel: &Cancel,
     tx: &UnboundedSender<Event>,
+    received: Instant,
 ) {
     if stop(shared, cancel, tx) {
         return;
     }
+    let mut clock = TokenClock::new(received);
     let reader = engine.reader();
     let prepared = match query::prepare(&shared.store, reader, req) {
         Ok(p) => p,
@@ -313,7 +325,10 @@ fn ask(
     let res = prepared.run_until(
         reader,
         &req.gen,
-        || !stop(shared, cancel, tx),
+        || {
+            clock.tick();
+            !stop(shared, cancel, tx)
+        },
         |piece| {
             if stop(shared, cancel, tx) || tx.send(Event::Token(piece.to_string())).is_err() {
                 stopped = true;
@@ -324,13 +339,9 @@ fn ask(
     );
     match res {
         Ok(r) => {
-            let t = &r.timings;
-            shared.metrics.generation(
-                t.generated_tokens,
-                t.time_to_first_token_ms,
-                t.generate_ms,
-                t.first_token_ms,
-            );
+            shared
+                .metrics
+                .generation(r.timings.generated_tokens, &clock);
             if stopped || stop(shared, cancel, tx) {
                 cut_short(shared, tx);
                 return;
@@ -346,11 +357,11 @@ fn ask(
 fn expand(
     shared: &Shared,
     engine: &Engine,
-    doc: u64,
-    chunk: Option<u32>,
+    (doc, chunk): (u64, Option<u32>),
     gen: &GenOptions,
     cancel: &Cancel,
     tx: &UnboundedSender<Event>,
+    received: Instant,
 ) {
     let store = &shared.store;
     let d = match store.document(doc) {
@@ -385,8 +396,13 @@ fn expand(
             return;
         }
         let _ = tx.send(Event::ChunkStart(c));
-        let started = Instant::now();
-        let mut first: Option<f64> = None;
+        // The first chunk's first token counts from the request; each
+        // later chunk's from its own start.
+        let mut clock = TokenClock::new(if rows.is_empty() {
+            received
+        } else {
+            Instant::now()
+        });
         let mut stopped = false;
         let Some(decoder) = engine.decoder.c3() else {
             let _ = tx.send(Event::Error(
@@ -400,7 +416,7 @@ fn expand(
             return;
         };
         let g = query::expand_chunk(store, decoder, doc, c, gen, |piece| {
-            first.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3);
+            clock.tick();
             if stop(shared, cancel, tx) || tx.send(Event::Token(piece.to_string())).is_err() {
                 stopped = true;
                 return false;
@@ -414,9 +430,7 @@ fn expand(
                 return;
             }
         };
-        let total_ms = started.elapsed().as_secs_f64() * 1e3;
-        let f = first.unwrap_or(total_ms);
-        shared.metrics.generation(g.ids.len(), f, total_ms, f);
+        shared.metrics.generation(g.ids.len(), &clock);
         if stopped {
             cut_short(shared, tx);
             return;

@@ -90,11 +90,19 @@ impl Store {
     /// Open (creating if needed) the store in `dir`, upgrading an older
     /// schema after a backup and refusing a newer one.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_cache(dir, c3_migrations::DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with sled's page cache capped at `cache_bytes`: a
+    /// merge streams through its inputs once and needs little, so N inputs
+    /// do not each hold the default cache.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        let opened = c3_migrations::open(dir).map_err(|e| Error::Store(e.to_string()))?;
+        let opened = c3_migrations::open_cached(dir, cache_bytes)
+            .map_err(|e| Error::Store(e.to_string()))?;
         let db = opened.db;
         let tree = |name: &str| db.open_tree(name).map_err(|e| sled_err(name, e));
         let store = Store {
@@ -126,13 +134,18 @@ impl Store {
     /// Open a store that must already exist (for commands that only read
     /// or remove), so a mistyped `--store` does not create an empty one.
     pub fn open_existing(dir: &Path) -> Result<Self> {
+        Self::open_existing_with_cache(dir, c3_migrations::DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open_existing`] with [`Store::open_with_cache`]'s cap.
+    pub fn open_existing_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         if !dir.join(c3_migrations::DB_DIR).is_dir() {
             return Err(Error::Store(format!(
                 "no store at {} (run `c3 ingest` first, or pass --store DIR)",
                 dir.display()
             )));
         }
-        Self::open(dir)
+        Self::open_with_cache(dir, cache_bytes)
     }
 
     pub fn dir(&self) -> &Path {

@@ -37,6 +37,20 @@ impl HfTokenizer {
             return Err(err("missing tokenizer file".into()));
         }
         let tok = tokenizers::Tokenizer::from_file(path).map_err(|e| err(format!("{e}")))?;
+        Ok(Self::from_tokenizer(tok, path))
+    }
+
+    /// A tokenizer given as `tokenizer.json` text (e.g. rebuilt from a GGUF
+    /// file's metadata); `origin` names it in errors.
+    pub fn from_json(json: &str, origin: &Path) -> Result<Self> {
+        let tok: tokenizers::Tokenizer = json.parse().map_err(|e| Error::Checkpoint {
+            path: origin.to_path_buf(),
+            msg: format!("tokenizer: {e}"),
+        })?;
+        Ok(Self::from_tokenizer(tok, origin))
+    }
+
+    fn from_tokenizer(tok: tokenizers::Tokenizer, path: &Path) -> Self {
         let added: HashMap<String, u32> = tok
             .get_added_tokens_decoder()
             .into_iter()
@@ -73,14 +87,14 @@ impl HfTokenizer {
             }
             offsets.push(bytes.len());
         }
-        Ok(Self {
+        Self {
             tok,
             path: path.to_path_buf(),
             bytes,
             offsets,
             known,
             added,
-        })
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -13,6 +13,7 @@
 
 mod bpe;
 mod bytemap;
+pub mod gguf;
 pub mod hf;
 mod merges;
 mod nfc;

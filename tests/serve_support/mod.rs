@@ -47,6 +47,23 @@ impl Resp {
     }
 }
 
+/// A request whose answer is never read: the connection is returned, for
+/// the caller to drop (a client that leaves).
+pub fn send_only(addr: &str, method: &str, path: &str, body: &serde_json::Value) -> TcpStream {
+    let mut s = connect(addr);
+    let body = body.to_string();
+    send_request(
+        &mut s,
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .expect("send");
+    s
+}
+
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();

@@ -110,7 +110,9 @@ fn load(
     quant: Option<Quant>,
     device: DeviceArg,
 ) -> c3::Result<(AnyDecoder, String)> {
-    c3::family::load_decoder(dir, dtype, &device.device()?, quant)
+    // `--model org/name`: the snapshot in the Hugging Face cache (no network).
+    let dir = c3::hub::resolve_model(dir, false)?;
+    c3::family::load_decoder(&dir, dtype, &device.device()?, quant)
 }
 
 fn run(
