@@ -8,8 +8,12 @@ use crate::store::{DocRecord, DocWriter, ModelRecord, NewDoc, Store};
 use crate::{Error, Result};
 
 enum Source {
-    Store(Store),
+    /// A store, and the bytes read from it since it was (re)opened.
+    Store(Store, u64),
     Export(ExportFile),
+    /// Between closing and reopening a store (only seen if the reopen
+    /// failed, and then reported).
+    Closed,
 }
 
 /// An opened input.
@@ -19,6 +23,8 @@ pub struct MergeInput {
     /// Canonical path (tie-breaks and duplicate detection).
     pub canonical: PathBuf,
     source: Source,
+    /// Bytes read from an input store between reopens.
+    reopen_after: u64,
 }
 
 /// A document of an input: what the plan needs to choose and order it.
@@ -87,9 +93,32 @@ impl Entry {
 }
 
 /// sled's page cache for each input store: the merge reads every record
-/// once, so caching buys nothing, and N inputs with the default 256 MiB each
-/// made the peak grow with the merge (1.3 → 2.5 GiB from 10k to 20k chunks).
+/// once, so caching buys nothing.
 pub const SOURCE_CACHE_BYTES: u64 = 16 << 20;
+
+/// An input store is closed and opened again after this many bytes read:
+/// sled 0.34 keeps what it has read resident whatever its cache capacity
+/// (the peak grew with the merge, 1.3 → 2.4 GiB from 10k to 20k chunks,
+/// with a 16 MiB or a 256 MiB cache alike), and a reopen hands it back.
+/// Env `C3_MERGE_REOPEN_BYTES` overrides it (the tests use 1: a reopen
+/// before every document).
+const REOPEN_AFTER_BYTES: u64 = 32 << 20;
+
+fn reopen_after() -> Result<u64> {
+    match std::env::var("C3_MERGE_REOPEN_BYTES") {
+        Err(_) => Ok(REOPEN_AFTER_BYTES),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "C3_MERGE_REOPEN_BYTES={v:?}: expected a positive number of bytes"
+                ))
+            }),
+    }
+}
 
 impl MergeInput {
     /// Open `path`: a directory is a store (which must exist), a file an export.
@@ -104,6 +133,7 @@ impl MergeInput {
             Source::Store(
                 Store::open_existing_with_cache(&canonical, SOURCE_CACHE_BYTES)
                     .map_err(|e| Error::Input(format!("{label}: {e}")))?,
+                0,
             )
         } else {
             Source::Export(ExportFile::open(&canonical)?)
@@ -112,12 +142,13 @@ impl MergeInput {
             label,
             canonical,
             source,
+            reopen_after: reopen_after()?,
         })
     }
 
     pub fn kind(&self) -> &'static str {
         match self.source {
-            Source::Store(_) => "store",
+            Source::Store(..) | Source::Closed => "store",
             Source::Export(_) => "export",
         }
     }
@@ -125,15 +156,16 @@ impl MergeInput {
     /// The model whose latents it holds (`None`: a store never ingested into).
     pub fn model(&self) -> Result<Option<ModelRecord>> {
         Ok(match &self.source {
-            Source::Store(s) => s.meta()?.model,
+            Source::Store(s, _) => s.meta()?.model,
             Source::Export(e) => Some(e.model().clone()),
+            Source::Closed => return Err(self.closed()),
         })
     }
 
     /// Its documents, metadata only.
     pub fn entries(&self, input: usize) -> Result<Vec<Entry>> {
         match &self.source {
-            Source::Store(s) => s
+            Source::Store(s, _) => s
                 .documents()
                 .map(|d| d.map(|d| Entry::of_record(input, d)))
                 .collect(),
@@ -143,14 +175,41 @@ impl MergeInput {
                 .enumerate()
                 .map(|(at, d)| Entry::of_export(input, at, d))
                 .collect()),
+            Source::Closed => Err(self.closed()),
         }
+    }
+
+    fn closed(&self) -> Error {
+        Error::Store(format!(
+            "{}: the input store could not be reopened",
+            self.label
+        ))
+    }
+
+    /// Closes and opens an input store again (see [`REOPEN_AFTER_BYTES`]).
+    fn reopen(&mut self) -> Result<()> {
+        if let Source::Store(..) = &self.source {
+            // Drop the old handle first: sled allows one per database.
+            self.source = Source::Closed;
+            self.source = Source::Store(
+                Store::open_existing_with_cache(&self.canonical, SOURCE_CACHE_BYTES)
+                    .map_err(|e| Error::Input(format!("{}: reopening: {e}", self.label)))?,
+                0,
+            );
+        }
+        Ok(())
     }
 
     /// Write `e`'s chunks and latents through `w`, one chunk at a time.
     /// Returns the text and latent bytes copied.
     pub fn copy(&mut self, e: &Entry, w: &mut DocWriter<'_>) -> Result<u64> {
+        if let Source::Store(_, read) = &self.source {
+            if *read >= self.reopen_after {
+                self.reopen()?;
+            }
+        }
         match &mut self.source {
-            Source::Store(s) => {
+            Source::Store(s, read) => {
                 let here = |err: Error| {
                     Error::Store(format!(
                         "{}: doc {} ({}): {err}",
@@ -164,12 +223,17 @@ impl MergeInput {
                     bytes += (chunk.end - chunk.start) + lat.data.len() as u64;
                     w.put_raw(&chunk, &lat).map_err(here)?;
                 }
+                *read += bytes;
                 Ok(bytes)
             }
             Source::Export(f) => {
                 let doc = f.docs()[e.at].clone();
                 f.copy_doc(&doc, w)
             }
+            Source::Closed => Err(Error::Store(format!(
+                "{}: the input store could not be reopened",
+                self.label
+            ))),
         }
     }
 }
