@@ -395,43 +395,32 @@ fn ask_answers_with_a_gguf_file_and_bad_files_are_named() {
     assert_eq!(by_gguf, ask(&w.dir));
 
     // Not a GGUF file / another architecture: named, no panic.
+    let refused = |file: &Path, says: &str| {
+        let out = c3(
+            &store,
+            &[
+                "ask",
+                "q",
+                "--mode",
+                "text",
+                "--answer-model",
+                file.to_str().unwrap(),
+            ],
+        );
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && e.contains(says) && !e.contains("panicked"),
+            "{e}"
+        );
+        e
+    };
     let junk = tmp.path().join("junk.gguf");
     std::fs::write(&junk, b"not a gguf file at all").unwrap();
-    let out = c3(
-        &store,
-        &[
-            "ask",
-            "q",
-            "--mode",
-            "text",
-            "--answer-model",
-            junk.to_str().unwrap(),
-        ],
-    );
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && e.contains("junk.gguf") && e.contains("not a GGUF"),
-        "{e}"
-    );
+    assert!(refused(&junk, "not a GGUF").contains("junk.gguf"));
     let llama = tmp.path().join("llama.gguf");
     let mut f = std::fs::File::create(&llama).unwrap();
     let v = Value::String("llama".into());
     gguf_file::write(&mut f, &[("general.architecture", &v)], &[]).unwrap();
     drop(f);
-    let out = c3(
-        &store,
-        &[
-            "ask",
-            "q",
-            "--mode",
-            "text",
-            "--answer-model",
-            llama.to_str().unwrap(),
-        ],
-    );
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && e.contains("\"llama\"") && !e.contains("panicked"),
-        "{e}"
-    );
+    refused(&llama, "\"llama\"");
 }

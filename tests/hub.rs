@@ -109,6 +109,18 @@ fn blob_of(snapshot: &Path, rel: &str) -> PathBuf {
         .join(std::fs::read_link(&link).unwrap())
 }
 
+/// The snapshot's `path` holds the source's bytes.
+fn assert_pulled_intact(report: &serde_json::Value, path: &str) {
+    let snap = PathBuf::from(report["snapshot"].as_str().unwrap());
+    let repo = tiny_repo();
+    let want = repo.files.iter().find(|f| f.path == path).unwrap();
+    assert_eq!(
+        std::fs::read(snap.join(path)).unwrap(),
+        *want.data,
+        "{path}"
+    );
+}
+
 #[test]
 fn pull_verifies_then_the_cache_serves_offline() {
     let hub = Hub::start(vec![tiny_repo()]);
@@ -217,17 +229,7 @@ fn a_dropped_connection_resumes_where_it_stopped() {
         gets.iter().any(|r| r.ends_with(&format!("bytes={cut}-"))),
         "{gets:?}"
     );
-    let snap = PathBuf::from(report["snapshot"].as_str().unwrap());
-    let repo = tiny_repo();
-    let want = repo
-        .files
-        .iter()
-        .find(|f| f.path == "model.safetensors")
-        .unwrap();
-    assert_eq!(
-        std::fs::read(snap.join("model.safetensors")).unwrap(),
-        *want.data
-    );
+    assert_pulled_intact(&report, "model.safetensors");
 }
 
 #[test]
@@ -265,17 +267,7 @@ fn an_interrupted_pull_continues_in_the_next_one() {
         "{later:?}"
     );
     assert!(!later.iter().any(|r| r.ends_with("bytes=0-")), "{later:?}");
-    let snap = PathBuf::from(report["snapshot"].as_str().unwrap());
-    let repo = tiny_repo();
-    let want = repo
-        .files
-        .iter()
-        .find(|f| f.path == "model.safetensors")
-        .unwrap();
-    assert_eq!(
-        std::fs::read(snap.join("model.safetensors")).unwrap(),
-        *want.data
-    );
+    assert_pulled_intact(&report, "model.safetensors");
 }
 
 #[test]

@@ -17,10 +17,10 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::routes::{
-    ask_request, collect, event_stream, parse_json, parse_mode, parse_pick, sse_response, start,
-    Knobs, OneOrMany, ASK_MAX_NEW_TOKENS,
+    ask_request, collect, event_stream, parse_json, parse_mode, parse_pick, sse_response,
+    start_ask, Knobs, OneOrMany, ASK_MAX_NEW_TOKENS,
 };
-use super::worker::{Event, Job};
+use super::worker::Event;
 use super::AppState;
 use crate::query::AskResult;
 use crate::tokenize::special;
@@ -191,12 +191,7 @@ pub async fn chat_completions(
         NEXT_ID.fetch_add(1, Ordering::Relaxed)
     );
     let created = now_s();
-    let (mut rx, guard) = start(&s, |cancel, tx| Job::Ask {
-        req,
-        cancel,
-        tx,
-        received: std::time::Instant::now(),
-    })?;
+    let (mut rx, guard) = start_ask(&s, req)?;
     if !b.stream {
         let ev = collect(&s, &mut rx).await?;
         drop(guard);

@@ -509,6 +509,19 @@ pub fn start(
     Ok((rx, CancelOnDrop(cancel)))
 }
 
+/// [`start`] for an ask (the chat route's too), received now.
+pub fn start_ask(
+    s: &AppState,
+    req: AskRequest,
+) -> ApiResult<(UnboundedReceiver<Event>, CancelOnDrop)> {
+    start(s, |cancel, tx| Job::Ask {
+        req,
+        cancel,
+        tx,
+        received: std::time::Instant::now(),
+    })
+}
+
 /// What the worker's channel said when it closed without an answer.
 fn no_answer(s: &AppState) -> ApiError {
     if s.shared.shutting_down() {
@@ -644,12 +657,7 @@ pub async fn ask(
         gen,
     )
     .await?;
-    let (mut rx, guard) = start(&s, |cancel, tx| Job::Ask {
-        req,
-        cancel,
-        tx,
-        received: std::time::Instant::now(),
-    })?;
+    let (mut rx, guard) = start_ask(&s, req)?;
     if !b.stream {
         let ev = collect(&s, &mut rx).await?;
         drop(guard);
