@@ -36,18 +36,13 @@ pub fn resolve_model(arg: &Path, download: bool) -> Result<PathBuf> {
         return Ok(pull(&env, &spec, true)?.snapshot);
     }
     let how = if env.offline {
-        "HF_HUB_OFFLINE is set, so nothing is downloaded"
+        "HF_HUB_OFFLINE is set, so nothing is downloaded".to_string()
     } else {
-        "fetch it with `c3 pull` (or pass --download)"
+        format!("fetch it with `c3 pull {spec}` (or pass --download)")
     };
     Err(Error::Hub(format!(
-        "{} is neither a directory nor in the Hugging Face cache at {}: {how}{}",
+        "{} is neither a directory nor in the Hugging Face cache at {}: {how}",
         arg.display(),
         env.cache.display(),
-        if env.offline {
-            String::new()
-        } else {
-            format!(": c3 pull {spec}")
-        }
     )))
 }
