@@ -16,6 +16,17 @@ use support::quick;
 
 const VOCAB: usize = 151_936;
 
+/// Milliseconds of each of `draws` calls of `f`.
+fn times(draws: usize, mut f: impl FnMut()) -> Vec<f64> {
+    (0..draws)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -73,24 +84,18 @@ fn main() {
         .collect();
 
     let mut rng = 1u64;
-    let mut t_own = Vec::new();
-    for _ in 0..draws {
-        let t0 = Instant::now();
+    let t_own = times(draws, || {
         std::hint::black_box(own_nucleus(&logits, 0.7, 0.9, &mut rng));
-        t_own.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
+    });
     let mut ours = Sampler::new(Sampling::TopP {
         temperature: 0.7,
         top_p: 0.9,
         top_k: None,
         seed: 1,
     });
-    let mut t_ours = Vec::new();
-    for _ in 0..draws {
-        let t0 = Instant::now();
+    let t_ours = times(draws, || {
         std::hint::black_box(ours.pick(&logits));
-        t_ours.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
+    });
 
     let mut lp = LogitsProcessor::from_sampling(
         1,
@@ -99,13 +104,10 @@ fn main() {
             temperature: 0.7,
         },
     );
-    let mut t_lp = Vec::new();
-    for _ in 0..draws {
-        let t0 = Instant::now();
+    let t_lp = times(draws, || {
         let t = Tensor::from_slice(&logits, VOCAB, &Device::Cpu).unwrap();
         std::hint::black_box(lp.sample(&t).unwrap());
-        t_lp.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
+    });
 
     let mut topk = Sampler::new(Sampling::TopP {
         temperature: 0.7,
@@ -113,12 +115,9 @@ fn main() {
         top_k: Some(40),
         seed: 1,
     });
-    let mut t_k = Vec::new();
-    for _ in 0..draws {
-        let t0 = Instant::now();
+    let t_k = times(draws, || {
         std::hint::black_box(topk.pick(&logits));
-        t_k.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
+    });
     println!(
         "sampling/top_p_0.9 former own nucleus draw: median {:.2} ms per token ({draws} draws)",
         median(t_own)

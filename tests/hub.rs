@@ -109,6 +109,16 @@ fn blob_of(snapshot: &Path, rel: &str) -> PathBuf {
         .join(std::fs::read_link(&link).unwrap())
 }
 
+/// Requests for the root `model.safetensors` among `log`.
+fn root_weight_requests(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|r| {
+            r.contains("/resolve/") && r.contains("/model.safetensors") && !r.contains("llm1/")
+        })
+        .cloned()
+        .collect()
+}
+
 /// The snapshot's `path` holds the source's bytes.
 fn assert_pulled_intact(report: &serde_json::Value, path: &str) {
     let snap = PathBuf::from(report["snapshot"].as_str().unwrap());
@@ -218,13 +228,7 @@ fn a_dropped_connection_resumes_where_it_stopped() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("resuming"), "{stderr}");
     // The second request for the file asked only for the rest.
-    let gets: Vec<String> = hub
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.contains("/resolve/") && r.contains("/model.safetensors") && !r.contains("llm1/")
-        })
-        .collect();
+    let gets = root_weight_requests(&hub.requests());
     assert!(
         gets.iter().any(|r| r.ends_with(&format!("bytes={cut}-"))),
         "{gets:?}"
@@ -251,13 +255,7 @@ fn an_interrupted_pull_continues_in_the_next_one() {
     );
     let before = hub.requests().len();
     let report = pull_json(&env, &hub.endpoint, false);
-    let later: Vec<String> = hub.requests()[before..]
-        .iter()
-        .filter(|r| {
-            r.contains("/resolve/") && r.contains("/model.safetensors") && !r.contains("llm1/")
-        })
-        .cloned()
-        .collect();
+    let later = root_weight_requests(&hub.requests()[before..]);
     // The part file held 4 cut-off bodies (4 MB): the new process resumed
     // there (one more drop, then the rest).
     assert!(

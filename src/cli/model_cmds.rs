@@ -124,19 +124,19 @@ pub struct RepeatArgs {
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
     /// Keep only the K most likely tokens when sampling.
-    #[arg(long, value_name = "K")]
-    pub sample_top_k: Option<usize>,
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample_top_k: Option<u64>,
     /// Seed for sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
-pub fn sampling(temperature: Option<f32>, top_p: f32, top_k: Option<usize>, seed: u64) -> Sampling {
+pub fn sampling(temperature: Option<f32>, top_p: f32, top_k: Option<u64>, seed: u64) -> Sampling {
     match temperature {
         Some(t) if t > 0.0 => Sampling::TopP {
             temperature: t,
             top_p: top_p.clamp(f32::MIN_POSITIVE, 1.0),
-            top_k: top_k.filter(|&k| k > 0),
+            top_k: top_k.map(|k| k as usize),
             seed,
         },
         _ => Sampling::Greedy,

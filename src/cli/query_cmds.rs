@@ -39,8 +39,8 @@ pub struct SampleArgs {
     pub top_p: f32,
     /// Keep only the K most likely tokens when sampling (`--top-k` is the
     /// retrieval's chunk count).
-    #[arg(long, value_name = "K")]
-    pub sample_top_k: Option<usize>,
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample_top_k: Option<u64>,
     /// Seed for sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

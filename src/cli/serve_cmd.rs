@@ -40,7 +40,8 @@ pub struct ServeArgs {
     pub timeout: u64,
     /// Seconds between `:` keep-alive comments in event streams (fractions
     /// allowed, at least 0.01).
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", hide = true)]
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", hide = true,
+          value_parser = parse_keep_alive)]
     pub keep_alive: f64,
     /// Maximum tokens per chunk for documents added over HTTP [default: as
     /// for `c3 ingest`: 1000 for C3, the encoder window for LCLM].
@@ -92,6 +93,14 @@ fn loader(ctx: ModelCtx, chunk_tokens: Option<usize>, batch: Option<u16>) -> Loa
     })
 }
 
+/// `--keep-alive`: seconds from 0.01 to a day.
+fn parse_keep_alive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.01..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: expected seconds from 0.01 to 86400")),
+    }
+}
+
 /// `c3 serve`.
 pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32> {
     if ctx.model.is_none() {
@@ -117,11 +126,7 @@ pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32
         max_body: a.max_body,
         cors_origins: a.cors_origins.clone(),
         timeout: Duration::from_secs(a.timeout.max(1)),
-        keep_alive: Duration::from_secs_f64(if a.keep_alive.is_finite() {
-            a.keep_alive.clamp(0.01, 86_400.0)
-        } else {
-            10.0
-        }),
+        keep_alive: Duration::from_secs_f64(a.keep_alive),
         model_id,
         json: a.json,
     };

@@ -72,14 +72,19 @@ pub fn snapshot_files(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The blob a snapshot link points at (`None` for a plain file).
+pub fn blob_of(link: &Path) -> Option<PathBuf> {
+    let t = std::fs::read_link(link).ok()?;
+    Some(link.parent()?.join(t))
+}
+
 /// Checks a cached file against the checksum its blob is named by. `Ok(None)`
 /// when there is nothing to check against (a plain file, not a blob link).
 pub fn verify_cached(snapshot: &Path, rel: &str) -> Result<Option<Checksum>> {
     let p = snapshot.join(rel);
-    let Ok(target) = std::fs::read_link(&p) else {
+    let Some(blob) = blob_of(&p) else {
         return Ok(None);
     };
-    let blob = p.parent().unwrap_or(snapshot).join(target);
     if !blob.exists() {
         return Err(Error::Hub(format!(
             "{}: the cached file's blob {} is missing",

@@ -120,10 +120,11 @@ fn download(
         let path = match got {
             Ok(p) => p,
             Err(e) => {
-                let err = api_error(env, spec, &f.path, e);
                 // A connection that broke mid-file leaves hf-hub's `.part`
                 // file behind: the next attempt resumes from it.
-                if !is_transient(&err) {
+                let transient = is_transient(&e);
+                let err = api_error(env, spec, &f.path, e);
+                if !transient {
                     return Err(err);
                 }
                 last = err.to_string();
@@ -137,13 +138,13 @@ fn download(
         match check(&path, f) {
             Ok(bytes) => {
                 if progress {
-                    eprintln!("c3: {tag}: {} downloaded", human_bytes(bytes));
+                    eprintln!("c3: {tag}: {} downloaded", indicatif::HumanBytes(bytes));
                 }
                 return Ok(bytes);
             }
             Err(why) => {
                 let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                let blob = blob_of(&path);
+                let blob = cache::blob_of(&path);
                 if attempt < ATTEMPTS && f.size.is_some_and(|s| len < s) {
                     // The body ended early: what arrived becomes the part
                     // file again and the rest is asked for with a Range.
@@ -176,9 +177,15 @@ fn download(
     )))
 }
 
-fn is_transient(e: &Error) -> bool {
-    let s = e.to_string();
-    s.contains("cannot reach") || s.contains("interrupted") || s.contains("I/O")
+/// A broken connection or a body cut short (worth resuming), not an answer
+/// of the hub's such as 404.
+fn is_transient(e: &ApiError) -> bool {
+    match e {
+        ApiError::IoError(_) => true,
+        ApiError::RequestError(e) => matches!(**e, ureq::Error::Transport(_)),
+        ApiError::TooManyRetries(e) => is_transient(e),
+        _ => false,
+    }
 }
 
 /// Size and checksum of a cached file against the listing; the file's size
@@ -205,15 +212,9 @@ fn check(path: &Path, f: &RemoteFile) -> std::result::Result<u64, String> {
     Ok(len)
 }
 
-/// The blob a snapshot link points at.
-fn blob_of(link: &Path) -> Option<PathBuf> {
-    let t = std::fs::read_link(link).ok()?;
-    Some(link.parent()?.join(t))
-}
-
 /// Removes a snapshot entry and the blob behind it.
 fn remove_cached(link: &Path) -> Result<()> {
-    if let Some(b) = blob_of(link) {
+    if let Some(b) = cache::blob_of(link) {
         if b.exists() {
             std::fs::remove_file(&b).map_err(|e| io_err(&b, e))?;
         }
@@ -296,10 +297,6 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn human_bytes(b: u64) -> String {
-    indicatif::HumanBytes(b).to_string()
 }
 
 /// A progress bar per file (drawn only on a terminal).

@@ -203,10 +203,10 @@ impl MergeInput {
     /// Write `e`'s chunks and latents through `w`, one chunk at a time.
     /// Returns the text and latent bytes copied.
     pub fn copy(&mut self, e: &Entry, w: &mut DocWriter<'_>) -> Result<u64> {
-        if let Source::Store(_, read) = &self.source {
-            if *read >= self.reopen_after {
-                self.reopen()?;
-            }
+        match &self.source {
+            Source::Store(_, read) if *read >= self.reopen_after => self.reopen()?,
+            Source::Closed => return Err(self.closed()),
+            _ => {}
         }
         match &mut self.source {
             Source::Store(s, read) => {
@@ -230,10 +230,7 @@ impl MergeInput {
                 let doc = f.docs()[e.at].clone();
                 f.copy_doc(&doc, w)
             }
-            Source::Closed => Err(Error::Store(format!(
-                "{}: the input store could not be reopened",
-                self.label
-            ))),
+            Source::Closed => Err(self.closed()),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! code: text-mode answer models (`--answer-model FILE.gguf`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
@@ -20,7 +20,6 @@ enum Weights {
 /// cache inside, so a run needs `&mut` and starts with [`GgufLm::reset`].
 pub struct GgufLm {
     weights: Weights,
-    path: PathBuf,
     /// `qwen2` or `qwen3` (`general.architecture`).
     pub arch: String,
     /// `{arch}.context_length`.
@@ -102,7 +101,6 @@ impl GgufLm {
         Ok((
             GgufLm {
                 weights,
-                path: path.to_path_buf(),
                 arch,
                 context_length,
                 vocab,
@@ -112,10 +110,6 @@ impl GgufLm {
                 chat_template,
             },
         ))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Forgets the KV cache (before a new prompt).
