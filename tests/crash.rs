@@ -78,30 +78,16 @@ fn sigkill_at_random_moments_then_rerun_equals_clean_run() {
     let full_ms = t.elapsed().as_millis() as u64;
 
     let crashed = work.path().join("crashed");
-    let mut kills = 0;
-    // Shortest delay first, all within 4/5 of the clean run: every run
-    // resumes the last one, so a first run left whole would leave nothing
-    // to interrupt (seen once on a loaded host: no kill in 6).
-    let mut delays: Vec<u64> = common::clock_seeded("crash test", 6, full_ms.max(100))
-        .into_iter()
-        .map(|d| 20 + d * 4 / 5)
-        .collect();
-    delays.sort_unstable();
-    for d in delays {
-        let mut c = child(&crashed, src.path()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(d));
-        if c.try_wait().unwrap().is_none() {
-            c.kill().unwrap(); // SIGKILL on unix
-            kills += 1;
-        }
-        c.wait().unwrap();
+    let mut clock = common::KillClock::new("crash test", 6, full_ms.max(100));
+    for i in 0..clock.runs() {
+        let (d, _) = clock.kill(i, child(&crashed, src.path()).spawn().unwrap());
         // Between kills the store must already be consistent.
         let s = Store::open(&crashed).unwrap();
         let check = s.check().unwrap();
         assert!(check.ok(), "after kill at {d} ms: {:?}", check.problems);
     }
     assert!(
-        kills > 0,
+        clock.kills > 0,
         "no run was interrupted (full run took {full_ms} ms)"
     );
     assert!(child(&crashed, src.path()).status().unwrap().success());

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `c3 ingest` of `src` into `store`, with ingest times pinned so that two
 /// runs export identical bytes.
@@ -34,20 +34,15 @@ fn sigkill_during_ingest_then_rerun_matches_clean_export() {
     let span = t.elapsed().as_millis() as u64;
 
     let crashed = work.path().join("crashed");
-    let mut kills = 0;
-    for d in common::clock_seeded("crash_cli", 6, span) {
-        let mut child = ingest(&crashed, src.path()).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(d));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
-        }
-        child.wait().unwrap();
+    let mut clock = common::KillClock::new("crash_cli", 6, span);
+    for i in 0..clock.runs() {
+        clock.kill(i, ingest(&crashed, src.path()).spawn().unwrap());
         // A kill while the model was still loading leaves no store yet.
         if crashed.join("db").exists() {
             common::ok(common::c3(&crashed, &["check"]));
         }
     }
+    let kills = clock.kills;
     assert!(
         kills > 0,
         "no run was interrupted (a clean run takes {span} ms)"

@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use c3::ingest::Shard;
 use serde_json::Value;
@@ -426,29 +426,29 @@ fn sigkill_during_merge_then_rerun_matches_clean_merge() {
 
     let out = work.path().join("crashed");
     let staged = work.path().join("crashed.merging");
-    let mut kills = 0;
-    for d in common::clock_seeded("merge_kill", 6, span) {
+    let mut clock = common::KillClock::new("merge_kill", 8, span);
+    for i in 0..clock.runs() {
         if out.exists() {
-            break;
+            if clock.kills > 0 {
+                break;
+            }
+            // Finished before any kill: start over, so there is something
+            // to interrupt (the clock shortens the next delays).
+            fs::remove_dir_all(&out).unwrap();
         }
         let mut c = Command::new(env!("CARGO_BIN_EXE_c3"));
         c.arg("merge").arg("--out").arg(&out).args(&shards);
-        let mut child = c
+        let child = c
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(d));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
-        }
-        child.wait().unwrap();
+        clock.kill(i, child);
         // Either the merge is complete at its place or still staged.
         assert!(!(out.exists() && staged.exists()));
     }
     assert!(
-        kills > 0,
+        clock.kills > 0,
         "no merge was interrupted (a clean one takes {span} ms)"
     );
     if !out.exists() {

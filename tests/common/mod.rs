@@ -162,21 +162,62 @@ pub fn book_parts(dir: &Path, prefix: &str, count: usize, min_len: usize, spread
     }
 }
 
-/// `n` pseudo-random values below `span` (xorshift) from a clock seed,
-/// printed under `label` so a failure can be replayed from the log.
-pub fn clock_seeded(label: &str, n: usize, span: u64) -> Vec<u64> {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("{label} seed {seed}");
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % span.max(1)
-        })
-        .collect()
+/// Kills child processes at pseudo-random moments within a clean run's
+/// span, for the crash tests. The seed comes from the clock and is printed
+/// under `label`, so a failure can be replayed from the log.
+///
+/// Delays are sorted shortest first and kept within 4/5 of the clean run;
+/// each run that ends before its kill halves the later delays. A resumed
+/// run is shorter than the clean one, and a host busier during the clean
+/// run than after it once left nothing interrupted in six tries.
+pub struct KillClock {
+    delays: Vec<u64>,
+    shift: u32,
+    pub kills: usize,
+}
+
+impl KillClock {
+    pub fn new(label: &str, runs: usize, span_ms: u64) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        eprintln!("{label} seed {seed} span {span_ms} ms");
+        let mut x = seed | 1;
+        let span = span_ms.max(10);
+        let mut delays: Vec<u64> = (0..runs)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % span * 4 / 5
+            })
+            .collect();
+        delays.sort_unstable();
+        KillClock {
+            delays,
+            shift: 0,
+            kills: 0,
+        }
+    }
+
+    pub fn runs(&self) -> usize {
+        self.delays.len()
+    }
+
+    /// Lets run `i` go on for its delay, then SIGKILLs it if it is still
+    /// running; returns the delay used and whether it was killed.
+    pub fn kill(&mut self, i: usize, mut child: std::process::Child) -> (u64, bool) {
+        let d = self.delays[i] >> self.shift;
+        std::thread::sleep(std::time::Duration::from_millis(d));
+        let killed = child.try_wait().unwrap().is_none();
+        if killed {
+            child.kill().unwrap();
+            self.kills += 1;
+        } else {
+            self.shift += 1;
+        }
+        child.wait().unwrap();
+        (d, killed)
+    }
 }
