@@ -640,8 +640,9 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
         }
         let med = s.median();
         println!(
-            "decoder {shown}: prefill {n} positions ({blocks} chunks): {med:.2} s median (min {:.2}), \
-             {:.0} positions/s, ~{:.1} GFLOP/s (weight products only) {}",
+            "decoder {shown}: prefill {n} positions ({blocks} chunks), {} products: {med:.2} s \
+             median (min {:.2}), {:.0} positions/s, ~{:.1} GFLOP/s (weight products only) {}",
+            prefill_products(quant),
             s.min(),
             n as f64 / med,
             flops / med / 1e9,
@@ -687,6 +688,17 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
         bytes / lim.read_gbs / 1e6,
         steps.note()
     );
+}
+
+/// The kernel a prefill's many-row weight products ran with, for the
+/// printed line: Q8_0 takes the i16 product where `C3_PREFILL_I16` allows.
+fn prefill_products(quant: Option<Quant>) -> &'static str {
+    match quant {
+        Some(Quant::Q8_0) => c3::model::quant::prefill_kernel_name(),
+        Some(Quant::Q4K) => "f32-dequantized",
+        Some(Quant::I16) => "i16",
+        None => "dense",
+    }
 }
 
 fn bytes_per_weight(quant: Option<Quant>) -> f64 {

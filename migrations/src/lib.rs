@@ -69,6 +69,12 @@ pub enum MigrateError {
         #[source]
         source: sled::Error,
     },
+    #[error("store {dir}: could not clear a torn sled snapshot file in db/: {source}")]
+    TornSnapshot {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("store {dir}: {source}")]
     Db {
         dir: PathBuf,
@@ -193,6 +199,10 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, MigrateError> {
 /// [`open_db`] with sled's page cache capped at `cache_bytes`.
 pub fn open_db_cached(dir: &Path, cache_bytes: u64) -> Result<sled::Db, MigrateError> {
     let deadline = Instant::now() + Duration::from_secs(3);
+    clear_torn_snapshots(&dir.join(DB_DIR)).map_err(|source| MigrateError::TornSnapshot {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     loop {
         let res = sled::Config::new()
             .path(dir.join(DB_DIR))
@@ -213,6 +223,46 @@ pub fn open_db_cached(dir: &Path, cache_bytes: u64) -> Result<sled::Db, MigrateE
             Ok(db) => return Ok(db),
         }
     }
+}
+
+/// Removes the snapshot files (`snap.*.generating`) that a process killed
+/// while sled was writing one left behind in `db_dir`.
+///
+/// sled 0.34 counts such a file among its snapshots, takes it as the newest,
+/// and refuses to open the database ("Read corrupted data at file offset
+/// None"); a SIGKILL during a merge's reopen of an input store left one. The
+/// file is never a complete snapshot: sled renames it to `snap.*` only once
+/// it is written and synced, and removes the older snapshot after that, so
+/// without it sled recovers from the older snapshot and the log, as if the
+/// kill had come just before the snapshot began. Done only while holding
+/// the lock sled itself takes on `db_dir/db`: a running process's snapshot
+/// in progress is never touched (then sled's own open reports the lock).
+pub fn clear_torn_snapshots(db_dir: &Path) -> std::io::Result<()> {
+    use fs2::FileExt;
+    let lock_file = match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(db_dir.join("db"))
+    {
+        Ok(f) => f,
+        // A new database: nothing was ever written.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if lock_file.try_lock_exclusive().is_err() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(db_dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    // Closing the file releases the lock for sled's open.
+    drop(lock_file);
+    Ok(())
 }
 
 /// Version recorded in `db`; 0 for a database that was never initialised.
@@ -290,4 +340,51 @@ fn copy_recursive(from: &Path, to: &Path) -> std::io::Result<()> {
         fs::copy(from, to)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a process killed during sled's snapshot write leaves: a
+    /// `.generating` file with only part of a snapshot in it.
+    fn torn_snapshot(db_dir: &Path) -> PathBuf {
+        let p = db_dir.join("snap.7FFFFFFFFFFFFFFF.generating");
+        fs::write(&p, b"half of a snapshot, no length or crc yet").unwrap();
+        p
+    }
+
+    #[test]
+    fn a_torn_snapshot_is_cleared_and_the_data_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db_cached(dir.path(), 1 << 20).unwrap();
+        db.insert(b"kept", b"value").unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let torn = torn_snapshot(&dir.path().join(DB_DIR));
+        // sled alone refuses it (the bug this works around).
+        let plain = sled::Config::new().path(dir.path().join(DB_DIR)).open();
+        assert!(plain.is_err(), "sled opened a store with a torn snapshot");
+        drop(plain);
+        let db = open_db_cached(dir.path(), 1 << 20).unwrap();
+        assert_eq!(db.get(b"kept").unwrap().as_deref(), Some(&b"value"[..]));
+        assert!(!torn.exists());
+    }
+
+    #[test]
+    fn a_snapshot_in_progress_of_an_open_store_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db_cached(dir.path(), 1 << 20).unwrap();
+        let db_dir = dir.path().join(DB_DIR);
+        let writing = torn_snapshot(&db_dir);
+        clear_torn_snapshots(&db_dir).unwrap();
+        assert!(writing.exists(), "removed while the store was open");
+        drop(db);
+    }
+
+    #[test]
+    fn a_new_store_has_nothing_to_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        clear_torn_snapshots(&dir.path().join(DB_DIR)).unwrap();
+    }
 }

@@ -37,6 +37,12 @@ pub const LEVELS: f32 = 8191.0;
 /// exceed it (their squares would pass the row's sum), so the exact
 /// correction for them costs at most ~0.1% of the product.
 const CLIP_RMS: f32 = 32.0;
+/// Values per Q8_0 block, and its bytes (f16 scale + 32 quants).
+const Q8_K: usize = 32;
+const Q8_BLOCK_BYTES: usize = 34;
+/// The activations' range against Q8_0 weights (see
+/// [`PackedWeight::from_q8_0`]).
+pub const Q8_ACT_LEVELS: f32 = 32767.0;
 /// Output columns per packed panel (two AVX2 vectors of i32 sums).
 const NR: usize = 16;
 /// Rows per microkernel call (12 accumulators + 2 weight vectors + 2 temps
@@ -154,17 +160,38 @@ pub fn kernel() -> Option<Kernel> {
     Some(k)
 }
 
-/// Whether the decoder's many-row products (a prompt's prefill) go through
-/// the i16 product (`C3_PREFILL_I16=1`; where the CPU runs it) instead of
-/// the f32 GEMM on the dequantized matrix. Each call packs the dequantized
-/// matrix to 14 bits per row for the moment; that rounding (a 14-bit step
-/// of the row's largest value) is far under q8_0's own (an 8-bit step of
-/// each 32-block's), and the activations are rounded as in the encoder.
+/// Whether the decoder's many-row Q8_0 products (a prompt's prefill) go
+/// through the i16 product on the blocks' exact values
+/// ([`PackedWeight::from_q8_0`]) instead of the f32 GEMM on the dequantized
+/// matrix: `C3_PREFILL_I16` (`1` on, `0` off) or [`set_prefill_i16`], else
+/// [`PREFILL_I16_DEFAULT`]; never where the CPU lacks the kernel.
 pub fn prefill_i16() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var("C3_PREFILL_I16").is_ok_and(|v| v == "1") && kernel().is_some()
-    })
+    match PREFILL.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let on = match std::env::var("C3_PREFILL_I16").as_deref() {
+                Ok("1") => true,
+                Ok("0") => false,
+                _ => PREFILL_I16_DEFAULT,
+            };
+            set_prefill_i16(on);
+            prefill_i16()
+        }
+    }
+}
+
+/// Whether [`prefill_i16`] is on when nothing asks otherwise.
+pub const PREFILL_I16_DEFAULT: bool = true;
+
+/// 0 while [`prefill_i16`] is not yet decided, then 1 (off) or 2 (on).
+static PREFILL: AtomicU8 = AtomicU8::new(0);
+
+/// Makes later prefills use the i16 product (`on`, where the CPU runs it)
+/// or the f32 GEMM (tests and benchmarks comparing the two in one process).
+pub fn set_prefill_i16(on: bool) {
+    let on = on && kernel().is_some();
+    PREFILL.store(if on { 2 } else { 1 }, Ordering::Relaxed);
 }
 
 /// Makes every later product use `k` (benchmarks comparing kernels in one
@@ -187,8 +214,15 @@ pub struct PackedWeight {
     k: usize,
     pairs: usize,
     panels: Vec<i32>,
-    /// Per output (padded to whole panels with 0): the value of one step.
+    /// Per output (padded to whole panels with 0): the value of one step
+    /// (1 for a weight scaled per block).
     scales: Vec<f32>,
+    /// For a weight taken from Q8_0 blocks: per panel, per 32 k (one flush
+    /// run), the [`NR`] outputs' block scales, multiplied into each run's
+    /// sums as they move to f32. Empty for a weight scaled per row.
+    block_scales: Vec<f32>,
+    /// The activations' quantization range for this weight.
+    act_levels: f32,
 }
 
 /// Two i16 values as one i32 lane: `lo` at the even index.
@@ -221,7 +255,7 @@ fn step(row: &[f32]) -> (f32, f32) {
 /// models have such outliers) does not coarsen the step for all the others;
 /// what they lose is added back exactly (see [`QuantRows`]). Non-finite rows
 /// are as in [`step`].
-fn activation_step(row: &[f32]) -> (f32, f32, f32) {
+fn activation_step(row: &[f32], levels: f32) -> (f32, f32, f32) {
     if row.iter().any(|v| !v.is_finite()) {
         return (f32::NAN, 0.0, f32::INFINITY);
     }
@@ -250,7 +284,7 @@ fn activation_step(row: &[f32]) -> (f32, f32, f32) {
     // `clip` stays infinite when nothing was clipped (no outlier scan).
     let step_max = top.min(clip);
     if step_max > 0.0 {
-        (step_max / LEVELS, LEVELS / step_max, clip)
+        (step_max / levels, levels / step_max, clip)
     } else {
         // All zero, or only outliers: nothing on the grid, all added back.
         (0.0, 0.0, 0.0)
@@ -259,14 +293,14 @@ fn activation_step(row: &[f32]) -> (f32, f32, f32) {
 
 /// `row · inv` rounded to the nearest integer (ties to even), two values per
 /// i32 lane, written to `dst[j · stride]` for pair `j`. A missing last odd
-/// value is 0; values beyond ±LEVELS saturate.
-fn quantize_pairs(row: &[f32], inv: f32, dst: &mut [i32], stride: usize) {
+/// value is 0; values beyond ±`levels` saturate.
+fn quantize_pairs(row: &[f32], inv: f32, levels: f32, dst: &mut [i32], stride: usize) {
     let mut j = 0;
     let mut chunks = row.chunks_exact(8);
     for c in &mut chunks {
         let mut q = [0i32; 8];
         // SAFETY: only reached after `available()` (AVX2) was checked.
-        unsafe { round8(c, inv, &mut q) };
+        unsafe { round8(c, inv, levels, &mut q) };
         for h in 0..4 {
             dst[(j + h) * stride] = pair(q[2 * h] as i16, q[2 * h + 1] as i16);
         }
@@ -274,30 +308,30 @@ fn quantize_pairs(row: &[f32], inv: f32, dst: &mut [i32], stride: usize) {
     }
     let rest = chunks.remainder();
     for p in rest.chunks(2) {
-        let lo = round1(p[0], inv);
-        let hi = p.get(1).map_or(0, |&v| round1(v, inv));
+        let lo = round1(p[0], inv, levels);
+        let hi = p.get(1).map_or(0, |&v| round1(v, inv, levels));
         dst[j * stride] = pair(lo, hi);
         j += 1;
     }
 }
 
 /// Eight values times `inv`, rounded to nearest even (the default MXCSR
-/// mode) and saturated at ±[`LEVELS`] (clipped activations, see
+/// mode) and saturated at ±`levels` (clipped activations, see
 /// [`activation_step`]).
 #[target_feature(enable = "avx2")]
-unsafe fn round8(x: &[f32], inv: f32, q: &mut [i32; 8]) {
+unsafe fn round8(x: &[f32], inv: f32, levels: f32, q: &mut [i32; 8]) {
     let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr()), _mm256_set1_ps(inv));
     // Clamped as floats: the conversion turns anything past i32 into i32::MIN.
     let v = _mm256_min_ps(
-        _mm256_max_ps(v, _mm256_set1_ps(-LEVELS)),
-        _mm256_set1_ps(LEVELS),
+        _mm256_max_ps(v, _mm256_set1_ps(-levels)),
+        _mm256_set1_ps(levels),
     );
     _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, _mm256_cvtps_epi32(v));
 }
 
 /// One value quantized as [`round8`] does.
-fn round1(v: f32, inv: f32) -> i16 {
-    (v * inv).round_ties_even().clamp(-LEVELS, LEVELS) as i16
+fn round1(v: f32, inv: f32, levels: f32) -> i16 {
+    (v * inv).round_ties_even().clamp(-levels, levels) as i16
 }
 
 impl PackedWeight {
@@ -321,7 +355,7 @@ impl PackedWeight {
                     let row = &w[(p * NR + c) * k..(p * NR + c + 1) * k];
                     let (s, inv) = step(row);
                     scale[c] = s;
-                    quantize_pairs(row, inv, &mut panel[c..], NR);
+                    quantize_pairs(row, inv, LEVELS, &mut panel[c..], NR);
                 }
             });
         Self {
@@ -330,7 +364,71 @@ impl PackedWeight {
             pairs,
             panels,
             scales,
+            block_scales: Vec::new(),
+            act_levels: LEVELS,
         }
+    }
+
+    /// Packs a Q8_0 matrix (`n` rows of `k / 32` GGML blocks: an f16 scale,
+    /// then 32 signed bytes) with its values exact: the bytes become the
+    /// i16 operands and the block scales are applied at each flush, which
+    /// falls on a block's end ([`FLUSH_PAIRS`] = 16 pairs = 32 k). The
+    /// decoder's prefill uses it, so its products differ from the f32 ones
+    /// on the same dequantized weights only by the activations' rounding.
+    ///
+    /// With |w| ≤ 128 the activations get the full 15 bits
+    /// ([`Q8_ACT_LEVELS`]): |a·w| ≤ 32767 · 128 < 2²², and 16 pairs of two
+    /// products stay under 2²⁷ in i32. Panics without AVX2, when `k` is not
+    /// a multiple of 32, or when `q` is not `n` rows of blocks.
+    pub fn from_q8_0(q: &[u8], n: usize, k: usize) -> Self {
+        use rayon::prelude::*;
+        assert!(available(), "i16 packing without AVX2");
+        assert!(k.is_multiple_of(Q8_K), "Q8_0 rows of {k} values");
+        let nb = k / Q8_K;
+        let row_bytes = nb * Q8_BLOCK_BYTES;
+        assert_eq!(q.len(), n * row_bytes, "Q8_0 matrix of {n}×{k} expected");
+        let pairs = k / 2;
+        let n_panels = n.div_ceil(NR);
+        let mut panels = vec![0i32; n_panels * pairs * NR];
+        let mut block_scales = vec![0f32; n_panels * nb * NR];
+        let mut scales = vec![0f32; n_panels * NR];
+        panels
+            .par_chunks_mut(pairs * NR)
+            .zip(block_scales.par_chunks_mut(nb * NR))
+            .zip(scales.par_chunks_mut(NR))
+            .enumerate()
+            .for_each(|(p, ((panel, bs), scale))| {
+                for c in 0..NR.min(n - p * NR) {
+                    scale[c] = 1.0;
+                    let row = &q[(p * NR + c) * row_bytes..(p * NR + c + 1) * row_bytes];
+                    for (b, blk) in row.chunks_exact(Q8_BLOCK_BYTES).enumerate() {
+                        bs[b * NR + c] = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                        for (t, v) in blk[2..].chunks_exact(2).enumerate() {
+                            panel[(b * Q8_K / 2 + t) * NR + c] =
+                                pair(v[0] as i8 as i16, v[1] as i8 as i16);
+                        }
+                    }
+                }
+            });
+        Self {
+            n,
+            k,
+            pairs,
+            panels,
+            scales,
+            block_scales,
+            act_levels: Q8_ACT_LEVELS,
+        }
+    }
+
+    /// The block scales of panel `p` from k-pair `kb` on (a flush run's
+    /// [`NR`] at a time), or null for a weight scaled per row.
+    fn block_scales_at(&self, p: usize, kb: usize) -> *const f32 {
+        if self.block_scales.is_empty() {
+            return std::ptr::null();
+        }
+        let nb = self.k / Q8_K;
+        self.block_scales[(p * nb + kb / FLUSH_PAIRS) * NR..].as_ptr()
     }
 
     /// Outputs (rows of the weight).
@@ -364,7 +462,7 @@ impl PackedWeight {
             "activations of {m}×{} expected",
             self.k
         );
-        let a = QuantRows::new(x, m, self.k);
+        let a = QuantRows::new(x, m, self.k, self.act_levels);
         let n = self.n;
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let c = OutPtr(out.as_mut_ptr());
@@ -410,7 +508,13 @@ impl PackedWeight {
         for (col, y) in y.iter_mut().enumerate() {
             let v = self.panels[((col / NR) * self.pairs + pair) * NR + col % NR];
             let q = if high { (v >> 16) as i16 } else { v as i16 };
-            *y += r * q as f32 * self.scales[col];
+            let step = if self.block_scales.is_empty() {
+                self.scales[col]
+            } else {
+                let nb = self.k / Q8_K;
+                self.block_scales[((col / NR) * nb + j / Q8_K) * NR + col % NR]
+            };
+            *y += r * q as f32 * step;
         }
     }
 
@@ -450,7 +554,8 @@ impl PackedWeight {
                                 for p in g0..g1 {
                                     let b = self.panels.as_ptr().add((p * self.pairs + kb) * NR);
                                     let at = ((p - g0) * chunk + rb - r0) * tile;
-                                    avx2_kernel(ap, b, kc, sums.as_mut_ptr().add(at));
+                                    let ws = self.block_scales_at(p, kb);
+                                    avx2_kernel(ap, b, kc, sums.as_mut_ptr().add(at), ws);
                                 }
                             }
                         }
@@ -464,6 +569,8 @@ impl PackedWeight {
                             pairs: kc,
                             sums: sums.as_mut_ptr(),
                             panel_stride: chunk,
+                            ws: self.block_scales_at(g0, kb),
+                            ws_stride: (self.k / Q8_K) * NR,
                         }),
                     }
                     kb += kc;
@@ -531,7 +638,7 @@ struct QuantRows {
 }
 
 impl QuantRows {
-    fn new(x: &[f32], m: usize, k: usize) -> Self {
+    fn new(x: &[f32], m: usize, k: usize, levels: f32) -> Self {
         use rayon::prelude::*;
         let pairs = k.div_ceil(2);
         let row_blocks = m.div_ceil(MR);
@@ -546,13 +653,13 @@ impl QuantRows {
             .for_each(|(rb, ((block, scale), lost))| {
                 for (r, lost) in lost.iter_mut().enumerate() {
                     let row = &x[(rb * MR + r) * k..(rb * MR + r + 1) * k];
-                    let (s, inv, clip) = activation_step(row);
+                    let (s, inv, clip) = activation_step(row, levels);
                     scale[r] = s;
-                    quantize_pairs(row, inv, &mut block[r..], MR);
+                    quantize_pairs(row, inv, levels, &mut block[r..], MR);
                     if clip.is_finite() {
                         for (j, &v) in row.iter().enumerate() {
                             if v.abs() > clip {
-                                lost.push((j as u32, v - round1(v, inv) as f32 * s));
+                                lost.push((j as u32, v - round1(v, inv, levels) as f32 * s));
                             }
                         }
                     }
@@ -575,12 +682,29 @@ impl QuantRows {
 /// AVX2; `a` holds `pairs · MR` and `b` `pairs · NR` readable i32 at the
 /// strides of [`QuantRows`] and [`PackedWeight`]; `acc` holds `MR · NR` f32.
 #[target_feature(enable = "avx2")]
-unsafe fn avx2_kernel(a: *const i32, b: *const i32, pairs: usize, acc: *mut f32) {
+unsafe fn avx2_kernel(a: *const i32, b: *const i32, pairs: usize, acc: *mut f32, ws: *const f32) {
     let mut done = 0;
     while done < pairs {
         let run = FLUSH_PAIRS.min(pairs - done);
-        kernel_run(a.add(done * MR), b.add(done * NR), run, acc);
+        let (a, b) = (a.add(done * MR), b.add(done * NR));
+        // Two forms, so a row-scaled weight (the encoder's) runs the same
+        // code as before block scales existed.
+        if ws.is_null() {
+            kernel_run::<false>(a, b, run, acc, ws);
+        } else {
+            kernel_run::<true>(a, b, run, acc, scales_of_run(ws, done));
+        }
         done += run;
+    }
+}
+
+/// The block scales of the flush run starting at pair `done` (null stays
+/// null: a weight scaled per row).
+fn scales_of_run(ws: *const f32, done: usize) -> *const f32 {
+    if ws.is_null() {
+        ws
+    } else {
+        ws.wrapping_add(done / FLUSH_PAIRS * NR)
     }
 }
 
@@ -590,10 +714,18 @@ unsafe fn avx2_kernel(a: *const i32, b: *const i32, pairs: usize, acc: *mut f32)
 /// spills inside the hot loop.
 ///
 /// # Safety
-/// As [`avx2_kernel`], with `run ≤ FLUSH_PAIRS`.
+/// As [`avx2_kernel`], with `run ≤ FLUSH_PAIRS`; with `SCALED`, `ws` holds
+/// [`NR`] block scales, multiplied into the run's sums before they are
+/// added (without, it is not read).
 #[target_feature(enable = "avx2")]
 #[inline(never)]
-unsafe fn kernel_run(mut a: *const i32, mut b: *const i32, run: usize, acc: *mut f32) {
+unsafe fn kernel_run<const SCALED: bool>(
+    mut a: *const i32,
+    mut b: *const i32,
+    run: usize,
+    acc: *mut f32,
+    ws: *const f32,
+) {
     let mut s = [_mm256_setzero_si256(); 2 * MR];
     for _ in 0..run {
         let b0 = _mm256_loadu_si256(b as *const __m256i);
@@ -608,10 +740,11 @@ unsafe fn kernel_run(mut a: *const i32, mut b: *const i32, run: usize, acc: *mut
     }
     for (i, v) in s.iter().enumerate() {
         let dst = acc.add(i * 8);
-        _mm256_storeu_ps(
-            dst,
-            _mm256_add_ps(_mm256_loadu_ps(dst), _mm256_cvtepi32_ps(*v)),
-        );
+        let mut v = _mm256_cvtepi32_ps(*v);
+        if SCALED {
+            v = _mm256_mul_ps(v, _mm256_loadu_ps(ws.add((i % 2) * 8)));
+        }
+        _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), v));
     }
 }
 
@@ -815,9 +948,9 @@ mod tests {
         let want = [8191, -8191, 8191, -8191, 8191, 2, -4, 0];
         let mut q = [0i32; 8];
         // SAFETY: AVX2 checked above.
-        unsafe { round8(&x, 1.0, &mut q) };
+        unsafe { round8(&x, 1.0, LEVELS, &mut q) };
         assert_eq!(q, want);
-        let scalar: Vec<i32> = x.iter().map(|&v| round1(v, 1.0) as i32).collect();
+        let scalar: Vec<i32> = x.iter().map(|&v| round1(v, 1.0, LEVELS) as i32).collect();
         assert_eq!(scalar, want);
     }
 
@@ -849,9 +982,10 @@ mod tests {
 
     /// The kernels' arithmetic on one `MR × NR` tile of row block `a` and
     /// panel `b` (as packed) over `pairs`: i32 lanes as [`dpwssd_lane`],
-    /// moved to f32 (round to nearest even) and added to `acc` every
+    /// moved to f32 (round to nearest even), times the run's block scale
+    /// where `ws` has them (`[run][NR]`), and added to `acc` every
     /// [`FLUSH_PAIRS`] pairs.
-    fn tile_reference(a: &[i32], b: &[i32], pairs: usize, acc: &mut [f32]) {
+    fn tile_reference(a: &[i32], b: &[i32], pairs: usize, acc: &mut [f32], ws: Option<&[f32]>) {
         for r in 0..MR {
             for c in 0..NR {
                 for run in (0..pairs).step_by(FLUSH_PAIRS) {
@@ -859,7 +993,11 @@ mod tests {
                     for t in run..(run + FLUSH_PAIRS).min(pairs) {
                         s = dpwssd_lane(s, a[t * MR + r], b[t * NR + c]);
                     }
-                    acc[r * NR + c] += s as f32;
+                    let v = match ws {
+                        Some(ws) => s as f32 * ws[run / FLUSH_PAIRS * NR + c],
+                        None => s as f32,
+                    };
+                    acc[r * NR + c] += v;
                 }
             }
         }
@@ -938,7 +1076,7 @@ mod tests {
         let kernels = kernels_here("kernels_match_the_scalar_reference_bit_for_bit");
         let mut seed = 17;
         for &pairs in &[1, 5, 16, 17, 40, 256] {
-            for &limit in &[8191, 32768] {
+            for (limit, scaled) in [(8191, false), (32768, false), (32767, true)] {
                 // Two row blocks, two panels, start values in the tiles.
                 let a: Vec<Vec<i32>> = (0..2)
                     .map(|_| random_pairs(&mut seed, pairs * MR, limit))
@@ -947,25 +1085,50 @@ mod tests {
                     .map(|_| random_pairs(&mut seed, pairs * NR, limit))
                     .collect();
                 let start: Vec<f32> = (0..4 * MR * NR).map(|_| lcg(&mut seed) * 1e6).collect();
+                // Block scales per panel (Q8_0 weights), or none.
+                let ws: Vec<Vec<f32>> = (0..2)
+                    .map(|_| {
+                        let n = if scaled {
+                            pairs.div_ceil(FLUSH_PAIRS) * NR
+                        } else {
+                            0
+                        };
+                        (0..n).map(|_| lcg(&mut seed) * 0.01).collect()
+                    })
+                    .collect();
+                let wsp = |j: usize| {
+                    if scaled {
+                        ws[j].as_ptr()
+                    } else {
+                        std::ptr::null()
+                    }
+                };
                 let mut want = start.clone();
                 for (i, a) in a.iter().enumerate() {
                     for (j, b) in b.iter().enumerate() {
                         let t = (i * 2 + j) * MR * NR;
-                        tile_reference(a, b, pairs, &mut want[t..t + MR * NR]);
+                        let w = scaled.then_some(&ws[j][..]);
+                        tile_reference(a, b, pairs, &mut want[t..t + MR * NR], w);
                     }
                 }
                 let tile = |v: &mut Vec<f32>, i: usize, j: usize| -> *mut f32 {
                     // SAFETY: within the 4 tiles.
                     unsafe { v.as_mut_ptr().add((i * 2 + j) * MR * NR) }
                 };
-                let what = format!("pairs {pairs}, values ±{limit}");
+                let what = format!("pairs {pairs}, values ±{limit}, block scales {scaled}");
                 if kernels.contains(&Kernel::Avx2) {
                     let mut got = start.clone();
                     for (i, a) in a.iter().enumerate() {
                         for (j, b) in b.iter().enumerate() {
                             // SAFETY: AVX2 checked; sizes as the kernel needs.
                             unsafe {
-                                avx2_kernel(a.as_ptr(), b.as_ptr(), pairs, tile(&mut got, i, j))
+                                avx2_kernel(
+                                    a.as_ptr(),
+                                    b.as_ptr(),
+                                    pairs,
+                                    tile(&mut got, i, j),
+                                    wsp(j),
+                                )
                             };
                         }
                     }
@@ -987,25 +1150,37 @@ mod tests {
                                         [t(&mut got, 0, 0), t(&mut got, 0, 1)],
                                         [t(&mut got, 1, 0), t(&mut got, 1, 1)],
                                     ];
-                                    vnni::kernel::<2, 2>([a0, a1], [b0, b1], pairs, acc);
+                                    vnni::kernel::<2, 2>(
+                                        [a0, a1],
+                                        [b0, b1],
+                                        pairs,
+                                        acc,
+                                        [wsp(0), wsp(1)],
+                                    );
                                 }
                                 "1x2" => {
                                     for (i, ap) in [a0, a1].into_iter().enumerate() {
                                         let acc = [[t(&mut got, i, 0), t(&mut got, i, 1)]];
-                                        vnni::kernel::<1, 2>([ap], [b0, b1], pairs, acc);
+                                        vnni::kernel::<1, 2>(
+                                            [ap],
+                                            [b0, b1],
+                                            pairs,
+                                            acc,
+                                            [wsp(0), wsp(1)],
+                                        );
                                     }
                                 }
                                 "2x1" => {
                                     for (j, bp) in [b0, b1].into_iter().enumerate() {
                                         let acc = [[t(&mut got, 0, j)], [t(&mut got, 1, j)]];
-                                        vnni::kernel::<2, 1>([a0, a1], [bp], pairs, acc);
+                                        vnni::kernel::<2, 1>([a0, a1], [bp], pairs, acc, [wsp(j)]);
                                     }
                                 }
                                 _ => {
                                     for (i, ap) in [a0, a1].into_iter().enumerate() {
                                         for (j, bp) in [b0, b1].into_iter().enumerate() {
                                             let acc = [[t(&mut got, i, j)]];
-                                            vnni::kernel::<1, 1>([ap], [bp], pairs, acc);
+                                            vnni::kernel::<1, 1>([ap], [bp], pairs, acc, [wsp(j)]);
                                         }
                                     }
                                 }
@@ -1031,24 +1206,155 @@ mod tests {
             return;
         }
         let mut seed = 23;
-        for &(m, n, k) in &[(13, 40, 301), (1100, 100, 600), (37, 5, 1000), (12, 64, 32)] {
+        for &(m, n, k) in &[
+            (13, 40, 301),
+            (1100, 100, 640),
+            (37, 5, 1000),
+            (12, 64, 32),
+            (40, 37, 1056),
+        ] {
             let mut x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
             for i in (0..m).step_by(3) {
                 x[i * k + (i * 31) % k] = 500.0;
             }
             let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
-            let packed = PackedWeight::pack(&w, n, k);
-            let outs: Vec<Vec<u32>> = kernels
-                .iter()
-                .map(|&kn| bits(&packed.matmul_with(kn, &x, m)))
-                .collect();
-            for (kn, out) in kernels.iter().zip(&outs) {
-                assert!(
-                    out == &outs[0],
-                    "({m}, {n}, {k}): {kn:?} differs from {:?}",
-                    kernels[0]
-                );
+            let mut packed = vec![("rows", PackedWeight::pack(&w, n, k))];
+            if k % Q8_K == 0 {
+                packed.push((
+                    "q8_0",
+                    PackedWeight::from_q8_0(&random_q8_0(&mut seed, n, k), n, k),
+                ));
             }
+            for (what, packed) in &packed {
+                let outs: Vec<Vec<u32>> = kernels
+                    .iter()
+                    .map(|&kn| bits(&packed.matmul_with(kn, &x, m)))
+                    .collect();
+                for (kn, out) in kernels.iter().zip(&outs) {
+                    assert!(
+                        out == &outs[0],
+                        "{what} ({m}, {n}, {k}): {kn:?} differs from {:?}",
+                        kernels[0]
+                    );
+                }
+            }
+        }
+    }
+
+    /// `n` rows of `k / 32` random Q8_0 blocks: f16 scales of either sign
+    /// and size, quants over the whole i8 range (-128 included, which
+    /// candle never writes but a GGUF file may hold).
+    fn random_q8_0(seed: &mut u64, n: usize, k: usize) -> Vec<u8> {
+        let mut q = Vec::with_capacity(n * k / Q8_K * Q8_BLOCK_BYTES);
+        for b in 0..n * k / Q8_K {
+            let d = lcg(seed) * 0.02 * (1 + b % 5) as f32;
+            q.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+            q.extend((0..Q8_K).map(|t| {
+                let v = ((lcg(seed) + 0.5) * 256.0) as i32 - 128;
+                let v = if t == b % Q8_K {
+                    -128
+                } else {
+                    v.clamp(-128, 127)
+                };
+                v as i8 as u8
+            }));
+        }
+        q
+    }
+
+    /// The Q8_0 blocks as f32 `[n, k]`.
+    fn dequantize_q8_0(q: &[u8], n: usize, k: usize) -> Vec<f32> {
+        let mut w = Vec::with_capacity(n * k);
+        for blk in q.chunks_exact(Q8_BLOCK_BYTES) {
+            let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+            w.extend(blk[2..].iter().map(|&v| v as i8 as f32 * d));
+        }
+        w
+    }
+
+    /// Q8_0 weights with activations already on the 15-bit grid: nothing
+    /// is rounded but each run's i32 → f32 move and the f32 sums, so the
+    /// product must match the dequantized one within f32 summation error
+    /// (a packing, block-scale or edge mistake is off by whole terms).
+    /// Ragged rows and outputs, k over several k blocks, a clipped outlier.
+    #[test]
+    fn q8_0_products_match_the_dequantized_product() {
+        for kernel in kernels_here("q8_0_products_match_the_dequantized_product") {
+            let mut seed = 29;
+            for &(m, n, k) in &[
+                (1, 1, 32),
+                (7, 17, 64),
+                (13, 40, 608),
+                (1100, 20, 1056),
+                (25, 100, 2048),
+            ] {
+                let q = random_q8_0(&mut seed, n, k);
+                let w = dequantize_q8_0(&q, n, k);
+                let mut x: Vec<f32> = (0..m * k)
+                    .map(|_| (lcg(&mut seed) * 4000.0).round())
+                    .collect();
+                for r in 0..m {
+                    x[r * k + (r * 7) % k] = if r % 2 == 0 {
+                        Q8_ACT_LEVELS
+                    } else {
+                        -Q8_ACT_LEVELS
+                    };
+                }
+                if m > 3 && k > 1024 {
+                    // Past 32 × RMS (which needs k > 32²): clipped, the rest
+                    // added back in f32.
+                    x[3 * k + 5] = 3.0e6;
+                }
+                let got = PackedWeight::from_q8_0(&q, n, k).matmul_with(kernel, &x, m);
+                for i in 0..m {
+                    for j in 0..n {
+                        let terms = (0..k).map(|t| x[i * k + t] as f64 * w[j * k + t] as f64);
+                        let want: f64 = terms.clone().sum();
+                        let size: f64 = terms.map(f64::abs).sum();
+                        let e = (got[i * n + j] as f64 - want).abs();
+                        assert!(
+                            e <= size * 1e-5,
+                            "{kernel:?} ({m}, {n}, {k}) [{i}, {j}]: {} != {want} (size {size})",
+                            got[i * n + j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// candle's own Q8_0 bytes (`QTensor::quantize`) read as candle reads
+    /// them: ordinary activations against `QTensor::dequantize`'s weights,
+    /// within the activations' 15-bit rounding.
+    #[test]
+    fn candle_q8_0_tensors_match_their_dequantized_weights() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        use candle_core::{Device, Tensor};
+        let kernels = kernels_here("candle_q8_0_tensors_match_their_dequantized_weights");
+        let (m, n, k) = (45, 70, 320);
+        let mut seed = 31;
+        let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed) * 0.2).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 3.0).collect();
+        let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
+        let wd: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let want = product(&x, &wd, m, n, k);
+        let packed = PackedWeight::from_q8_0(&q.data().unwrap(), n, k);
+        for kernel in kernels {
+            let got = packed.matmul_with(kernel, &x, m);
+            let (mut err2, mut ref2) = (0f64, 0f64);
+            for (g, e) in got.iter().zip(&want) {
+                err2 += (*g as f64 - e).powi(2);
+                ref2 += e * e;
+            }
+            let rel = (err2 / ref2).sqrt();
+            assert!(rel < 5e-5, "{kernel:?}: relative rms error {rel}");
         }
     }
 

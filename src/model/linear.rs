@@ -122,24 +122,24 @@ impl Linear {
                 gemv(&q.data()?, self.out_dim, inner, &x, &mut y);
                 Tensor::from_vec(y, (1, self.out_dim), x2.device())?.to_dtype(dtype)?
             }
-            // Many rows (a prompt's prefill) on the CPU: this matrix
-            // dequantized for the moment, then the f32 GEMM. Same weights,
-            // unquantized activations, and several times the speed of the
-            // quantized product at these sizes (README, Performance).
-            // The same with the i16 product instead of the f32 GEMM, where
-            // asked (`C3_PREFILL_I16=1`, see `i16_gemm::prefill_i16`): the
-            // dequantized matrix is packed to 14 bits for the moment.
+            // Many rows (a prompt's prefill) on the CPU, Q8_0: the i16
+            // product on the blocks' exact values (`i16_gemm::prefill_i16`,
+            // `PackedWeight::from_q8_0`), packed for the call: the same
+            // weights as the f32 GEMM below, activations rounded to 15 bits.
             #[cfg(target_arch = "x86_64")]
             Weight::Quantized(QMatMul::QTensor(q))
                 if rows >= DEQUANT_ROWS
                     && x2.device().is_cpu()
+                    && q.dtype() == GgmlDType::Q8_0
                     && super::i16_gemm::prefill_i16() =>
             {
-                let w = q.dequantize(x2.device())?.flatten_all()?.to_vec1::<f32>()?;
-                let p = super::i16_gemm::PackedWeight::pack(&w, self.out_dim, inner);
-                drop(w);
+                let p = super::i16_gemm::PackedWeight::from_q8_0(&q.data()?, self.out_dim, inner);
                 i16_product(&p, &x2, rows)?
             }
+            // Other formats (and without the i16 kernel): this matrix
+            // dequantized for the moment, then the f32 GEMM. Same weights,
+            // unquantized activations, and several times the speed of the
+            // quantized product at these sizes (README, Performance).
             Weight::Quantized(QMatMul::QTensor(q))
                 if rows >= DEQUANT_ROWS && x2.device().is_cpu() =>
             {

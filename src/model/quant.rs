@@ -59,6 +59,37 @@ pub fn i16_kernel_name() -> Option<&'static str> {
     }
 }
 
+/// Whether a quantized decoder's Q8_0 prefill runs the i16 product here
+/// (see `i16_gemm::prefill_i16`); `false` where the CPU cannot run it.
+pub fn prefill_i16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::i16_gemm::prefill_i16()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Turns the i16 prefill on or off for later products (on only where the
+/// CPU runs it): tests and benchmarks comparing both in one process.
+pub fn set_prefill_i16(on: bool) {
+    #[cfg(target_arch = "x86_64")]
+    super::i16_gemm::set_prefill_i16(on);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = on;
+}
+
+/// The kernel a Q8_0 prefill's products run with here: the i16 kernel's
+/// name where [`prefill_i16`] is on, else `f32-dequantized`.
+pub fn prefill_kernel_name() -> &'static str {
+    match (prefill_i16(), i16_kernel_name()) {
+        (true, Some(k)) => k,
+        _ => "f32-dequantized",
+    }
+}
+
 impl fmt::Display for Quant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

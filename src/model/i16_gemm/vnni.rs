@@ -16,7 +16,7 @@
 //! another way. With the same flush points and the same f32 additions, the
 //! result is bit for bit the AVX2 kernel's (tested).
 
-use super::{FLUSH_PAIRS, MR, NR};
+use super::{scales_of_run, FLUSH_PAIRS, MR, NR};
 use std::arch::x86_64::*;
 
 /// Row blocks (of [`MR`] rows) and panels (of [`NR`] outputs) per tile.
@@ -45,6 +45,10 @@ pub(super) struct Block {
     pub pairs: usize,
     pub sums: *mut f32,
     pub panel_stride: usize,
+    /// Null, or the first panel's block scales (Q8_0 weights; the parent's
+    /// `block_scales`), `ws_stride` f32 per panel.
+    pub ws: *const f32,
+    pub ws_stride: usize,
 }
 
 /// Runs [`Block`] in 2 × 2 tiles, with 1-wide tiles at odd edges.
@@ -62,6 +66,13 @@ pub(super) unsafe fn block(blk: &Block) {
             let pj = PB.min(blk.panels - j);
             let a = |d: usize| blk.a.add((i + d) * blk.a_stride);
             let b = |d: usize| blk.b.add((j + d) * blk.b_stride);
+            let w = |d: usize| {
+                if blk.ws.is_null() {
+                    blk.ws
+                } else {
+                    blk.ws.add((j + d) * blk.ws_stride)
+                }
+            };
             let acc =
                 |di: usize, dj: usize| blk.sums.add(((j + dj) * blk.panel_stride + i + di) * tile);
             match (ri, pj) {
@@ -70,12 +81,23 @@ pub(super) unsafe fn block(blk: &Block) {
                     [b(0), b(1)],
                     blk.pairs,
                     [[acc(0, 0), acc(0, 1)], [acc(1, 0), acc(1, 1)]],
+                    [w(0), w(1)],
                 ),
-                (2, _) => {
-                    kernel::<2, 1>([a(0), a(1)], [b(0)], blk.pairs, [[acc(0, 0)], [acc(1, 0)]])
-                }
-                (_, 2) => kernel::<1, 2>([a(0)], [b(0), b(1)], blk.pairs, [[acc(0, 0), acc(0, 1)]]),
-                _ => kernel::<1, 1>([a(0)], [b(0)], blk.pairs, [[acc(0, 0)]]),
+                (2, _) => kernel::<2, 1>(
+                    [a(0), a(1)],
+                    [b(0)],
+                    blk.pairs,
+                    [[acc(0, 0)], [acc(1, 0)]],
+                    [w(0)],
+                ),
+                (_, 2) => kernel::<1, 2>(
+                    [a(0)],
+                    [b(0), b(1)],
+                    blk.pairs,
+                    [[acc(0, 0), acc(0, 1)]],
+                    [w(0), w(1)],
+                ),
+                _ => kernel::<1, 1>([a(0)], [b(0)], blk.pairs, [[acc(0, 0)]], [w(0)]),
             }
             j += pj;
         }
@@ -84,17 +106,19 @@ pub(super) unsafe fn block(blk: &Block) {
 }
 
 /// `R` row blocks × `P` panels over `pairs` k-pairs, added into the f32
-/// tiles `acc[i][j]` (row-major `MR × NR`), [`FLUSH_PAIRS`] at a time.
+/// tiles `acc[i][j]` (row-major `MR × NR`), [`FLUSH_PAIRS`] at a time;
+/// each run's sums times panel `j`'s block scales `ws[j]` where not null.
 ///
 /// # Safety
 /// [`available`]; `a[i]` holds `pairs · MR` and `b[j]` `pairs · NR` i32,
-/// `acc[i][j]` `MR · NR` f32.
+/// `acc[i][j]` `MR · NR` f32, `ws[j]` null or `NR` f32 per run.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(super) unsafe fn kernel<const R: usize, const P: usize>(
     a: [*const i32; R],
     b: [*const i32; P],
     pairs: usize,
     acc: [[*mut f32; P]; R],
+    ws: [*const f32; P],
 ) {
     let mut done = 0;
     while done < pairs {
@@ -104,6 +128,7 @@ pub(super) unsafe fn kernel<const R: usize, const P: usize>(
             b.map(|p| p.add(done * NR)),
             run,
             acc,
+            ws.map(|w| scales_of_run(w, done)),
         );
         done += run;
     }
@@ -125,6 +150,7 @@ unsafe fn kernel_run<const R: usize, const P: usize>(
     b: [*const i32; P],
     run: usize,
     acc: [[*mut f32; P]; R],
+    ws: [*const f32; P],
 ) {
     let mut s = [[[_mm512_setzero_si512(); P]; MR]; R];
     for t in 0..run {
@@ -145,10 +171,12 @@ unsafe fn kernel_run<const R: usize, const P: usize>(
         for r in 0..MR {
             for j in 0..P {
                 let dst = acc[i][j].add(r * NR);
-                _mm512_storeu_ps(
-                    dst,
-                    _mm512_add_ps(_mm512_loadu_ps(dst), _mm512_cvtepi32_ps(s[i][r][j])),
-                );
+                let mut v = _mm512_cvtepi32_ps(s[i][r][j]);
+                // As the AVX2 kernel: the product, then the sum (same bits).
+                if !ws[j].is_null() {
+                    v = _mm512_mul_ps(v, _mm512_loadu_ps(ws[j]));
+                }
+                _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), v));
             }
         }
     }
