@@ -95,29 +95,12 @@ fn i16_prefill_stays_as_close_to_f32_as_the_f32_prefill() {
         dense_vs_i16.add(&reference, &b);
         f32_vs_i16.add(&a, &b);
     }
-    eprintln!(
-        "golden decoder q8_0, teacher-forced in one forward: argmax agreement with f32 \
-         {}/{} (f32 prefill) and {}/{} (i16 prefill); max |logit error| {:.2e} and {:.2e}; \
-         i16 against the f32 prefill: {:.2e}",
-        dense_vs_f32.agree,
-        dense_vs_f32.positions,
-        dense_vs_i16.agree,
-        dense_vs_i16.positions,
-        dense_vs_f32.max_err,
-        dense_vs_i16.max_err,
-        f32_vs_i16.max_err
-    );
-    assert!(
-        f32_vs_i16.max_err < 0.1 * dense_vs_f32.max_err,
-        "the i16 prefill adds {} to q8_0's own {}",
-        f32_vs_i16.max_err,
-        dense_vs_f32.max_err
-    );
-    assert!(
-        dense_vs_i16.agree + 1 >= dense_vs_f32.agree,
-        "golden: agreement {} with the i16 prefill against {}",
-        dense_vs_i16.agree,
-        dense_vs_f32.agree
+    report(
+        "golden decoder q8_0, teacher-forced",
+        &dense_vs_f32,
+        &dense_vs_i16,
+        &f32_vs_i16,
+        1,
     );
 
     // Rows of 256 and 512 (several k blocks per flush group), 400 rows of
@@ -145,22 +128,40 @@ fn i16_prefill_stays_as_close_to_f32_as_the_f32_prefill() {
     d_a.add(&reference, &a);
     d_b.add(&reference, &b);
     a_b.add(&a, &b);
+    report("256-wide random model q8_0, 400 rows", &d_a, &d_b, &a_b, 2);
+}
+
+/// Prints the three comparisons and checks the i16 prefill against the f32
+/// one: its own error under a tenth of q8_0's, argmax agreement with the
+/// f32 model within `slack` positions.
+fn report(
+    what: &str,
+    dense_vs_f32: &Tally,
+    dense_vs_i16: &Tally,
+    f32_vs_i16: &Tally,
+    slack: usize,
+) {
     eprintln!(
-        "256-wide random model q8_0, 400 rows in one forward: argmax agreement with f32 \
-         {}/{} (f32 prefill) and {}/{} (i16 prefill); max |logit error| {:.2e} and {:.2e}; \
-         i16 against the f32 prefill: {:.2e}",
-        d_a.agree, d_a.positions, d_b.agree, d_b.positions, d_a.max_err, d_b.max_err, a_b.max_err
+        "{what} in one forward: argmax agreement with f32 {}/{} (f32 prefill) and {}/{} \
+         (i16 prefill); max |logit error| {:.2e} and {:.2e}; i16 against the f32 prefill: {:.2e}",
+        dense_vs_f32.agree,
+        dense_vs_f32.positions,
+        dense_vs_i16.agree,
+        dense_vs_i16.positions,
+        dense_vs_f32.max_err,
+        dense_vs_i16.max_err,
+        f32_vs_i16.max_err
     );
     assert!(
-        a_b.max_err < 0.1 * d_a.max_err,
-        "256-wide: the i16 prefill adds {} to q8_0's own {}",
-        a_b.max_err,
-        d_a.max_err
+        f32_vs_i16.max_err < 0.1 * dense_vs_f32.max_err,
+        "{what}: the i16 prefill adds {} to q8_0's own {}",
+        f32_vs_i16.max_err,
+        dense_vs_f32.max_err
     );
     assert!(
-        d_b.agree + 2 >= d_a.agree,
-        "256-wide: agreement {} with the i16 prefill against {}",
-        d_b.agree,
-        d_a.agree
+        dense_vs_i16.agree + slack >= dense_vs_f32.agree,
+        "{what}: agreement {} with the i16 prefill against {}",
+        dense_vs_i16.agree,
+        dense_vs_f32.agree
     );
 }
