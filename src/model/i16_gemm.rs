@@ -173,7 +173,14 @@ pub fn prefill_i16() -> bool {
             let on = match std::env::var("C3_PREFILL_I16").as_deref() {
                 Ok("1") => true,
                 Ok("0") => false,
-                _ => PREFILL_I16_DEFAULT,
+                Ok(v) => {
+                    eprintln!(
+                        "c3: C3_PREFILL_I16={v:?}: expected 1 or 0; using {}",
+                        PREFILL_I16_DEFAULT as u8
+                    );
+                    PREFILL_I16_DEFAULT
+                }
+                Err(_) => PREFILL_I16_DEFAULT,
             };
             set_prefill_i16(on);
             prefill_i16()
