@@ -36,7 +36,7 @@ fn wanted(name: &str) -> bool {
 fn limits() -> &'static Limits {
     static L: OnceLock<Limits> = OnceLock::new();
     L.get_or_init(|| {
-        println!("dense f32 product: {}", c3::model::blas::backend());
+        println!("dense f32 product: {}", c3::kernels::blas::backend());
         Limits::measure()
     })
 }
@@ -171,7 +171,7 @@ fn chunk_ids() -> Vec<u32> {
 /// `C3_TURNS` is set: `benches/compare/alternate.sh`), prints `label`'s line,
 /// and returns the raw states of the last run.
 fn time_chunk(
-    enc: &c3::encode::C3Encoder,
+    enc: &c3::cascade::c3::C3Encoder,
     cfg: &c3::model::config::Qwen2Config,
     label: &str,
 ) -> Tensor {
@@ -211,8 +211,8 @@ fn time_chunk(
 /// Times `runs()` pairs of encodes of [`chunk_ids`], `dense` then `fast`,
 /// prints each pair and the medians, and returns `fast`'s last raw states.
 fn time_pairs(
-    dense: &c3::encode::C3Encoder,
-    fast: &c3::encode::C3Encoder,
+    dense: &c3::cascade::c3::C3Encoder,
+    fast: &c3::cascade::c3::C3Encoder,
     cfg: &c3::model::config::Qwen2Config,
 ) -> Tensor {
     let ids = chunk_ids();
@@ -282,8 +282,8 @@ fn state_error(got: &Tensor, want: &Tensor) -> (f32, f64) {
 struct Twin {
     cfg: c3::model::config::Qwen2Config,
     want: Tensor,
-    dense: Option<c3::encode::C3Encoder>,
-    twin: c3::encode::C3Encoder,
+    dense: Option<c3::cascade::c3::C3Encoder>,
+    twin: c3::cascade::c3::C3Encoder,
 }
 
 fn f32_reference_and_twin(quant: Quant, keep_dense: bool) -> Twin {
@@ -299,7 +299,7 @@ fn f32_reference_and_twin(quant: Quant, keep_dense: bool) -> Twin {
     eprintln!("f32 reference encode: {:.2} s", t.elapsed().as_secs_f64());
     let dense = keep_dense.then_some(enc);
     let t = Instant::now();
-    let twin = c3::encode::C3Encoder::from_weights_quantized(
+    let twin = c3::cascade::c3::C3Encoder::from_weights_quantized(
         &cfg,
         32,
         dec_hidden,
@@ -370,7 +370,7 @@ fn i16_kernel_name() -> &'static str {
 /// host; and both kernels' raw states against the f32 encoder's.
 #[cfg(target_arch = "x86_64")]
 fn encode_kernels(c: &mut Criterion) {
-    use c3::model::i16_gemm::{set_kernel, Kernel};
+    use c3::kernels::i16_gemm::{set_kernel, Kernel};
     if !wanted("encode/kernels") {
         return;
     }

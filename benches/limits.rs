@@ -11,7 +11,7 @@ fn main() {
     let quick = quick();
     let reps = if quick { 1 } else { 5 };
     println!("threads: {}", threads());
-    println!("dense f32 product: {}", c3::model::blas::backend());
+    println!("dense f32 product: {}", c3::kernels::blas::backend());
     println!(
         "fma ceiling (registers only): {:.1} GFLOP/s",
         fma_peak_gflops()
@@ -43,12 +43,12 @@ fn main() {
     );
 }
 
-/// The i16 product (`src/model/i16_gemm.rs`) with each kernel this CPU
+/// The i16 product (`src/kernels/i16_gemm.rs`) with each kernel this CPU
 /// runs, on the encoder's product shapes (one chunk's 1066 rows), kernels
 /// in turns per repetition; the rate counts 2·m·n·k integer operations.
 #[cfg(target_arch = "x86_64")]
 fn i16_products(quick: bool) {
-    use c3::model::i16_gemm::{Kernel, PackedWeight};
+    use c3::kernels::i16_gemm::{Kernel, PackedWeight};
     let here: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| k.runs_here()).collect();
     for k in Kernel::ALL.iter().filter(|k| !k.runs_here()) {
         println!(

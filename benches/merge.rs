@@ -18,7 +18,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use c3::encode::Compressor;
+use c3::cascade::Compressor;
 use c3::ingest::Shard;
 use c3::store::{export, Store};
 use store_support::{commit_doc, model, FakeCompressor};

@@ -8,7 +8,9 @@
 
 mod support;
 
-use c3::decode::{C3Decoder, GenOptions};
+use c3::cascade::c3::checkpoint::add_random_c3_parts;
+use c3::cascade::c3::C3Decoder;
+use c3::generate::GenOptions;
 use c3::model::synthetic::*;
 use c3::model::weights::Weights;
 use c3::tokenize::C3Tokenizer;
@@ -40,7 +42,7 @@ fn run(
     )?;
     let enc_h = cfg.contexts_compression_llm_hidden_size;
     let dec = C3Decoder::from_weights(&cfg.llm, 32, enc_h, &w, tok)?;
-    let prompt = c3::query::prompt::latent_prompt(
+    let prompt = c3::cascade::c3::prompt::latent_prompt(
         dec.tokenizer(),
         blocks,
         32,

@@ -20,6 +20,7 @@
 mod support;
 use support::*;
 
+use c3::cascade::c3::checkpoint::add_random_c3_parts;
 use c3::model::config::Qwen2Config;
 use c3::model::synthetic::*;
 use candle_core::{DType, Device, Tensor};

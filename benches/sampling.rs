@@ -1,14 +1,14 @@
 //! Next-token sampling (temperature 0.7, top-p 0.9) over a 151,936-entry
 //! vocabulary: the nucleus draw c3 had written itself (kept here, only for
 //! this comparison) against candle-transformers' `LogitsProcessor`, which
-//! `src/decode/sampling.rs` now uses because it measured faster; then c3's
+//! `src/generate/sampling.rs` now uses because it measured faster; then c3's
 //! sampler as it runs (top-p, and top-k 40 then top-p). Greedy is c3's argmax
 //! either way. `cargo bench --bench sampling`; smoke mode (`cargo test
 //! --benches`): 20 draws each.
 
 mod support;
 
-use c3::decode::sampling::{Sampler, Sampling};
+use c3::generate::sampling::{Sampler, Sampling};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
 use std::time::Instant;

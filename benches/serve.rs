@@ -12,8 +12,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use c3::decode::{C3Decoder, GenOptions};
-use c3::model::C3Checkpoint;
+use c3::cascade::c3::C3Checkpoint;
+use c3::cascade::c3::C3Decoder;
+use c3::generate::GenOptions;
 use c3::query::{self, AskRequest, Mode, Reader};
 use c3::retrieve::Pick;
 use c3::store::Store;

@@ -9,7 +9,7 @@
 mod store_support;
 mod support;
 
-use c3::encode::Compressor;
+use c3::cascade::Compressor;
 use c3::store::Store;
 use candle_core::Tensor;
 use criterion::{Criterion, Throughput};

@@ -1,27 +1,131 @@
-//! Library error type.
+//! The library's error type: one variant per condition a caller acts on
+//! (a status code, a hint, a retry), each with the typed fields that name
+//! the file, store, document or model involved.
+//!
+//! Invariant: each cause is printed once. A variant that wraps another error
+//! writes it into its own message and does not also hand it out as a
+//! `source()`, so `{e:#}` at the edge never repeats it. Callers decide by
+//! matching variants and fields, never by reading message text.
+//!
+//! Messages are fragments that read after `error: `: lower case, no final
+//! period, the remedy after a colon or in parentheses.
 use std::path::PathBuf;
 
+/// Who made a store's latents, for messages: "a C3 model abc…" or "an LCLM
+/// 4x model lclm/r4/…", with the latent shape where known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLabel {
+    pub fingerprint: String,
+    /// Rows and width of a chunk's latents, when the caller knows them.
+    pub latents: Option<(u32, u32)>,
+}
+
+impl std::fmt::Display for ModelLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // LCLM fingerprints start `lclm/r{N}/`; C3 ones are bare hex.
+        let ratio = self
+            .fingerprint
+            .strip_prefix("lclm/r")
+            .and_then(|r| r.split_once('/'))
+            .and_then(|(n, _)| n.parse::<u32>().ok())
+            .filter(|&n| n > 0);
+        match ratio {
+            Some(n) => write!(f, "an LCLM {n}x model {}", self.fingerprint)?,
+            None => write!(f, "a C3 model {}", self.fingerprint)?,
+        }
+        if let Some((rows, width)) = self.latents {
+            write!(f, " (latents {rows} x {width})")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file or directory could not be read or written.
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("tokenizer: {0}")]
     Tokenize(String),
-    #[error("checkpoint {path}: {msg}")]
+    /// A checkpoint directory or one of its files is not what its family needs.
+    #[error("checkpoint {}: {msg}", path.display())]
     Checkpoint { path: PathBuf, msg: String },
+    /// Bad input from the user (a flag value, a request field, a document text).
     #[error("input: {0}")]
     Input(String),
     #[error("tensor: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+    /// A store's database reported an error, or a record failed to decode.
     #[error("store: {0}")]
     Store(String),
+    /// No store at `dir` where one must already exist.
+    #[error("no store at {} (run `c3 ingest` first, or pass --store DIR)", dir.display())]
+    NoStore { dir: PathBuf },
+    /// Opening or upgrading a store failed (locked by another process, a
+    /// newer schema, a damaged database).
+    #[error("{0}")]
+    Migrate(c3_migrations::MigrateError),
+    /// A document named by id, name or source path is not in the store.
+    #[error("no document `{spec}` in store {}", store.display())]
+    NoDocument { spec: String, store: PathBuf },
+    /// A chunk ordinal past the end of its document.
+    #[error(
+        "document {doc} has {count} chunks (0..={}); there is no chunk {chunk}",
+        count.saturating_sub(1)
+    )]
+    NoChunk { doc: u64, chunk: u32, count: u32 },
+    /// A model whose latents are not the ones the store holds.
+    #[error(
+        "store {} holds latents of {stored}; the loaded model is {loaded}. Latents of different \
+         models cannot be mixed: pass the --model the store was ingested with, or use another \
+         --store",
+        store.display()
+    )]
+    ModelMismatch {
+        store: PathBuf,
+        stored: ModelLabel,
+        loaded: ModelLabel,
+    },
+    /// Reconstruction (`repeat`, `expand`, `eval`) asked of a family that
+    /// was trained only to answer.
+    #[error(
+        "the {family} releases were trained to answer, not to reconstruct: there is no \
+         documented reconstruction prompt for them. Use `c3 ask` (latent mode), or `c3 show DOC \
+         --chunk N` for a chunk's stored text"
+    )]
+    NoReconstruction { family: &'static str },
     /// The Hugging Face hub or its cache (names the repo, revision, file).
     #[error("hub: {0}")]
     Hub(String),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+impl From<c3_migrations::MigrateError> for Error {
+    fn from(e: c3_migrations::MigrateError) -> Self {
+        Error::Migrate(e)
+    }
+}
+
+impl Error {
+    /// Wraps an I/O failure on `path` (for `map_err`).
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |err| Error::Io { path, err }
+    }
+
+    /// The store is held by another process (the caller may say which).
+    pub fn is_store_locked(&self) -> bool {
+        matches!(
+            self,
+            Error::Migrate(c3_migrations::MigrateError::Locked { .. })
+        )
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,19 +1,22 @@
 //! c3: Context Cascade Compression memory.
 //!
-//! Pipeline: tokenize → chunk → encode → store → retrieve → decode.
-//! `model` holds what every family shares (checkpoint loading, the Qwen2 /
-//! Qwen3 forward); `encode` + `decode` are the C3 family, `lclm` the LCLM
-//! family, `family` detects which one a checkpoint is and loads it behind
-//! one interface.
+//! Pipeline: `tokenize` → `chunk` → encode (`cascade`) → `store` →
+//! `retrieve` → decode (`cascade`, `generate`), with `query` assembling the
+//! last three for a question and `ingest` the first four for a document.
+//!
+//! Rooms beside the pipeline: `cascade` (the two model families, `c3/` and
+//! `lclm/`, behind one interface), `model` (the Qwen forward and checkpoint
+//! tensors every family runs on), `kernels` (CPU products and fused ops),
+//! `generate` (token choice), `serve` (HTTP), `merge`, `hub`, `eval`.
+//! ARCHITECTURE.md at the repository root is the map.
+pub mod cascade;
 pub mod chunk;
-pub mod decode;
-pub mod encode;
 pub mod error;
 pub mod eval;
-pub mod family;
+pub mod generate;
 pub mod hub;
 pub mod ingest;
-pub mod lclm;
+pub mod kernels;
 pub mod merge;
 pub mod model;
 pub mod npy;

@@ -26,18 +26,12 @@ pub fn to_npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
 }
 
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    std::fs::write(path, to_npy_bytes(shape, data)).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, to_npy_bytes(shape, data)).map_err(Error::io(path))
 }
 
 /// Reads a little-endian f32 C-order `.npy`: (shape, data).
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(Error::io(path))?;
     parse_f32(&bytes).map_err(|msg| Error::Input(format!("{}: {msg}", path.display())))
 }
 

@@ -21,12 +21,12 @@ pub struct GlobalOptions {
     #[arg(long, global = true, env = "C3_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Quantize the decoder's matrices when loading it (smaller and faster
-    /// decoding on CPU; see README, Performance). Default: dense, in --dtype.
+    /// decoding on CPU; see docs/performance.md). Default: dense, in --dtype.
     #[arg(long, global = true, value_name = "q8_0|q4k", value_parser = parse_decoder_quant)]
     pub decoder_quant: Option<crate::model::Quant>,
     /// How the encoder multiplies its matrices: `i16` = 14-bit integer
     /// products on a CPU with AVX2 (faster; latents within a bf16 rounding
-    /// of f32's, README, Performance), `dense` = in --dtype, `auto` = i16
+    /// of f32's, docs/performance.md), `dense` = in --dtype, `auto` = i16
     /// where it runs (CPU with AVX2, --dtype f32), else dense. The i16
     /// kernel is the fastest the CPU has (AVX-512 VNNI, else AVX2);
     /// `i16-avx2` / `i16-avx512vnni` insist on one.
@@ -107,7 +107,7 @@ impl EncoderPrecision {
 /// read it at run time), or an error naming what this CPU lacks.
 #[cfg(target_arch = "x86_64")]
 fn force_i16_kernel(p: EncoderPrecision) -> crate::Result<Option<crate::model::Quant>> {
-    use crate::model::i16_gemm::{set_kernel, Kernel};
+    use crate::kernels::i16_gemm::{set_kernel, Kernel};
     let k = match p {
         EncoderPrecision::I16Avx512vnni => Kernel::Avx512Vnni,
         _ => Kernel::Avx2,

@@ -281,7 +281,7 @@ fn precision_choice_is_checked() {
     // A named kernel runs where the CPU has its features and is refused,
     // naming them, where it does not.
     #[cfg(target_arch = "x86_64")]
-    for k in c3::model::i16_gemm::Kernel::ALL {
+    for k in c3::kernels::i16_gemm::Kernel::ALL {
         let args = [
             "--model",
             &model,

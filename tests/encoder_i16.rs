@@ -5,10 +5,11 @@
 //! reconstruct the reference's greedy ids from its latents.
 mod common;
 
-use c3::decode::C3Decoder;
-use c3::encode::C3Encoder;
+use c3::cascade::c3::C3Checkpoint;
+use c3::cascade::c3::C3Decoder;
+use c3::cascade::c3::C3Encoder;
 use c3::model::quant::i16_supported;
-use c3::model::{C3Checkpoint, Quant};
+use c3::model::Quant;
 use candle_core::{DType, Device};
 use common::*;
 

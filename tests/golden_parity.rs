@@ -1,9 +1,9 @@
 //! Parity with the independent reference in `fixtures/golden`.
 mod common;
 
-use c3::decode::C3Decoder;
-use c3::encode::C3Encoder;
-use c3::model::C3Checkpoint;
+use c3::cascade::c3::C3Checkpoint;
+use c3::cascade::c3::C3Decoder;
+use c3::cascade::c3::C3Encoder;
 use candle_core::DType;
 use common::*;
 
@@ -92,7 +92,7 @@ fn batched_encoding_matches_one_at_a_time_and_reference() {
 /// padded forwards and returns each text's states in the order given.
 #[test]
 fn compress_groups_texts_and_keeps_their_order() {
-    use c3::encode::Compressor;
+    use c3::cascade::Compressor;
     let enc = encoder();
     let cases = golden_cases();
     let mut texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();

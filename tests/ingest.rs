@@ -235,9 +235,16 @@ fn a_store_refuses_a_second_model() {
         &[Input::Path(tree.path().to_path_buf())],
         &IngestOptions::default(),
     )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("belongs to a C3 model model-one"), "{err}");
+    .unwrap_err();
+    assert!(
+        matches!(&err, c3::Error::ModelMismatch { stored, .. } if stored.fingerprint == "model-one"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("holds latents of a C3 model model-one"),
+        "{err}"
+    );
     assert_eq!(store.documents().count(), 1);
 }
 

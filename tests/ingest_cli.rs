@@ -241,7 +241,10 @@ fn chunk_tokens_option_and_model_mismatch() {
     let o = c3(other.path(), &["ingest", alice.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("belongs to a C3 model someone-else"), "{err}");
+    assert!(
+        err.contains("holds latents of a C3 model someone-else"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -227,8 +227,8 @@ fn a_store_end_to_end() {
     {
         use c3::query::{prepare, AskRequest, Mode, Reader};
         let st = c3::store::Store::open(store.path()).unwrap();
-        let ckpt = c3::lclm::LclmCheckpoint::open(&lclm_model(4)).unwrap();
-        let dec = c3::lclm::LclmDecoder::load(
+        let ckpt = c3::cascade::lclm::LclmCheckpoint::open(&lclm_model(4)).unwrap();
+        let dec = c3::cascade::lclm::LclmDecoder::load(
             &ckpt,
             candle_core::DType::F32,
             &candle_core::Device::Cpu,
@@ -240,7 +240,7 @@ fn a_store_end_to_end() {
             docs: vec![],
             pick: c3::retrieve::Pick::All,
             mode: Mode::Latent,
-            gen: c3::decode::GenOptions {
+            gen: c3::generate::GenOptions {
                 max_new_tokens: 262_144 - 5_000,
                 ..Default::default()
             },

@@ -3,9 +3,9 @@
 mod common;
 mod lclm_support;
 
-use c3::decode::GenOptions;
-use c3::encode::Compressor;
-use c3::lclm::{LclmCheckpoint, LclmDecoder, LclmEncoder};
+use c3::cascade::lclm::{LclmCheckpoint, LclmDecoder, LclmEncoder};
+use c3::cascade::Compressor;
+use c3::generate::GenOptions;
 use candle_core::{DType, Tensor};
 use common::{max_abs_diff, test_device};
 use lclm_support::*;

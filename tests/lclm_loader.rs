@@ -5,7 +5,7 @@ mod lclm_support;
 use std::collections::HashMap;
 use std::path::Path;
 
-use c3::lclm::{LclmCheckpoint, LclmDecoder, LclmEncoder};
+use c3::cascade::lclm::{LclmCheckpoint, LclmDecoder, LclmEncoder};
 use candle_core::{DType, Device, Tensor};
 use lclm_support::*;
 

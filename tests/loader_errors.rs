@@ -1,9 +1,9 @@
 //! Each loader check fed a broken copy of the golden checkpoint.
 mod common;
 
-use c3::decode::C3Decoder;
-use c3::encode::C3Encoder;
-use c3::model::C3Checkpoint;
+use c3::cascade::c3::C3Checkpoint;
+use c3::cascade::c3::C3Decoder;
+use c3::cascade::c3::C3Encoder;
 use candle_core::{DType, Device};
 use common::*;
 use safetensors::tensor::TensorView;

@@ -4,12 +4,13 @@
 //! switch between the two is process-wide.
 mod common;
 
-use c3::decode::C3Decoder;
-use c3::encode::C3Encoder;
+use c3::cascade::c3::C3Checkpoint;
+use c3::cascade::c3::C3Decoder;
+use c3::cascade::c3::C3Encoder;
 use c3::model::quant::{prefill_i16, set_prefill_i16};
 use c3::model::synthetic::random_qwen2;
 use c3::model::weights::Weights;
-use c3::model::{C3Checkpoint, Quant, Qwen2};
+use c3::model::{Quant, Qwen2};
 use candle_core::{DType, Tensor};
 use common::*;
 

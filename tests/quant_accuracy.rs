@@ -1,15 +1,17 @@
 //! Quantized decoders against the f32 one: logits along the reference's
 //! greedy path (teacher-forced, so every position is compared) and the
 //! greedy ids themselves. The figures are printed (`--nocapture`) and
-//! reported in the README; the bounds below are loose guards against a
+//! reported in docs/correctness.md; the bounds below are loose guards against a
 //! broken path, not accuracy claims.
 mod common;
 
-use c3::decode::{C3Decoder, GenOptions};
-use c3::encode::C3Encoder;
+use c3::cascade::c3::C3Checkpoint;
+use c3::cascade::c3::C3Decoder;
+use c3::cascade::c3::C3Encoder;
+use c3::generate::GenOptions;
 use c3::model::synthetic::random_qwen2;
 use c3::model::weights::Weights;
-use c3::model::{C3Checkpoint, KvCache, Quant, Qwen2};
+use c3::model::{KvCache, Quant, Qwen2};
 use candle_core::{DType, IndexOp, Tensor};
 use common::*;
 

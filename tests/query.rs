@@ -6,9 +6,10 @@ mod store_support;
 
 use std::path::{Path, PathBuf};
 
-use c3::decode::{C3Decoder, GenOptions, Sampling};
-use c3::encode::{C3Encoder, Compressor};
-use c3::model::C3Checkpoint;
+use c3::cascade::c3::C3Checkpoint;
+use c3::cascade::c3::{C3Decoder, C3Encoder};
+use c3::cascade::Compressor;
+use c3::generate::{GenOptions, Sampling};
 use c3::query::{self, AnswerModel, AskRequest, Mode, Reader};
 use c3::retrieve::{index, ChunkIndex, Pick, SyncAction};
 use c3::store::{ModelRecord, Store};
@@ -436,9 +437,22 @@ fn bad_requests_are_errors() {
     req.question = "fine".into();
     req.docs = vec![42];
     let e = query::ask(&store, Reader::Latent(&dec), &req, |_| true).unwrap_err();
-    assert!(e.to_string().contains("no document 42"), "{e}");
+    assert!(
+        matches!(&e, c3::Error::NoDocument { spec, .. } if spec == "42"),
+        "{e}"
+    );
     let e = query::expand_chunk(&store, &dec, 0, 3, &GenOptions::default(), |_| true).unwrap_err();
-    assert!(e.to_string().contains("no chunk 3"), "{e}");
+    assert!(
+        matches!(
+            e,
+            c3::Error::NoChunk {
+                doc: 0,
+                chunk: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(query::expand_chunk(&store, &dec, 9, 0, &GenOptions::default(), |_| true).is_err());
     let empty = Store::open(&tmp.path().join("empty")).unwrap();
     let e = query::ask(

@@ -2,7 +2,7 @@
 
 mod store_support;
 
-use c3::encode::Compressor;
+use c3::cascade::Compressor;
 use c3::store::{export, Store};
 use candle_core::Tensor;
 use store_support::{model, put_doc, FakeCompressor};

@@ -3,8 +3,9 @@
 //! weights at the release geometry (or a tiny one in quick mode).
 #![allow(dead_code)]
 
-use c3::decode::C3Decoder;
-use c3::encode::C3Encoder;
+use c3::cascade::c3::checkpoint::add_random_c3_parts;
+use c3::cascade::c3::C3Decoder;
+use c3::cascade::c3::C3Encoder;
 use c3::model::config::Qwen2Config;
 use c3::model::synthetic::*;
 use c3::model::weights::Weights;
@@ -76,7 +77,7 @@ pub fn cpu_seconds() -> f64 {
 /// `x · wᵀ` through the product c3's linear layers use: the system
 /// OpenBLAS when this process found one, candle's otherwise.
 fn product_nt(x: &Tensor, w: &Tensor) -> Tensor {
-    match c3::model::blas::matmul_nt(x, w) {
+    match c3::kernels::blas::matmul_nt(x, w) {
         Some(y) => y.unwrap(),
         None => x.matmul(&w.t().unwrap()).unwrap(),
     }

@@ -49,7 +49,11 @@ fn latest(history: &[Migration]) -> u32 {
     history.last().map_or(0, |m| m.to)
 }
 
+/// Why a store could not be opened or upgraded. Each variant names the
+/// store; a wrapped cause is printed in the message, not handed out again
+/// as a `source()`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MigrateError {
     #[error("store {dir}: schema version {found} is newer than this program supports ({supported}); upgrade c3 to open it")]
     Newer {
@@ -61,40 +65,24 @@ pub enum MigrateError {
     BadVersion { dir: PathBuf, len: usize },
     #[error("store {dir}: the database has data but no schema version; it is not a c3 store")]
     NotAStore { dir: PathBuf },
-    #[error(
-        "store {dir}: could not open the database ({source}); is another c3 process using it?"
-    )]
-    Open {
-        dir: PathBuf,
-        #[source]
-        source: sled::Error,
-    },
-    #[error("store {dir}: could not clear a torn sled snapshot file in db/: {source}")]
-    TornSnapshot {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("store {dir}: {source}")]
-    Db {
-        dir: PathBuf,
-        #[source]
-        source: sled::Error,
-    },
-    #[error("store {dir}: migration to version {to} ({name}) failed: {source}")]
+    /// Another process holds the store (sled's file lock on `db/db`).
+    #[error("store {dir} is in use by another c3 process")]
+    Locked { dir: PathBuf },
+    #[error("store {dir}: could not open the database: {err}")]
+    Open { dir: PathBuf, err: sled::Error },
+    #[error("store {dir}: could not clear a torn sled snapshot file in db/: {err}")]
+    TornSnapshot { dir: PathBuf, err: std::io::Error },
+    #[error("store {dir}: {err}")]
+    Db { dir: PathBuf, err: sled::Error },
+    #[error("store {dir}: migration to version {to} ({name}) failed: {err}")]
     Step {
         dir: PathBuf,
         to: u32,
         name: &'static str,
-        #[source]
-        source: sled::Error,
+        err: sled::Error,
     },
-    #[error("store {dir}: backup before migration failed: {source}")]
-    Backup {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("store {dir}: backup before migration failed: {err}")]
+    Backup { dir: PathBuf, err: std::io::Error },
     #[error("migration history is not consecutive at version {0}")]
     BadHistory(u32),
 }
@@ -153,25 +141,25 @@ fn open_with_cache(
     let mut backup = None;
     if from_version < supported && from_version > 0 {
         // Close the database so the copy is a consistent on-disk image.
-        db.flush().map_err(|source| db_err(dir, source))?;
+        db.flush().map_err(|err| db_err(dir, err))?;
         drop(db);
         backup = Some(
-            backup_store(dir, from_version).map_err(|source| MigrateError::Backup {
+            backup_store(dir, from_version).map_err(|err| MigrateError::Backup {
                 dir: dir.to_path_buf(),
-                source,
+                err,
             })?,
         );
         db = open_db_cached(dir, cache_bytes)?;
     }
     for m in history.iter().filter(|m| m.to > from_version) {
-        (m.apply)(&db).map_err(|source| MigrateError::Step {
+        (m.apply)(&db).map_err(|err| MigrateError::Step {
             dir: dir.to_path_buf(),
             to: m.to,
             name: m.name,
-            source,
+            err,
         })?;
-        write_version(&db, m.to).map_err(|source| db_err(dir, source))?;
-        db.flush().map_err(|source| db_err(dir, source))?;
+        write_version(&db, m.to).map_err(|err| db_err(dir, err))?;
+        db.flush().map_err(|err| db_err(dir, err))?;
     }
     Ok(Opened {
         db,
@@ -180,10 +168,10 @@ fn open_with_cache(
     })
 }
 
-fn db_err(dir: &Path, source: sled::Error) -> MigrateError {
+fn db_err(dir: &Path, err: sled::Error) -> MigrateError {
     MigrateError::Db {
         dir: dir.to_path_buf(),
-        source,
+        err,
     }
 }
 
@@ -199,9 +187,9 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, MigrateError> {
 /// [`open_db`] with sled's page cache capped at `cache_bytes`.
 pub fn open_db_cached(dir: &Path, cache_bytes: u64) -> Result<sled::Db, MigrateError> {
     let deadline = Instant::now() + Duration::from_secs(3);
-    clear_torn_snapshots(&dir.join(DB_DIR)).map_err(|source| MigrateError::TornSnapshot {
+    clear_torn_snapshots(&dir.join(DB_DIR)).map_err(|err| MigrateError::TornSnapshot {
         dir: dir.to_path_buf(),
-        source,
+        err,
     })?;
     loop {
         let res = sled::Config::new()
@@ -209,20 +197,41 @@ pub fn open_db_cached(dir: &Path, cache_bytes: u64) -> Result<sled::Db, MigrateE
             .cache_capacity(cache_bytes)
             .open();
         match res {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("lock") && Instant::now() < deadline =>
-            {
+            Ok(db) => return Ok(db),
+            Err(err) => {
+                // sled reports a held lock only as text; ask the lock itself.
+                if !held_elsewhere(&dir.join(DB_DIR)) {
+                    return Err(MigrateError::Open {
+                        dir: dir.to_path_buf(),
+                        err,
+                    });
+                }
+                if Instant::now() >= deadline {
+                    return Err(MigrateError::Locked {
+                        dir: dir.to_path_buf(),
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(source) => {
-                return Err(MigrateError::Open {
-                    dir: dir.to_path_buf(),
-                    source,
-                })
-            }
-            Ok(db) => return Ok(db),
         }
     }
+}
+
+/// Whether another open file holds the lock sled takes on `db_dir/db`.
+fn held_elsewhere(db_dir: &Path) -> bool {
+    use fs2::FileExt;
+    let Ok(f) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(db_dir.join("db"))
+    else {
+        return false;
+    };
+    let held = f.try_lock_exclusive().is_err();
+    if !held {
+        let _ = FileExt::unlock(&f);
+    }
+    held
 }
 
 /// Removes the snapshot files (`snap.*.generating`) that a process killed

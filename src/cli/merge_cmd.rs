@@ -30,9 +30,9 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<i32> {
             "c3: {}: kept the newer document from {} (ingested at {}), dropped the one from {} ({})",
             x.source,
             x.kept,
-            super::store_cmds::rfc3339(x.kept_ingested_at_ms),
+            super::common::rfc3339(x.kept_ingested_at_ms),
             x.dropped,
-            super::store_cmds::rfc3339(x.dropped_ingested_at_ms)
+            super::common::rfc3339(x.dropped_ingested_at_ms)
         );
     }
     eprintln!(

@@ -1,6 +1,6 @@
 //! The `c3` command line: global options and subcommand dispatch.
 
-pub mod engine;
+pub mod common;
 pub mod input;
 pub mod merge_cmd;
 pub mod model_cmds;
@@ -41,7 +41,7 @@ pub enum Command {
     /// List stored documents.
     Ls(store_cmds::LsArgs),
     /// Show a document or one of its chunks.
-    Show(store_cmds::ShowArgs),
+    Show(store_show::ShowArgs),
     /// Remove documents.
     Rm(store_cmds::RmArgs),
     /// Store totals: documents, chunks, tokens, compression ratio, bytes on disk.
@@ -55,7 +55,7 @@ pub enum Command {
     /// Combine stores and exports of one model (e.g. ingest shards) into a new store.
     Merge(merge_cmd::MergeArgs),
     /// Answer a question from the stored chunks (latents, or text with --mode text).
-    Ask(query_cmds::AskArgs),
+    Ask(common::AskArgs),
     /// Reconstruct stored chunks from their latents.
     Expand(query_cmds::ExpandArgs),
     /// Reconstruction fidelity table over the store or a directory of texts.
@@ -71,7 +71,7 @@ pub enum Command {
 /// Runs the parsed command; the result is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let store = cli.global.store_dir();
-    let ctx = model_cmds::ModelCtx {
+    let ctx = common::ModelCtx {
         model: cli.global.model,
         download: cli.global.download,
         resolved: Default::default(),
@@ -86,7 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Repeat(a) => model_cmds::repeat(&ctx, &a),
         Command::Ingest(a) => store_cmds::run_ingest(&store, &ctx, &a),
         Command::Ls(a) => store_cmds::run_ls(&store, &a),
-        Command::Show(a) => store_cmds::run_show(&store, &a),
+        Command::Show(a) => store_show::run_show(&store, &a),
         Command::Rm(a) => store_cmds::run_rm(&store, &a),
         Command::Stats(a) => store_cmds::run_stats(&store, &a),
         Command::Check(a) => store_cmds::run_check(&store, &a),

@@ -1,88 +1,16 @@
 //! `c3 tokenize`, `c3 encode`, `c3 repeat`: the model on one chunk of text.
 
-use super::input::read_text;
-use anyhow::{bail, Context, Result};
-use c3::decode::{C3Decoder, GenOptions, Sampling};
-use c3::encode::encoder::TRAINED_TOKENS;
-use c3::encode::C3Encoder;
-use c3::family::Family;
-use c3::lclm::{LclmCheckpoint, LclmEncoder};
-use c3::model::C3Checkpoint;
-use candle_core::{DType, Device};
-use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-pub struct ModelCtx {
-    /// `--model` as given: a directory or a hub repo id.
-    pub model: Option<PathBuf>,
-    /// `--download`: fetch a hub repo the cache lacks.
-    pub download: bool,
-    /// `model` resolved to a directory, once.
-    pub resolved: std::sync::OnceLock<PathBuf>,
-    pub dtype: DType,
-    pub decoder_quant: Option<c3::model::Quant>,
-    pub encoder_precision: c3::options::EncoderPrecision,
-    pub device: c3::options::DeviceArg,
-}
+use anyhow::Result;
+use c3::cascade::AnyDecoder;
+use c3::generate::GenOptions;
+use candle_core::DType;
+use clap::Args;
 
-impl ModelCtx {
-    /// `--model` as a directory (a hub repo id is looked up in the cache).
-    pub fn model_dir(&self) -> Result<&Path> {
-        if let Some(p) = self.resolved.get() {
-            return Ok(p);
-        }
-        let arg = self.model.as_deref().context(
-            "no model: pass --model DIR|ORG/NAME or set C3_MODEL (see README: Getting the real \
-             weights)",
-        )?;
-        let dir = c3::hub::resolve_model(arg, self.download)?;
-        Ok(self.resolved.get_or_init(|| dir))
-    }
-
-    /// `--answer-model` as a path (a hub repo id is looked up in the cache).
-    pub fn answer_model_path(&self, arg: &Path) -> Result<PathBuf> {
-        Ok(c3::hub::resolve_model(arg, self.download)?)
-    }
-
-    /// The cascade family of `--model` (from its layout).
-    pub fn family(&self) -> Result<Family> {
-        Ok(c3::family::detect(self.model_dir()?)?)
-    }
-
-    /// The C3 checkpoint of `--model`; an LCLM one is refused by name.
-    pub fn checkpoint(&self) -> Result<C3Checkpoint> {
-        let dir = self.model_dir()?;
-        if c3::lclm::is_lclm_dir(dir) {
-            bail!(
-                "{} is an LCLM checkpoint; this needs a C3 one (config.json + llm1/)",
-                dir.display()
-            );
-        }
-        Ok(C3Checkpoint::open(dir)?)
-    }
-
-    pub fn lclm_checkpoint(&self) -> Result<LclmCheckpoint> {
-        Ok(LclmCheckpoint::open(self.model_dir()?)?)
-    }
-
-    /// LCLM's encoder (and adapter) in `--encoder-precision`.
-    pub fn lclm_encoder(&self, ckpt: &LclmCheckpoint, device: &Device) -> Result<LclmEncoder> {
-        let quant = self.encoder_precision.quant(self.dtype, device)?;
-        Ok(LclmEncoder::load(ckpt, self.dtype, device, quant)?)
-    }
-
-    /// The device models load on (`--device`).
-    pub fn device(&self) -> Result<Device> {
-        Ok(self.device.device()?)
-    }
-
-    /// The encoder of `ckpt` on `device`, in `--encoder-precision`.
-    pub fn encoder(&self, ckpt: &C3Checkpoint, device: &Device) -> Result<C3Encoder> {
-        let quant = self.encoder_precision.quant(self.dtype, device)?;
-        Ok(C3Encoder::load_quantized(ckpt, self.dtype, device, quant)?)
-    }
-}
+use super::common::{sampling, ModelCtx};
+use super::input::read_text;
 
 #[derive(Args, Debug)]
 pub struct TokenizeArgs {
@@ -112,7 +40,7 @@ pub struct RepeatArgs {
     #[arg(long, default_value = "-", value_name = "FILE|-")]
     pub text: PathBuf,
     /// Most tokens to generate.
-    #[arg(long, default_value_t = c3::decode::decoder::DEFAULT_MAX_NEW_TOKENS)]
+    #[arg(long, default_value_t = c3::generate::DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Print the generated ids as a JSON array instead of the text.
     #[arg(long)]
@@ -131,93 +59,46 @@ pub struct RepeatArgs {
     pub seed: u64,
 }
 
-pub fn sampling(temperature: Option<f32>, top_p: f32, top_k: Option<u64>, seed: u64) -> Sampling {
-    match temperature {
-        Some(t) if t > 0.0 => Sampling::TopP {
-            temperature: t,
-            top_p: top_p.clamp(f32::MIN_POSITIVE, 1.0),
-            top_k: top_k.map(|k| k as usize),
-            seed,
-        },
-        _ => Sampling::Greedy,
-    }
-}
-
 pub fn tokenize(ctx: &ModelCtx, a: &TokenizeArgs) -> Result<i32> {
-    let family = ctx.family()?;
-    let text = read_text(&a.text)?;
-    let ids = match family {
-        Family::C3 => ctx.checkpoint()?.tokenizer()?.encode_text(&text)?,
-        Family::Lclm => ctx
-            .lclm_checkpoint()?
-            .encoder_tokenizer()?
-            .encode_text(&text)?,
-    };
+    let dir = ctx.model_dir()?;
+    let ids = c3::cascade::tokenize(dir, &read_text(&a.text)?)?;
     println!("{}", serde_json::to_string(&ids)?);
     Ok(0)
 }
 
-/// Tokenizes `path`'s text and encodes it, warning when it is longer than C3
-/// was trained on.
-fn encode_file(enc: &C3Encoder, path: &Path) -> Result<candle_core::Tensor> {
-    let text = read_text(path)?;
-    let ids = enc.tokenizer().encode_text(&text)?;
-    if ids.len() > TRAINED_TOKENS {
+/// `text` encoded whole (C3: one chunk; LCLM: all its windows), with a
+/// warning when it is longer than the family was trained on.
+fn encode_text(enc: &c3::cascade::AnyEncoder, text: &str) -> Result<c3::cascade::Encoded> {
+    let t0 = Instant::now();
+    let e = enc.encode_text(text)?;
+    if let Some(limit) = enc.trained_tokens().filter(|&n| e.tokens > n) {
         eprintln!(
-            "warning: {} tokens in one chunk; C3 was trained on up to ~{TRAINED_TOKENS} \
+            "warning: {} tokens in one chunk; C3 was trained on up to ~{limit} \
              and loses the end of longer chunks (use `c3 ingest` to chunk long input)",
-            ids.len()
+            e.tokens
         );
     }
-    let t0 = Instant::now();
-    let raw = enc.encode_ids(&ids)?;
+    let windows = e
+        .windows
+        .map(|w| format!(" ({w} windows)"))
+        .unwrap_or_default();
     eprintln!(
-        "encoded {} tokens into {} latents in {:.2?}",
-        ids.len(),
-        raw.dims()[0],
+        "encoded {} tokens{windows} into {} latents in {:.2?}",
+        e.tokens,
+        e.raw.dims()[0],
         t0.elapsed()
     );
-    Ok(raw)
-}
-
-/// LCLM's pooled states of a whole memory text (all its windows).
-pub fn lclm_encode_file(enc: &LclmEncoder, path: &Path) -> Result<candle_core::Tensor> {
-    let text = read_text(path)?;
-    let ids = enc.encode_text_ids(&text)?;
-    let t0 = Instant::now();
-    let e = enc.encode_ids(&ids)?;
-    eprintln!(
-        "encoded {} tokens ({} windows) into {} latents in {:.2?}",
-        ids.len(),
-        enc.config().windows(ids.len()).len(),
-        e.pooled.dims()[0],
-        t0.elapsed()
-    );
-    Ok(e.pooled)
+    Ok(e)
 }
 
 pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
-    let out = match ctx.family()? {
-        Family::C3 => {
-            let ckpt = ctx.checkpoint()?;
-            let enc = ctx.encoder(&ckpt, &ctx.device()?)?;
-            let raw = encode_file(&enc, &a.text)?;
-            if a.raw {
-                raw
-            } else {
-                enc.project(&raw)?
-            }
-        }
-        Family::Lclm => {
-            let ckpt = ctx.lclm_checkpoint()?;
-            let enc = ctx.lclm_encoder(&ckpt, &ctx.device()?)?;
-            let pooled = lclm_encode_file(&enc, &a.text)?;
-            if a.raw {
-                pooled
-            } else {
-                enc.adapt(&pooled)?
-            }
-        }
+    ctx.model_dir()?;
+    let enc = ctx.load_encoder()?;
+    let raw = encode_text(&enc, &read_text(&a.text)?)?.raw;
+    let out = if a.raw {
+        raw
+    } else {
+        enc.to_decoder_space(&raw)?
     };
     let shape = out.dims().to_vec();
     let data = out.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -225,33 +106,29 @@ pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Why LCLM has no `repeat` / `expand` / `eval`.
-pub const LCLM_NO_RECONSTRUCTION: &str = "the LCLM releases were trained to answer, not to \
-     reconstruct: there is no documented reconstruction prompt for them. Use `c3 ask` (latent \
-     mode), or `c3 show DOC --chunk N` for a chunk's stored text";
-
 pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
-    if ctx.family()? == Family::Lclm {
-        bail!("`c3 repeat`: {LCLM_NO_RECONSTRUCTION}");
-    }
-    let ckpt = ctx.checkpoint()?;
-    let dev = ctx.device()?;
-    let enc = ctx.encoder(&ckpt, &dev)?;
-    let raw = encode_file(&enc, &a.text)?;
+    ctx.check_reconstruct()?;
+    let enc = ctx.load_encoder()?;
+    let raw = encode_text(&enc, &read_text(&a.text)?)?.raw;
     // One path for `repeat` and `expand`: the raw states rounded to the
     // checkpoint's storage dtype (what the store keeps; bf16 for the
     // release), then projected. So `c3 expand` of a stored chunk equals
     // `c3 repeat` of its text. (Rounding keeps all 40 golden ids.)
     let raw = raw.to_dtype(enc.storage_dtype())?;
     drop(enc);
-    let dec = C3Decoder::load_quantized(&ckpt, ctx.dtype, &dev, ctx.decoder_quant)?;
+    let (dec, _) = AnyDecoder::load(
+        ctx.model_dir()?,
+        ctx.dtype,
+        &ctx.device()?,
+        ctx.decoder_quant,
+    )?;
     let opts = GenOptions {
         max_new_tokens: a.max_new_tokens,
         sampling: sampling(a.temperature, a.top_p, a.sample_top_k, a.seed),
         ..GenOptions::default()
     };
     let t0 = Instant::now();
-    let gen = dec.repeat(&raw, &opts, |_| true)?;
+    let gen = dec.reader().reconstruct(&raw, &opts, &mut |_| true)?;
     eprintln!("generated {} tokens in {:.2?}", gen.ids.len(), t0.elapsed());
     if a.ids {
         println!("{}", serde_json::to_string(&gen.ids)?);

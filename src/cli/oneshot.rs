@@ -6,48 +6,23 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use c3::chunk::{Chunker, DocKind, DEFAULT_CHUNK_TOKENS};
-use c3::decode::{Generation, Prompt};
-use c3::encode::Compressor;
-use c3::family::Family;
-use candle_core::Tensor;
+use c3::cascade::Prompt;
+use c3::chunk::DocKind;
+use c3::generate::Generation;
 use serde_json::json;
 
+use super::common::{gen_options, load_reader, print_piece, AskArgs, ModelCtx};
 use super::input::read_text;
-use super::model_cmds::{lclm_encode_file, ModelCtx};
-use super::query_cmds::{gen_options, load_reader, print_piece, AskArgs};
-
-/// Stored-form states of `file`: C3 chunks it (1000 tokens) and gives one
-/// block per chunk; LCLM encodes all its windows as one memory span.
-fn compress(ctx: &ModelCtx, file: &Path) -> Result<(Vec<Tensor>, usize)> {
-    let device = ctx.device()?;
-    match ctx.family()? {
-        Family::C3 => {
-            let ckpt = ctx.checkpoint()?;
-            let enc = ctx.encoder(&ckpt, &device)?;
-            let text = read_text(file)?;
-            let chunker = Chunker::new(enc.tokenizer(), DEFAULT_CHUNK_TOKENS)?;
-            let chunks = chunker.split(&text, DocKind::from_path(file));
-            let tokens = chunks.iter().map(|c| c.tokens).sum();
-            let texts: Vec<&str> = chunks.iter().map(|c| &text[c.start..c.end]).collect();
-            eprintln!("c3: compressing {} chunks ({tokens} tokens)", texts.len());
-            Ok((enc.compress(&texts)?, tokens))
-        }
-        Family::Lclm => {
-            let ckpt = ctx.lclm_checkpoint()?;
-            let enc = ctx.lclm_encoder(&ckpt, &device)?;
-            let pooled = lclm_encode_file(&enc, file)?;
-            let tokens = enc.encode_text_ids(&read_text(file)?)?.len();
-            Ok((vec![pooled.to_dtype(enc.storage_dtype())?], tokens))
-        }
-    }
-}
 
 pub fn run(ctx: &ModelCtx, file: &Path, a: &AskArgs) -> Result<i32> {
     let started = Instant::now();
     // Only one model is in memory at a time: the encoder is gone before the
     // decoder loads.
-    let (raw, tokens) = compress(ctx, file)?;
+    let (raw, tokens) = {
+        let enc = ctx.load_encoder()?;
+        eprintln!("c3: compressing {}", file.display());
+        enc.compress_whole(&read_text(file)?, DocKind::from_path(file))?
+    };
     let dec = load_reader(ctx, None)?;
     let reader = dec.reader();
     let latents = raw

@@ -4,90 +4,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use c3::decode::{C3Decoder, GenOptions};
-use c3::encode::Compressor;
 use c3::eval::{self, diff, Sample};
+use c3::generate::GenOptions;
 use c3::query::{self, AnswerModel, AskRequest, Mode, Reader};
-use c3::retrieve::{ChunkIndex, Pick};
+use c3::retrieve::Pick;
 use c3::store::Store;
-use clap::ValueEnum;
 use serde_json::json;
 
-use super::model_cmds::{sampling, ModelCtx, LCLM_NO_RECONSTRUCTION};
-use super::store_cmds::open;
-use c3::family::{AnyDecoder, Family};
-
-/// Default answer length for `ask` (reconstruction keeps the release's 4096).
-const ASK_MAX_NEW_TOKENS: usize = 512;
-
-#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
-pub enum ModeArg {
-    /// The decoder reads the stored latents (32 per chunk).
-    Latent,
-    /// The model reads the chunks' stored text (RAG baseline).
-    Text,
-}
-
-/// Sampling flags shared by the generating commands.
-#[derive(clap::Args, Debug, Clone)]
-pub struct SampleArgs {
-    /// Sample with this temperature instead of greedy decoding.
-    #[arg(long)]
-    pub temperature: Option<f32>,
-    /// Nucleus mass kept when sampling.
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f32,
-    /// Keep only the K most likely tokens when sampling (`--top-k` is the
-    /// retrieval's chunk count).
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
-    pub sample_top_k: Option<u64>,
-    /// Seed for sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct AskArgs {
-    /// The question (plain text).
-    pub question: String,
-    /// Answer over this file instead of the store: it is compressed whole
-    /// (every chunk / window) and nothing is stored.
-    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["docs", "all", "top_k", "mode", "answer_model"])]
-    pub text: Option<PathBuf>,
-    /// Print the generated ids as a JSON array instead of the text.
-    #[arg(long, conflicts_with = "json")]
-    pub ids: bool,
-    /// Only these documents (ids or source paths).
-    #[arg(long = "doc", value_name = "ID", num_args = 1..)]
-    pub docs: Vec<String>,
-    /// Every chunk of the selected documents (the default; the best-scoring
-    /// chunks that fit when they do not all fit).
-    #[arg(long, conflicts_with = "top_k")]
-    pub all: bool,
-    /// The K chunks that match the question best (BM25).
-    #[arg(long, value_name = "K")]
-    pub top_k: Option<usize>,
-    /// What the model reads: latents (C3) or the stored text (baseline).
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
-    /// A plain Qwen2 / Qwen2.5 / Qwen3 chat model to answer in text mode:
-    /// a checkpoint directory, a hub repo id in the cache, or a GGUF file
-    /// (q4_k_m, q8_0, ...).
-    #[arg(long, value_name = "DIR|ORG/NAME|FILE.gguf")]
-    pub answer_model: Option<PathBuf>,
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = ASK_MAX_NEW_TOKENS)]
-    pub max_new_tokens: usize,
-    #[command(flatten)]
-    pub sample: SampleArgs,
-    /// transformers' repetition penalty over the generated ids [default:
-    /// none for C3; 1.1 for LCLM, as LCLM's own CLI]. 1 turns it off.
-    #[arg(long, value_name = "P")]
-    pub repetition_penalty: Option<f32>,
-    /// Print one JSON object at the end instead of streaming.
-    #[arg(long)]
-    pub json: bool,
-}
+use super::common::{
+    gen_options, load_reader, open, print_piece, AskArgs, ModeArg, ModelCtx, SampleArgs,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct ExpandArgs {
@@ -100,7 +26,7 @@ pub struct ExpandArgs {
     #[arg(long)]
     pub all: bool,
     /// Most tokens to generate per chunk.
-    #[arg(long, default_value_t = c3::decode::decoder::DEFAULT_MAX_NEW_TOKENS)]
+    #[arg(long, default_value_t = c3::generate::DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Show a word diff against the stored text, with precision and edit similarity.
     #[arg(long)]
@@ -130,87 +56,15 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub texts: Option<PathBuf>,
     /// Most tokens to generate per chunk.
-    #[arg(long, default_value_t = c3::decode::decoder::DEFAULT_MAX_NEW_TOKENS)]
+    #[arg(long, default_value_t = c3::generate::DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Print the table (and every sample) as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Refuses a model whose latents are not the store's, naming both.
-fn check_store_model(store: Option<&Store>, fp: &str) -> anyhow::Result<()> {
-    if let Some(m) = store.map(Store::meta).transpose()?.and_then(|m| m.model) {
-        if fp != m.fingerprint {
-            use c3::store::layout::family_label;
-            bail!(
-                "the store's latents were made by {} model {}, the loaded model is {} model {fp}: \
-                 pass the --model the store was ingested with",
-                family_label(&m.fingerprint),
-                m.fingerprint,
-                family_label(fp)
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The decoder of `--model`, whichever family; with a store, refuses a
-/// model whose latents are not the store's.
-pub fn load_reader(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<AnyDecoder> {
-    let (dec, fp) = c3::family::load_decoder(
-        ctx.model_dir()?,
-        ctx.dtype,
-        &ctx.device()?,
-        ctx.decoder_quant,
-    )?;
-    check_store_model(store, &fp)?;
-    Ok(dec)
-}
-
-/// Loads the C3 decoder; with a store, refuses a model whose latents are not
-/// the store's (fingerprint of encoder config, Q and projector).
-fn load_decoder(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<C3Decoder> {
-    if ctx.family()? == Family::Lclm {
-        bail!("{LCLM_NO_RECONSTRUCTION}");
-    }
-    let ckpt = ctx.checkpoint()?;
-    let w = ckpt.decoder_weights(ctx.dtype, &ctx.device()?)?;
-    check_store_model(store, &ckpt.fingerprint(&w)?)?;
-    Ok(C3Decoder::from_weights_quantized(
-        &ckpt.config.llm,
-        ckpt.latent_len(),
-        ckpt.encoder_config.hidden_size,
-        &w,
-        ckpt.tokenizer()?,
-        ctx.decoder_quant,
-    )?)
-}
-
 fn resolve_docs(store: &Store, specs: &[String]) -> anyhow::Result<Vec<u64>> {
     specs.iter().map(|s| Ok(store.resolve(s)?.id)).collect()
-}
-
-/// Brings the search index in line after a change (ingest, rm). A failure
-/// only costs ranking until the next query rebuilds it, so it is a warning.
-pub fn refresh_index(store: &Store, progress: bool) {
-    if let Err(e) = ChunkIndex::open_synced(store, progress) {
-        eprintln!("c3: warning: search index not updated ({e}); the next `c3 ask` rebuilds it");
-    }
-}
-
-pub(super) fn gen_options(max_new_tokens: usize, s: &SampleArgs) -> GenOptions {
-    GenOptions {
-        max_new_tokens,
-        sampling: sampling(s.temperature, s.top_p, s.sample_top_k, s.seed),
-        ..GenOptions::default()
-    }
-}
-
-/// Writes a streamed piece and flushes so it shows at once.
-pub(super) fn print_piece(out: &mut impl Write, piece: &str) -> bool {
-    out.write_all(piece.as_bytes())
-        .and_then(|_| out.flush())
-        .is_ok()
 }
 
 /// `c3 ask`.
@@ -310,26 +164,22 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
 
 /// `c3 expand`.
 pub fn run_expand(store_dir: &Path, ctx: &ModelCtx, a: &ExpandArgs) -> anyhow::Result<i32> {
-    if ctx.family()? == Family::Lclm {
-        bail!("`c3 expand`: {LCLM_NO_RECONSTRUCTION}");
-    }
+    ctx.check_reconstruct().context("`c3 expand`")?;
     let store = open(store_dir)?;
     let doc = store.resolve(&a.doc)?;
     let chunks: Vec<u32> = match a.chunk {
         Some(c) => vec![c],
         None => (0..doc.chunk_count).collect(),
     };
-    if let Some(c) = a.chunk {
-        if c >= doc.chunk_count {
-            bail!(
-                "document {} has {} chunks (0..={}); there is no chunk {c}",
-                doc.id,
-                doc.chunk_count,
-                doc.chunk_count.saturating_sub(1)
-            );
+    if let Some(chunk) = a.chunk.filter(|&c| c >= doc.chunk_count) {
+        return Err(c3::Error::NoChunk {
+            doc: doc.id,
+            chunk,
+            count: doc.chunk_count,
         }
+        .into());
     }
-    let dec = load_decoder(ctx, Some(&store))?;
+    let dec = load_reader(ctx, Some(&store))?;
     let opts = gen_options(a.max_new_tokens, &a.sample);
     let mut out = std::io::stdout().lock();
     let stream_text = !a.json && !a.ids && !a.diff;
@@ -338,7 +188,7 @@ pub fn run_expand(store_dir: &Path, ctx: &ModelCtx, a: &ExpandArgs) -> anyhow::R
         if chunks.len() > 1 {
             eprintln!("c3: doc {} chunk {c} ({}/{})", doc.id, i + 1, chunks.len());
         }
-        let g = query::expand_chunk(&store, &dec, doc.id, c, &opts, |piece| {
+        let g = query::expand_chunk(&store, dec.reader(), doc.id, c, &opts, |piece| {
             !stream_text || print_piece(&mut out, piece)
         })?;
         if stream_text {
@@ -401,9 +251,7 @@ fn sample_indices(total: usize, n: usize, seed: u64) -> Vec<usize> {
 
 /// `c3 eval`.
 pub fn run_eval(store_dir: &Path, ctx: &ModelCtx, a: &EvalArgs) -> anyhow::Result<i32> {
-    if ctx.family()? == Family::Lclm {
-        bail!("`c3 eval`: {LCLM_NO_RECONSTRUCTION}");
-    }
+    ctx.check_reconstruct().context("`c3 eval`")?;
     let opts = gen_options(
         a.max_new_tokens,
         &SampleArgs {
@@ -455,17 +303,17 @@ fn eval_store(
             .collect(),
         None => all,
     };
-    let dec = load_decoder(ctx, Some(&store))?;
+    let dec = load_reader(ctx, Some(&store))?;
     let mut samples = Vec::with_capacity(picked.len());
     for (i, &(doc, c)) in picked.iter().enumerate() {
         eprintln!("c3: eval {}/{}: doc {doc} chunk {c}", i + 1, picked.len());
         let rec = store.chunk_record(doc, c)?;
         let original = store.chunk_text(&rec)?;
-        let g = query::expand_chunk(&store, &dec, doc, c, opts, |_| true)?;
+        let g = query::expand_chunk(&store, dec.reader(), doc, c, opts, |_| true)?;
         samples.push(Sample {
             label: format!("doc {doc} chunk {c}"),
             text_tokens: rec.tokens as usize,
-            latent_tokens: dec.latent_len(),
+            latent_tokens: store.latent(doc, c)?.dims()[0],
             precision: eval::precision(&g.text, &original),
             edit_similarity: eval::edit_similarity(&g.text, &original),
         });
@@ -493,8 +341,7 @@ fn eval_texts(
         bail!("no .txt files in {}", dir.display());
     }
     // Compress everything first so only one model is in memory at a time.
-    let ckpt = ctx.checkpoint()?;
-    let enc = ctx.encoder(&ckpt, &ctx.device()?)?;
+    let enc = ctx.load_encoder()?;
     let mut encoded = Vec::new();
     for (i, f) in files.iter().enumerate() {
         eprintln!("c3: compress {}/{}: {}", i + 1, files.len(), f.display());
@@ -506,21 +353,22 @@ fn eval_texts(
         }
         let tokens = enc.tokenizer().encode_text(&text)?.len();
         let raw = enc
+            .compressor()
             .compress(&[&text])
             .with_context(|| format!("compressing {}", f.display()))?
             .remove(0);
         encoded.push((f.display().to_string(), text, tokens, raw));
     }
     drop(enc);
-    let dec = load_decoder(ctx, None)?;
+    let dec = load_reader(ctx, None)?;
     let mut samples = Vec::new();
     for (i, (label, text, tokens, raw)) in encoded.iter().enumerate() {
         eprintln!("c3: reconstruct {}/{}: {label}", i + 1, encoded.len());
-        let g = dec.repeat(raw, opts, |_| true)?;
+        let g = dec.reader().reconstruct(raw, opts, &mut |_| true)?;
         samples.push(Sample {
             label: label.clone(),
             text_tokens: *tokens,
-            latent_tokens: dec.latent_len(),
+            latent_tokens: raw.dims()[0],
             precision: eval::precision(&g.text, text),
             edit_similarity: eval::edit_similarity(&g.text, text),
         });

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use c3::serve::{Engine, Loader, ServeConfig};
 use c3::store::Store;
 
-use super::model_cmds::ModelCtx;
+use super::common::{default_batch, load_encoder, load_reader, ModelCtx};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -76,12 +76,9 @@ fn api_key(a: &ServeArgs) -> anyhow::Result<Option<String>> {
 fn loader(ctx: ModelCtx, chunk_tokens: Option<usize>, batch: Option<u16>) -> Loader {
     Box::new(move |store: &Store| {
         let load = || -> anyhow::Result<Engine> {
-            let decoder = super::query_cmds::load_reader(&ctx, Some(store))?;
-            let (encoder, chunk_tokens) = super::engine::load(&ctx, chunk_tokens)?;
-            let batch = batch.map_or_else(
-                || super::store_cmds::default_batch(encoder.compressor()),
-                usize::from,
-            );
+            let decoder = load_reader(&ctx, Some(store))?;
+            let (encoder, chunk_tokens) = load_encoder(&ctx, chunk_tokens)?;
+            let batch = batch.map_or_else(|| default_batch(encoder.compressor()), usize::from);
             Ok(Engine {
                 decoder,
                 encoder,
@@ -150,9 +147,10 @@ fn init_tracing() {
 /// A store that another process holds: name the running server when it is
 /// one (its `serve.json` in the store directory).
 pub fn explain_lock(store_dir: &Path, e: anyhow::Error) -> anyhow::Error {
-    let locked = e
-        .chain()
-        .any(|c| c.to_string().contains("could not acquire lock"));
+    let locked = e.chain().any(|c| {
+        c.downcast_ref::<c3::Error>()
+            .is_some_and(c3::Error::is_store_locked)
+    });
     if !locked {
         return e;
     }
@@ -161,9 +159,7 @@ pub fn explain_lock(store_dir: &Path, e: anyhow::Error) -> anyhow::Error {
             "store {} is held by a running `c3 serve` at {at}: use its HTTP API, or stop it first",
             store_dir.display()
         )),
-        None => e.context(format!(
-            "store {} is in use by another c3 process",
-            store_dir.display()
-        )),
+        // The error already says the store is in use.
+        None => e,
     }
 }

@@ -7,15 +7,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use c3::cascade::{Compressor, Family};
 use c3::chunk::{Chunker, WARN_CHUNK_TOKENS};
-use c3::encode::Compressor;
 use c3::ingest::{self, IngestOptions, Input, Shard};
-use c3::store::{export, DocRecord, Store};
+use c3::store::export;
 use serde_json::json;
 use text_splitter::ChunkSizer;
 
-use super::model_cmds::ModelCtx;
-pub use super::store_show::run_show;
+use super::common::{
+    default_batch, doc_json, load_encoder, open, open_or_create, refresh_index, ModelCtx,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
@@ -60,20 +61,6 @@ pub struct LsArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ShowArgs {
-    /// Document id or source path.
-    pub doc: String,
-    /// Show one chunk (text, range, latent stats).
-    #[arg(long, value_name = "N")]
-    pub chunk: Option<u32>,
-    /// Also print the whole document text.
-    #[arg(long, conflicts_with = "chunk")]
-    pub text: bool,
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(clap::Args, Debug)]
 pub struct RmArgs {
     /// Document ids or source paths.
     #[arg(required = true)]
@@ -106,25 +93,12 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
-/// Open an existing store (read, remove, export).
-pub(super) fn open(store_dir: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open_existing(store_dir)?)
-}
-
-/// Open or create a store (ingest, import).
-fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open(store_dir)?)
-}
-
 /// `c3 ingest`.
 pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
-    use c3::family::AnyEncoder;
     // A bad --shard is reported before the model loads.
     shard_arg(args)?;
-    match super::engine::load(ctx, args.chunk_tokens)? {
-        (AnyEncoder::C3(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
-        (AnyEncoder::Lclm(enc), n) => ingest_with(store_dir, &*enc, enc.tokenizer(), n, args),
-    }
+    let (enc, n) = load_encoder(ctx, args.chunk_tokens)?;
+    ingest_with(store_dir, enc.compressor(), enc.tokenizer(), n, args)
 }
 
 /// `--shard` parsed, `auto` resolved from the environment.
@@ -141,18 +115,6 @@ fn shard_arg(args: &IngestArgs) -> anyhow::Result<Option<Shard>> {
     Ok(Some(shard))
 }
 
-/// Chunks per encoder call when `--batch` is not given (README,
-/// Performance). On the CPU the dense f32 encoder ran 4 chunks per forward
-/// at 1.10x the speed of one forward each, the i16 one at 0.97–0.99x, so it
-/// takes one at a time; a GPU gains from 8.
-pub(super) fn default_batch(model: &dyn Compressor) -> usize {
-    match (model.device().is_cpu(), model.quant()) {
-        (true, Some(c3::model::Quant::I16)) => 1,
-        (true, _) => 4,
-        (false, _) => 8,
-    }
-}
-
 /// `c3 ingest` with an already loaded model, chunks of at most
 /// `chunk_tokens` tokens.
 pub fn ingest_with<S: ChunkSizer>(
@@ -162,7 +124,7 @@ pub fn ingest_with<S: ChunkSizer>(
     chunk_tokens: usize,
     args: &IngestArgs,
 ) -> anyhow::Result<i32> {
-    if model.family() == "c3" && chunk_tokens > WARN_CHUNK_TOKENS {
+    if model.family() == Family::C3 && chunk_tokens > WARN_CHUNK_TOKENS {
         eprintln!(
             "c3: warning: --chunk-tokens {chunk_tokens} is above {WARN_CHUNK_TOKENS}: C3 loses the end of longer chunks"
         );
@@ -190,7 +152,7 @@ pub fn ingest_with<S: ChunkSizer>(
         shard: shard_arg(args)?,
     };
     let report = ingest::ingest(&store, model, &chunker, &inputs, &opts)?;
-    super::query_cmds::refresh_index(&store, !args.json);
+    refresh_index(&store, !args.json);
     if args.json {
         let mut v = serde_json::to_value(&report)?;
         // Where, with which dense product (on the CPU: OpenBLAS when found,
@@ -203,7 +165,7 @@ pub fn ingest_with<S: ChunkSizer>(
             candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
         });
         v["dense_product"] = json!(if device.is_cpu() {
-            c3::model::blas::backend().to_string()
+            c3::kernels::blas::backend().to_string()
         } else {
             "candle (cuBLAS)".to_string()
         });
@@ -237,27 +199,6 @@ pub fn ingest_with<S: ChunkSizer>(
         );
     }
     Ok(if report.ok() { 0 } else { 1 })
-}
-
-pub(super) fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-pub(super) fn doc_json(d: &DocRecord) -> serde_json::Value {
-    json!({
-        "id": d.id,
-        "source": d.source,
-        "chunks": d.chunk_count,
-        "bytes": d.size,
-        "tokens": d.token_count,
-        "kind": d.kind,
-        "content_hash": export::hex(&d.content_hash),
-        "mtime_ms": d.mtime_ms,
-        "ingested_at": rfc3339(d.ingested_at_ms),
-        "chunk_tokens": d.chunk_tokens,
-    })
 }
 
 /// `c3 ls`.
@@ -298,7 +239,7 @@ pub fn run_rm(store_dir: &Path, args: &RmArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("removing doc {}", d.id))?;
         eprintln!("c3: removed doc {} ({})", d.id, d.source);
     }
-    super::query_cmds::refresh_index(&store, true);
+    refresh_index(&store, true);
     Ok(0)
 }
 
@@ -379,7 +320,7 @@ pub fn run_export(store_dir: &Path, args: &ExportArgs) -> anyhow::Result<i32> {
 pub fn run_import(store_dir: &Path, args: &ImportArgs) -> anyhow::Result<i32> {
     let store = open_or_create(store_dir)?;
     let t = export::import(&store, &args.file)?;
-    super::query_cmds::refresh_index(&store, !args.json);
+    refresh_index(&store, !args.json);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&t)?);
     } else {

@@ -11,7 +11,21 @@ use candle_core::{DType, Tensor};
 use serde::Serialize;
 use serde_json::json;
 
-use super::store_cmds::{doc_json, open, rfc3339, ShowArgs};
+use super::common::{doc_json, open, rfc3339};
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// Document id or source path.
+    pub doc: String,
+    /// Show one chunk (text, range, latent stats).
+    #[arg(long, value_name = "N")]
+    pub chunk: Option<u32>,
+    /// Also print the whole document text.
+    #[arg(long, conflicts_with = "chunk")]
+    pub text: bool,
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Summary of latent values, computed in f32.
 #[derive(Serialize)]

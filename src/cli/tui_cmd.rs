@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
 
-use super::model_cmds::ModelCtx;
+use super::common::ModelCtx;
 
 #[derive(clap::Args, Debug)]
 pub struct TuiArgs {

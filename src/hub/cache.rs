@@ -111,6 +111,6 @@ pub fn verify_cached(snapshot: &Path, rel: &str) -> Result<Option<Checksum>> {
 fn io(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     }
 }

@@ -295,7 +295,7 @@ fn api_error(env: &HubEnv, spec: &RepoSpec, file: &str, e: ApiError) -> Error {
 fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     }
 }
 

@@ -18,8 +18,8 @@ use std::time::Instant;
 use serde::Serialize;
 use text_splitter::ChunkSizer;
 
+use crate::cascade::Compressor;
 use crate::chunk::{Chunker, DocKind};
-use crate::encode::Compressor;
 use crate::store::{DocWriter, ModelRecord, NewDoc, Store};
 use crate::{Error, Result};
 pub use progress::Progress;
@@ -289,7 +289,7 @@ fn remove_stale_spools(store: &Store) {
 fn io_error(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     }
 }
 

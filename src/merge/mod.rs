@@ -10,7 +10,7 @@
 //!    into the staging store `DIR.merging` ([`staging`]), committing each
 //!    document on its own with its planned id: c3 holds one chunk at a time
 //!    (beyond that, memory is sled's caches: flat for export inputs, growing
-//!    with open store inputs; README, More than one machine), and a killed
+//!    with open store inputs; docs/deploy.md), and a killed
 //!    merge resumes after the last committed document.
 //! 4. Rebuild the BM25 index there, then rename the staging store to DIR.
 

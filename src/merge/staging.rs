@@ -26,7 +26,7 @@ const FORMAT: &str = "c3-merge-plan/1";
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     }
 }
 

@@ -142,10 +142,7 @@ impl Qwen2Config {
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
     serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         msg: format!("invalid config: {e}"),

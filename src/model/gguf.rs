@@ -45,10 +45,7 @@ impl GgufLm {
     /// Loads `path`; its metadata (for the tokenizer and chat template) comes
     /// back beside the model.
     pub fn open(path: &Path, device: &Device) -> Result<(GgufLm, GgufHeader)> {
-        let mut f = std::fs::File::open(path).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let mut f = std::fs::File::open(path).map_err(Error::io(path))?;
         let mut ct =
             Content::read(&mut f).map_err(|e| bad(path, format!("not a GGUF file: {e}")))?;
         let md = |k: &str| ct.metadata.get(k);

@@ -1,8 +1,8 @@
 //! A dense layer `y = x W^T (+ b)` over the last dimension, with the weight
 //! either a plain tensor or quantized blocks (candle's `QMatMul`).
 
-use super::gemv::{q4k_gemv, q8_0_gemv};
 use super::quant::Quant;
+use crate::kernels::gemv::{q4k_gemv, q8_0_gemv};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 
@@ -12,7 +12,7 @@ enum Weight {
     Quantized(QMatMul),
     /// 14-bit integers for the CPU's integer product (see `i16_gemm`).
     #[cfg(target_arch = "x86_64")]
-    I16(super::i16_gemm::PackedWeight),
+    I16(crate::kernels::i16_gemm::PackedWeight),
 }
 
 /// From this many rows on, a quantized matrix is dequantized and multiplied
@@ -64,7 +64,7 @@ impl Linear {
                 .flatten_all()?
                 .to_vec1::<f32>()?;
             return Ok(Self {
-                weight: Weight::I16(super::i16_gemm::PackedWeight::pack(&w, out_dim, k)),
+                weight: Weight::I16(crate::kernels::i16_gemm::PackedWeight::pack(&w, out_dim, k)),
                 out_dim,
                 bias,
             });
@@ -131,15 +131,19 @@ impl Linear {
                 if rows >= DEQUANT_ROWS
                     && x2.device().is_cpu()
                     && q.dtype() == GgmlDType::Q8_0
-                    && super::i16_gemm::prefill_i16() =>
+                    && crate::kernels::i16_gemm::prefill_i16() =>
             {
-                let p = super::i16_gemm::PackedWeight::from_q8_0(&q.data()?, self.out_dim, inner);
+                let p = crate::kernels::i16_gemm::PackedWeight::from_q8_0(
+                    &q.data()?,
+                    self.out_dim,
+                    inner,
+                );
                 i16_product(&p, &x2, rows)?
             }
             // Other formats (and without the i16 kernel): this matrix
             // dequantized for the moment, then the f32 GEMM. Same weights,
             // unquantized activations, and several times the speed of the
-            // quantized product at these sizes (README, Performance).
+            // quantized product at these sizes (docs/performance.md).
             Weight::Quantized(QMatMul::QTensor(q))
                 if rows >= DEQUANT_ROWS && x2.device().is_cpu() =>
             {
@@ -168,10 +172,14 @@ impl Linear {
 
 /// `x2 [rows, in] · wᵀ` with the i16 product, in `x2`'s dtype.
 #[cfg(target_arch = "x86_64")]
-fn i16_product(p: &super::i16_gemm::PackedWeight, x2: &Tensor, rows: usize) -> Result<Tensor> {
+fn i16_product(
+    p: &crate::kernels::i16_gemm::PackedWeight,
+    x2: &Tensor,
+    rows: usize,
+) -> Result<Tensor> {
     let dtype = x2.dtype();
     let xf = x2.to_dtype(DType::F32)?.contiguous()?;
-    let y = super::cpu_f32::with_slice(&xf, |x| p.matmul(x, rows)).ok_or_else(|| {
+    let y = crate::kernels::cpu_f32::with_slice(&xf, |x| p.matmul(x, rows)).ok_or_else(|| {
         candle_core::Error::Msg(format!(
             "i16 product: f32 CPU activations expected, got {:?} on {:?}",
             xf.dtype(),
@@ -184,7 +192,7 @@ fn i16_product(p: &super::i16_gemm::PackedWeight, x2: &Tensor, rows: usize) -> R
 /// `x · wᵀ` for a dense weight: through OpenBLAS when the machine has it
 /// (and the operands suit it), candle's matmul otherwise.
 fn dense_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if let Some(y) = super::blas::matmul_nt(x, w) {
+    if let Some(y) = crate::kernels::blas::matmul_nt(x, w) {
         return y;
     }
     x.matmul(&w.t()?)

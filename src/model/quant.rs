@@ -37,7 +37,7 @@ impl Quant {
 pub fn i16_supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::i16_gemm::available()
+        crate::kernels::i16_gemm::available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -51,7 +51,7 @@ pub fn i16_supported() -> bool {
 pub fn i16_kernel_name() -> Option<&'static str> {
     #[cfg(target_arch = "x86_64")]
     {
-        super::i16_gemm::kernel().map(|k| k.name())
+        crate::kernels::i16_gemm::kernel().map(|k| k.name())
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -64,7 +64,7 @@ pub fn i16_kernel_name() -> Option<&'static str> {
 pub fn prefill_i16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::i16_gemm::prefill_i16()
+        crate::kernels::i16_gemm::prefill_i16()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -76,7 +76,7 @@ pub fn prefill_i16() -> bool {
 /// CPU runs it): tests and benchmarks comparing both in one process.
 pub fn set_prefill_i16(on: bool) {
     #[cfg(target_arch = "x86_64")]
-    super::i16_gemm::set_prefill_i16(on);
+    crate::kernels::i16_gemm::set_prefill_i16(on);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = on;
 }

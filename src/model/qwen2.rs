@@ -3,14 +3,14 @@
 //! latents can be spliced in), with causal attention, grouped KV heads, f32
 //! RoPE and a KV cache.
 
-use super::causal_softmax::{causal_softmax, expanded_mask};
 use super::config::Qwen2Config;
-use super::decode_attention::decode_attention;
 use super::linear::Linear;
 use super::quant::Quant;
 use super::rope::Rope;
-use super::swiglu::swiglu;
 use super::weights::Weights;
+use crate::kernels::causal_softmax::{causal_softmax, expanded_mask};
+use crate::kernels::decode_attention::decode_attention;
+use crate::kernels::swiglu::swiglu;
 use crate::Result;
 use candle_core::{DType, Device, Tensor};
 

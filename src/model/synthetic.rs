@@ -87,7 +87,7 @@ pub fn random_lclm_adapter(
 }
 
 /// Uniform(-scale, scale) tensor; norms get ones so activations stay sane.
-fn rand(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+pub fn rand(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
     let scale = 0.02f32;
     Ok(Tensor::rand(-scale, scale, shape, device)?.to_dtype(dtype)?)
 }
@@ -165,31 +165,4 @@ pub fn random_qwen_layer(
     m.insert(format!("{p}.input_layernorm.weight"), ones(h)?);
     m.insert(format!("{p}.post_attention_layernorm.weight"), ones(h)?);
     Ok(m)
-}
-
-/// Random C3 parts (`Q`, projector) added to decoder tensors.
-pub fn add_random_c3_parts(
-    m: &mut HashMap<String, Tensor>,
-    cfg: &C3Config,
-    dtype: DType,
-    device: &Device,
-) -> Result<()> {
-    let (q, e, d) = (
-        cfg.latent_token_len,
-        cfg.contexts_compression_llm_hidden_size,
-        cfg.llm.hidden_size,
-    );
-    m.insert(
-        super::checkpoint::QUERY_TENSOR.into(),
-        rand(&[q, e], dtype, device)?,
-    );
-    m.insert(
-        super::checkpoint::PROJ_WEIGHT.into(),
-        rand(&[d, e], dtype, device)?,
-    );
-    m.insert(
-        super::checkpoint::PROJ_BIAS.into(),
-        rand(&[d], dtype, device)?,
-    );
-    Ok(())
 }

@@ -38,10 +38,7 @@ fn ckpt_err(path: &Path, msg: impl Into<String>) -> Error {
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX);
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|source| Error::Io {
-            path: index.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&index).map_err(Error::io(&index))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| ckpt_err(&index, format!("invalid index JSON: {e}")))?;
         let map = v
@@ -267,17 +264,8 @@ fn release_mapped(data: &[u8]) {
 /// reported by name before anything is mapped.
 fn check_header(path: &Path) -> Result<()> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let len = f
-        .metadata()
-        .map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len();
+    let mut f = std::fs::File::open(path).map_err(Error::io(path))?;
+    let len = f.metadata().map_err(Error::io(path))?.len();
     let mut n = [0u8; 8];
     if len < 8 || f.read_exact(&mut n).is_err() {
         return Err(ckpt_err(

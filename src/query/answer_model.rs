@@ -9,9 +9,10 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, IndexOp};
 
-use super::stream::{clean_text, AnswerStream};
-use crate::decode::token_loop::{choose_ids, generate_ids};
-use crate::decode::{GenOptions, Generation};
+use super::stream::AnswerStream;
+use crate::generate::clean_text;
+use crate::generate::token_loop::{choose_ids, generate_ids};
+use crate::generate::{GenOptions, Generation};
 use crate::model::config::{read_qwen_config, QWEN2, QWEN3};
 use crate::model::gguf::GgufLm;
 use crate::model::weights::Weights;

@@ -7,9 +7,9 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use super::stream::stream_generation;
-use super::{prompt, AnswerModel};
-use crate::decode::{GenOptions, Prompt};
-use crate::family::LatentReader;
+use super::AnswerModel;
+use crate::cascade::{text_budget, text_prompt, Frame, LatentReader, Prompt, C3_FRAME};
+use crate::generate::GenOptions;
 use crate::retrieve::select::{apply_scores, plan};
 use crate::retrieve::{Candidate, ChunkIndex, Pick, SyncAction};
 use crate::store::LatentLayout;
@@ -174,7 +174,7 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
         (_, Reader::Latent(d), _) => (d.text_budget(question, limit)?, None),
         (_, r, _) => {
             let frame = text_frame(r);
-            (prompt::text_budget(&*encode, frame, question, limit)?, None)
+            (text_budget(&*encode, frame, question, limit)?, None)
         }
     };
     for d in &docs {
@@ -323,7 +323,7 @@ fn assemble(
         .collect();
     let ids = match reader {
         Reader::Latent(d) => d.text_prompt(&blocks, question)?,
-        Reader::Plain(_) => prompt::text_prompt(&**encode, text_frame(reader), &blocks, question)?,
+        Reader::Plain(_) => text_prompt(&**encode, text_frame(reader), &blocks, question)?,
     };
     let prompt = Prompt {
         ids,
@@ -333,10 +333,10 @@ fn assemble(
     Ok((prompt, Vec::new(), 0))
 }
 
-fn text_frame(r: Reader) -> prompt::Frame {
+fn text_frame(r: Reader) -> Frame {
     match r {
-        Reader::Latent(_) => prompt::C3_FRAME,
-        Reader::Plain(m) => prompt::Frame {
+        Reader::Latent(_) => C3_FRAME,
+        Reader::Plain(m) => Frame {
             im_start: m.im_start,
             im_end: m.im_end,
             empty_think: m.empty_think,
@@ -351,11 +351,9 @@ fn selected_docs(store: &Store, ids: &[u64]) -> Result<Vec<crate::store::DocReco
     } else {
         let mut v = Vec::new();
         for &id in ids {
-            v.push(store.document(id)?.ok_or_else(|| {
-                Error::Input(format!(
-                    "no document {id} in store {}",
-                    store.dir().display()
-                ))
+            v.push(store.document(id)?.ok_or_else(|| Error::NoDocument {
+                spec: id.to_string(),
+                store: store.dir().to_path_buf(),
             })?);
         }
         v

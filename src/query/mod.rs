@@ -11,7 +11,6 @@
 pub mod answer_model;
 mod ask;
 mod expand;
-pub mod prompt;
 pub mod stream;
 
 pub use answer_model::AnswerModel;

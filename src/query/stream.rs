@@ -1,19 +1,16 @@
 //! Streaming an answer so that what is printed equals the final answer.
 //!
-//! The final answer is [`clean_output`](crate::decode::clean_output) of the
-//! generated ids: decoded, whitespace-trimmed, one trailing `<|im_end|>`
-//! dropped, trimmed again (a final `<|endoftext|>` is never text). A streamer
+//! The final answer is [`clean_text`] of the decoded generated ids:
+//! whitespace-trimmed, one trailing `<|im_end|>` dropped, trimmed again (a
+//! final end-of-text id is never text). A streamer
 //! therefore holds back leading whitespace, trailing whitespace and a tail
 //! that is, or may still become, that `<|im_end|>`; everything else is
 //! printed as soon as its characters are complete. The concatenation of all
 //! pieces handed out equals the cleaned answer exactly.
 
-use crate::decode::Generation;
+use crate::generate::{clean_text, Generation, IM_END};
 use crate::tokenize::{StreamDecoder, TokenBytes};
 use crate::Result;
-
-/// The control text the release strips from the end of an answer.
-const IM_END: &str = "<|im_end|>";
 
 /// Turns the growing decoded text into printable pieces.
 #[derive(Debug, Default)]
@@ -59,12 +56,6 @@ impl AnswerStream {
         self.emitted = upto;
         piece
     }
-}
-
-/// `clean_output`'s text rule: trim, drop one trailing `<|im_end|>`, trim.
-pub fn clean_text(text: &str) -> &str {
-    let t = text.trim();
-    t.strip_suffix(IM_END).unwrap_or(t).trim()
 }
 
 /// Length of the prefix of `t` (already start-trimmed) that no later text
@@ -121,7 +112,7 @@ pub(crate) fn stream_generation(
 
 /// [`stream_generation`] for a cascade's decoder, its end signal included.
 pub fn stream_text(
-    reader: &dyn crate::family::LatentReader,
+    reader: &dyn crate::cascade::LatentReader,
     on_text: &mut dyn FnMut(&str) -> bool,
     generate: impl FnOnce(&mut dyn FnMut(u32) -> bool) -> Result<Generation>,
 ) -> Result<Generation> {

@@ -249,7 +249,7 @@ impl ChunkIndex {
             .join(format!("{INDEX_DIR}.tmp-{}", std::process::id()));
         let io = |p: &Path, source| Error::Io {
             path: p.to_path_buf(),
-            source,
+            err: source,
         };
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;

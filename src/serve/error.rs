@@ -9,12 +9,8 @@ use serde_json::json;
 /// Why the server could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {err}")]
+    Bind { addr: String, err: std::io::Error },
     #[error(
         "refusing to listen on {addr} without an API key: anyone who can reach it could read \
          and change the store. Pass --api-key-file F (or set C3_API_KEY), or \
@@ -24,9 +20,21 @@ pub enum ServeError {
     #[error("the model did not load: {0}")]
     Load(String),
     #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    Lib(#[from] crate::Error),
+    Io(std::io::Error),
+    #[error("{0}")]
+    Lib(crate::Error),
+}
+
+impl From<std::io::Error> for ServeError {
+    fn from(e: std::io::Error) -> Self {
+        ServeError::Io(e)
+    }
+}
+
+impl From<crate::Error> for ServeError {
+    fn from(e: crate::Error) -> Self {
+        ServeError::Lib(e)
+    }
 }
 
 /// An error answer: HTTP status, a short machine-readable type and a
@@ -99,13 +107,22 @@ impl std::fmt::Display for ApiError {
 }
 
 impl From<crate::Error> for ApiError {
-    /// Library errors: bad input is the client's (400), everything else the
-    /// server's (500).
+    /// Library errors: a missing document or chunk is 404, bad input and
+    /// what the model cannot do are the client's (400), a store another
+    /// process holds is 503, everything else the server's (500).
     fn from(e: crate::Error) -> Self {
+        use crate::Error as E;
+        let message = e.to_string();
         match e {
-            crate::Error::Input(m) if m.starts_with("no document") => Self::not_found(m),
-            crate::Error::Input(m) => Self::bad_request(m),
-            other => Self::internal(other.to_string()),
+            // The store's path is the server's business, not the client's.
+            E::NoDocument { spec, .. } => {
+                Self::not_found(format!("no document `{spec}` in the store"))
+            }
+            E::NoChunk { .. } => Self::not_found(message),
+            E::Input(m) => Self::bad_request(m),
+            E::NoReconstruction { .. } | E::ModelMismatch { .. } => Self::bad_request(message),
+            ref l if l.is_store_locked() => Self::unavailable("store_locked", message),
+            _ => Self::internal(message),
         }
     }
 }

@@ -85,7 +85,7 @@ pub fn app(state: AppState) -> Router {
 
 async fn unknown_route(req: Request) -> ApiError {
     ApiError::not_found(format!(
-        "no route {} {} (see README: c3 serve)",
+        "no route {} {} (see docs/serve.md)",
         req.method(),
         req.uri().path()
     ))

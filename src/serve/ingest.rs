@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 use text_splitter::ChunkSizer;
 
+use crate::cascade::Compressor;
 use crate::chunk::{Chunker, DocKind};
-use crate::encode::Compressor;
 use crate::store::{ModelRecord, NewDoc, Store};
 use crate::Error;
 

@@ -185,9 +185,9 @@ pub fn run(cfg: ServeConfig, store: Store, loader: Loader) -> Result<(), ServeEr
 }
 
 async fn serve(cfg: ServeConfig, store: Store, loader: Loader) -> Result<(), ServeError> {
-    let bind_err = |source| ServeError::Bind {
+    let bind_err = |err| ServeError::Bind {
         addr: cfg.addr.clone(),
-        source,
+        err,
     };
     // Checked before binding: a refused address is never opened.
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&cfg.addr)

@@ -22,7 +22,7 @@ use super::ingest::{check_name, check_text};
 use super::jobs::JobState;
 use super::worker::{Cancel, CancelOnDrop, Event, Job};
 use super::AppState;
-use crate::decode::{GenOptions, Sampling};
+use crate::generate::{GenOptions, Sampling};
 use crate::query::{AskRequest, Mode};
 use crate::retrieve::Pick;
 use crate::store::{DocRecord, Store};
@@ -696,7 +696,7 @@ pub async fn expand(
         top_p: b.top_p,
         seed: b.seed,
     }
-    .gen(crate::decode::decoder::DEFAULT_MAX_NEW_TOKENS)?;
+    .gen(crate::generate::DEFAULT_MAX_NEW_TOKENS)?;
     let spec = b.doc.clone();
     let chunk = b.chunk;
     let doc = blocking(&s, move |store| {

@@ -20,9 +20,9 @@ use super::ingest::{ingest_text, Stopped};
 use super::jobs::JobState;
 use super::metrics::TokenClock;
 use super::Shared;
+use crate::cascade::{AnyDecoder, AnyEncoder};
 use crate::chunk::Chunker;
-use crate::decode::GenOptions;
-use crate::family::{AnyDecoder, AnyEncoder};
+use crate::generate::GenOptions;
 use crate::query::{self, AskRequest, AskResult, Reader};
 use crate::retrieve::ChunkIndex;
 use crate::store::Store;
@@ -367,9 +367,13 @@ fn expand(
     let d = match store.document(doc) {
         Ok(Some(d)) => d,
         Ok(None) => {
-            let _ = tx.send(Event::Error(ApiError::not_found(format!(
-                "no document {doc} in the store"
-            ))));
+            let _ = tx.send(Event::Error(
+                crate::Error::NoDocument {
+                    spec: doc.to_string(),
+                    store: store.dir().to_path_buf(),
+                }
+                .into(),
+            ));
             return;
         }
         Err(e) => {
@@ -377,6 +381,10 @@ fn expand(
             return;
         }
     };
+    if let Err(e) = engine.decoder.reader().family().check_reconstruct() {
+        let _ = tx.send(Event::Error(e.into()));
+        return;
+    }
     let chunks: Vec<u32> = match chunk {
         Some(c) if c >= d.chunk_count => {
             let _ = tx.send(Event::Error(ApiError::bad_request(format!(
@@ -404,18 +412,7 @@ fn expand(
             Instant::now()
         });
         let mut stopped = false;
-        let Some(decoder) = engine.decoder.c3() else {
-            let _ = tx.send(Event::Error(
-                crate::Error::Input(
-                    "an LCLM model cannot reconstruct: its releases were trained to answer \
-                     and document no reconstruction prompt (use /v1/ask)"
-                        .into(),
-                )
-                .into(),
-            ));
-            return;
-        };
-        let g = query::expand_chunk(store, decoder, doc, c, gen, |piece| {
+        let g = query::expand_chunk(store, engine.decoder.reader(), doc, c, gen, |piece| {
             clock.tick();
             if stop(shared, cancel, tx) || tx.send(Event::Token(piece.to_string())).is_err() {
                 stopped = true;
@@ -459,7 +456,7 @@ fn expand(
 fn chunk_and_ingest<S: text_splitter::ChunkSizer>(
     shared: &Shared,
     engine: &Engine,
-    model: &dyn crate::encode::Compressor,
+    model: &dyn crate::cascade::Compressor,
     sizer: S,
     name: &str,
     text: &str,
@@ -503,27 +500,15 @@ fn ingest(shared: &Shared, engine: &Engine, id: u64, name: &str, text: &str) {
         last = done;
         !cancelled()
     };
-    // The chunker is typed by its family's tokenizer.
-    let res = match &engine.encoder {
-        AnyEncoder::C3(e) => chunk_and_ingest(
-            shared,
-            engine,
-            &**e,
-            e.tokenizer(),
-            name,
-            text,
-            &mut progress,
-        ),
-        AnyEncoder::Lclm(e) => chunk_and_ingest(
-            shared,
-            engine,
-            &**e,
-            e.tokenizer(),
-            name,
-            text,
-            &mut progress,
-        ),
-    };
+    let res = chunk_and_ingest(
+        shared,
+        engine,
+        engine.encoder.compressor(),
+        engine.encoder.tokenizer(),
+        name,
+        text,
+        &mut progress,
+    );
     match res {
         Ok(o) => {
             if o.action != super::ingest::Action::Unchanged {

@@ -97,12 +97,8 @@ impl Store {
     /// merge streams through its inputs once and needs little, so N inputs
     /// do not each hold the default cache.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let opened = c3_migrations::open_cached(dir, cache_bytes)
-            .map_err(|e| Error::Store(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let opened = c3_migrations::open_cached(dir, cache_bytes)?;
         let db = opened.db;
         let tree = |name: &str| db.open_tree(name).map_err(|e| sled_err(name, e));
         let store = Store {
@@ -140,10 +136,9 @@ impl Store {
     /// [`Store::open_existing`] with [`Store::open_with_cache`]'s cap.
     pub fn open_existing_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         if !dir.join(c3_migrations::DB_DIR).is_dir() {
-            return Err(Error::Store(format!(
-                "no store at {} (run `c3 ingest` first, or pass --store DIR)",
-                dir.display()
-            )));
+            return Err(Error::NoStore {
+                dir: dir.to_path_buf(),
+            });
         }
         Self::open_with_cache(dir, cache_bytes)
     }
@@ -175,24 +170,32 @@ impl Store {
         Ok(())
     }
 
+    /// Refuses a model whose latents are not the ones this store holds (by
+    /// fingerprint); a store that never held latents accepts any model.
+    pub fn check_model(&self, fingerprint: &str) -> Result<()> {
+        match self.meta()?.model {
+            Some(m) if m.fingerprint != fingerprint => Err(Error::ModelMismatch {
+                store: self.dir.clone(),
+                stored: m.label(),
+                loaded: crate::error::ModelLabel {
+                    fingerprint: fingerprint.to_string(),
+                    latents: None,
+                },
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Tie the store to `model`, or fail if it already belongs to another.
     pub fn bind_model(&self, model: &ModelRecord) -> Result<()> {
         let mut meta = self.meta()?;
         match &meta.model {
             Some(m) if m == model => Ok(()),
-            Some(m) => Err(Error::Store(format!(
-                "store {} belongs to {} model {} (latents {} x {}); the loaded model is {} model {} \
-                 (latents {} x {}). Latents of different models cannot be mixed: use another --store",
-                self.dir.display(),
-                layout::family_label(&m.fingerprint),
-                m.fingerprint,
-                m.latent_len,
-                m.hidden_size,
-                layout::family_label(&model.fingerprint),
-                model.fingerprint,
-                model.latent_len,
-                model.hidden_size
-            ))),
+            Some(m) => Err(Error::ModelMismatch {
+                store: self.dir.clone(),
+                stored: m.label(),
+                loaded: model.label(),
+            }),
             None => {
                 meta.model = Some(model.clone());
                 self.put_meta(&meta)?;
@@ -274,10 +277,10 @@ impl Store {
                 return Ok(d);
             }
         }
-        Err(Error::Input(format!(
-            "no document `{spec}` in store {}",
-            self.dir.display()
-        )))
+        Err(Error::NoDocument {
+            spec: spec.to_string(),
+            store: self.dir.clone(),
+        })
     }
 
     /// Chunk record (text still compressed) of a document.

@@ -12,6 +12,16 @@ pub struct ModelRecord {
     pub hidden_size: u32,
 }
 
+impl ModelRecord {
+    /// The model as error messages name it.
+    pub fn label(&self) -> crate::error::ModelLabel {
+        crate::error::ModelLabel {
+            fingerprint: self.fingerprint.clone(),
+            latents: Some((self.latent_len, self.hidden_size)),
+        }
+    }
+}
+
 /// Store-wide metadata (`meta` tree, key `store`).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct MetaRecord {

@@ -49,10 +49,7 @@ pub struct C3Tokenizer {
 impl C3Tokenizer {
     /// Load `qwen.tiktoken`. Errors name the file (and the line, for a malformed line).
     pub fn from_tiktoken_file(path: &Path) -> Result<Self> {
-        let data = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let data = std::fs::read(path).map_err(Error::io(path))?;
         Self::from_tiktoken_bytes(&data, &path.display().to_string())
     }
 

@@ -25,14 +25,14 @@ pub struct GoldenCase {
 impl GoldenCase {
     /// The reference's decoder prompt taken verbatim, its one latent block
     /// right after the `<img>` token.
-    pub fn reference_prompt(&self) -> c3::decode::Prompt {
+    pub fn reference_prompt(&self) -> c3::cascade::Prompt {
         let start = self
             .decoder_prompt_ids
             .iter()
             .position(|&t| t == c3::tokenize::special::IMG_START)
             .expect("the reference prompt has an <img> token")
             + 1;
-        c3::decode::Prompt {
+        c3::cascade::Prompt {
             ids: self.decoder_prompt_ids.clone(),
             latent_starts: vec![start],
             latent_lens: vec![32],
@@ -43,13 +43,13 @@ impl GoldenCase {
 /// Greedy ids the decoder generates from `lat` (one latent block) in the
 /// case's reference prompt, as many as the reference's repeat ids.
 pub fn greedy_reference_ids(
-    dec: &c3::decode::C3Decoder,
+    dec: &c3::cascade::c3::C3Decoder,
     case: &GoldenCase,
     lat: candle_core::Tensor,
 ) -> Vec<u32> {
-    let opts = c3::decode::GenOptions {
+    let opts = c3::generate::GenOptions {
         max_new_tokens: case.repeat_ids.len(),
-        ..c3::decode::GenOptions::default()
+        ..c3::generate::GenOptions::default()
     };
     dec.generate(&case.reference_prompt(), &[lat], &opts, |_| true)
         .unwrap()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use c3::encode::Compressor;
+use c3::cascade::Compressor;
 use c3::store::{DocRecord, ModelRecord, NewDoc, Store};
 use candle_core::{DType, Device, Tensor};
 
@@ -32,6 +32,10 @@ impl FakeCompressor {
 }
 
 impl Compressor for FakeCompressor {
+    fn family(&self) -> c3::cascade::Family {
+        c3::cascade::Family::C3
+    }
+
     fn fingerprint(&self) -> String {
         self.fingerprint.clone()
     }

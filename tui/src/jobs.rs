@@ -5,8 +5,8 @@
 //! blocks on the model. Every request carries a cancel flag checked at each
 //! piece of text.
 
-use c3::decode::GenOptions;
-use c3::family::{AnyDecoder, LatentReader};
+use c3::cascade::{AnyDecoder, LatentReader};
+use c3::generate::GenOptions;
 use c3::model::Quant;
 use c3::options::DeviceArg;
 use c3::query::{prepare, AskRequest, Mode, Reader};
@@ -112,7 +112,7 @@ fn load(
 ) -> c3::Result<(AnyDecoder, String)> {
     // `--model org/name`: the snapshot in the Hugging Face cache (no network).
     let dir = c3::hub::resolve_model(dir, false)?;
-    c3::family::load_decoder(&dir, dtype, &device.device()?, quant)
+    c3::cascade::AnyDecoder::load(&dir, dtype, &device.device()?, quant)
 }
 
 fn run(
@@ -165,16 +165,8 @@ fn run(
                         max_new_tokens,
                         ..GenOptions::default()
                     };
-                    match dec.c3() {
-                        Some(c3dec) => {
-                            c3::query::expand_chunk(store, c3dec, doc, ordinal, &opts, on_text)
-                                .map(|g| g.text)
-                        }
-                        None => Err(c3::Error::Input(
-                            "an LCLM model cannot reconstruct: it was trained to answer (press a to ask)"
-                                .into(),
-                        )),
-                    }
+                    c3::query::expand_chunk(store, dec.reader(), doc, ordinal, &opts, on_text)
+                        .map(|g| g.text)
                 }
                 Request::Ask {
                     doc,

@@ -4,9 +4,9 @@
 
 mod support;
 
+use c3::cascade::lclm::{LclmCheckpoint, LclmEncoder};
 use c3::chunk::Chunker;
 use c3::ingest::{ingest, IngestOptions, Input};
-use c3::lclm::{LclmCheckpoint, LclmEncoder};
 use c3::store::Store;
 use c3_tui::app::{App, ModelState};
 use c3_tui::data::StoreView;

@@ -80,7 +80,7 @@ pub struct Transfer {
 pub(super) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err: source,
     }
 }
 

@@ -2,10 +2,10 @@
 //! helpers to render the app into a `TestBackend` and read cells back.
 #![allow(dead_code)]
 
+use c3::cascade::c3::C3Checkpoint;
+use c3::cascade::c3::C3Encoder;
 use c3::chunk::Chunker;
-use c3::encode::C3Encoder;
 use c3::ingest::{ingest, IngestOptions, Input};
-use c3::model::C3Checkpoint;
 use c3::store::Store;
 use c3_tui::app::{App, ModelState};
 use c3_tui::data::StoreView;

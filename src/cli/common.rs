@@ -1,0 +1,261 @@
+//! What the command-line's subcommands share: the model context (`--model`
+//! and how it loads), opening the store, the `ask` and sampling arguments,
+//! loading either family's encoder or decoder, and printing streamed text.
+//!
+//! Invariant: this file imports no other `cli` module, so every subcommand
+//! file can use it without a circle.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use c3::cascade::{AnyDecoder, AnyEncoder, Compressor, Family};
+use c3::generate::{GenOptions, Sampling};
+use c3::retrieve::ChunkIndex;
+use c3::store::{export, DocRecord, Store};
+use candle_core::{DType, Device};
+use clap::ValueEnum;
+use serde_json::json;
+
+/// How `--model` is found and loaded, from the global options.
+pub struct ModelCtx {
+    /// `--model` as given: a directory or a hub repo id.
+    pub model: Option<PathBuf>,
+    /// `--download`: fetch a hub repo the cache lacks.
+    pub download: bool,
+    /// `model` resolved to a directory, once.
+    pub resolved: std::sync::OnceLock<PathBuf>,
+    pub dtype: DType,
+    pub decoder_quant: Option<c3::model::Quant>,
+    pub encoder_precision: c3::options::EncoderPrecision,
+    pub device: c3::options::DeviceArg,
+}
+
+impl ModelCtx {
+    /// `--model` as a directory (a hub repo id is looked up in the cache).
+    pub fn model_dir(&self) -> Result<&Path> {
+        if let Some(p) = self.resolved.get() {
+            return Ok(p);
+        }
+        let arg = self.model.as_deref().context(
+            "no model: pass --model DIR|ORG/NAME or set C3_MODEL (see README: Getting the real \
+             weights)",
+        )?;
+        let dir = c3::hub::resolve_model(arg, self.download)?;
+        Ok(self.resolved.get_or_init(|| dir))
+    }
+
+    /// `--answer-model` as a path (a hub repo id is looked up in the cache).
+    pub fn answer_model_path(&self, arg: &Path) -> Result<PathBuf> {
+        Ok(c3::hub::resolve_model(arg, self.download)?)
+    }
+
+    /// The cascade family of `--model` (from its layout).
+    pub fn family(&self) -> Result<Family> {
+        Ok(c3::cascade::detect(self.model_dir()?)?)
+    }
+
+    /// The device models load on (`--device`).
+    pub fn device(&self) -> Result<Device> {
+        Ok(self.device.device()?)
+    }
+
+    /// The encoder of `--model` (either family) in `--encoder-precision`.
+    pub fn load_encoder(&self) -> Result<AnyEncoder> {
+        let device = self.device()?;
+        let quant = self.encoder_precision.quant(self.dtype, &device)?;
+        Ok(AnyEncoder::load(
+            self.model_dir()?,
+            self.dtype,
+            &device,
+            quant,
+        )?)
+    }
+
+    /// Refuses `repeat`, `expand` and `eval` for a family that cannot
+    /// reconstruct, before any model loads.
+    pub fn check_reconstruct(&self) -> Result<()> {
+        Ok(self.family()?.check_reconstruct()?)
+    }
+}
+
+/// Default answer length for `ask` (reconstruction keeps the release's 4096).
+pub const ASK_MAX_NEW_TOKENS: usize = 512;
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ModeArg {
+    /// The decoder reads the stored latents (32 per chunk).
+    Latent,
+    /// The model reads the chunks' stored text (RAG baseline).
+    Text,
+}
+
+/// Sampling flags shared by the generating commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SampleArgs {
+    /// Sample with this temperature instead of greedy decoding.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Nucleus mass kept when sampling.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Keep only the K most likely tokens when sampling (`--top-k` is the
+    /// retrieval's chunk count).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample_top_k: Option<u64>,
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AskArgs {
+    /// The question (plain text).
+    pub question: String,
+    /// Answer over this file instead of the store: it is compressed whole
+    /// (every chunk / window) and nothing is stored.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["docs", "all", "top_k", "mode", "answer_model"])]
+    pub text: Option<PathBuf>,
+    /// Print the generated ids as a JSON array instead of the text.
+    #[arg(long, conflicts_with = "json")]
+    pub ids: bool,
+    /// Only these documents (ids or source paths).
+    #[arg(long = "doc", value_name = "ID", num_args = 1..)]
+    pub docs: Vec<String>,
+    /// Every chunk of the selected documents (the default; the best-scoring
+    /// chunks that fit when they do not all fit).
+    #[arg(long, conflicts_with = "top_k")]
+    pub all: bool,
+    /// The K chunks that match the question best (BM25).
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// What the model reads: latents (C3) or the stored text (baseline).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// A plain Qwen2 / Qwen2.5 / Qwen3 chat model to answer in text mode:
+    /// a checkpoint directory, a hub repo id in the cache, or a GGUF file
+    /// (q4_k_m, q8_0, ...).
+    #[arg(long, value_name = "DIR|ORG/NAME|FILE.gguf")]
+    pub answer_model: Option<PathBuf>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = ASK_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub sample: SampleArgs,
+    /// transformers' repetition penalty over the generated ids [default:
+    /// none for C3; 1.1 for LCLM, as LCLM's own CLI]. 1 turns it off.
+    #[arg(long, value_name = "P")]
+    pub repetition_penalty: Option<f32>,
+    /// Print one JSON object at the end instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The decoder of `--model`, whichever family; with a store, refuses a
+/// model whose latents are not the store's.
+pub fn load_reader(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<AnyDecoder> {
+    let (dec, fp) = c3::cascade::AnyDecoder::load(
+        ctx.model_dir()?,
+        ctx.dtype,
+        &ctx.device()?,
+        ctx.decoder_quant,
+    )?;
+    if let Some(store) = store {
+        store.check_model(&fp)?;
+    }
+    Ok(dec)
+}
+
+/// Brings the search index in line after a change (ingest, rm). A failure
+/// only costs ranking until the next query rebuilds it, so it is a warning.
+pub fn refresh_index(store: &Store, progress: bool) {
+    if let Err(e) = ChunkIndex::open_synced(store, progress) {
+        eprintln!("c3: warning: search index not updated ({e}); the next `c3 ask` rebuilds it");
+    }
+}
+
+pub fn gen_options(max_new_tokens: usize, s: &SampleArgs) -> GenOptions {
+    GenOptions {
+        max_new_tokens,
+        sampling: sampling(s.temperature, s.top_p, s.sample_top_k, s.seed),
+        ..GenOptions::default()
+    }
+}
+
+/// Writes a streamed piece and flushes so it shows at once.
+pub fn print_piece(out: &mut impl Write, piece: &str) -> bool {
+    out.write_all(piece.as_bytes())
+        .and_then(|_| out.flush())
+        .is_ok()
+}
+
+pub fn sampling(temperature: Option<f32>, top_p: f32, top_k: Option<u64>, seed: u64) -> Sampling {
+    match temperature {
+        Some(t) if t > 0.0 => Sampling::TopP {
+            temperature: t,
+            top_p: top_p.clamp(f32::MIN_POSITIVE, 1.0),
+            top_k: top_k.map(|k| k as usize),
+            seed,
+        },
+        _ => Sampling::Greedy,
+    }
+}
+
+/// Open an existing store (read, remove, export).
+pub fn open(store_dir: &Path) -> anyhow::Result<Store> {
+    Ok(Store::open_existing(store_dir)?)
+}
+
+/// Open or create a store (ingest, import).
+pub fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
+    Ok(Store::open(store_dir)?)
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+pub fn doc_json(d: &DocRecord) -> serde_json::Value {
+    json!({
+        "id": d.id,
+        "source": d.source,
+        "chunks": d.chunk_count,
+        "bytes": d.size,
+        "tokens": d.token_count,
+        "kind": d.kind,
+        "content_hash": export::hex(&d.content_hash),
+        "mtime_ms": d.mtime_ms,
+        "ingested_at": rfc3339(d.ingested_at_ms),
+        "chunk_tokens": d.chunk_tokens,
+    })
+}
+
+/// Chunks per encoder call when `--batch` is not given (docs/performance.md). On the CPU the dense f32 encoder ran 4 chunks per forward
+/// at 1.10x the speed of one forward each, the i16 one at 0.97–0.99x, so it
+/// takes one at a time; a GPU gains from 8.
+pub fn default_batch(model: &dyn Compressor) -> usize {
+    match (model.device().is_cpu(), model.quant()) {
+        (true, Some(c3::model::Quant::I16)) => 1,
+        (true, _) => 4,
+        (false, _) => 8,
+    }
+}
+
+/// The encoder of `--model` and the chunk size to use: `chunk_tokens` when
+/// given (it must fit a C3 encoder's positions), else the family's default
+/// (C3: 1000 tokens; LCLM: its encoder window, so a chunk is one window).
+pub fn load_encoder(
+    ctx: &ModelCtx,
+    chunk_tokens: Option<usize>,
+) -> anyhow::Result<(AnyEncoder, usize)> {
+    let enc = ctx.load_encoder()?;
+    if let (Some(n), Some(max)) = (chunk_tokens, enc.max_chunk_tokens()) {
+        if n > max {
+            bail!("--chunk-tokens {n} exceeds the encoder's limit of {max} tokens");
+        }
+    }
+    let n = chunk_tokens.unwrap_or_else(|| enc.default_chunk_tokens());
+    Ok((enc, n))
+}
