@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The same geometry as c3's benchmarks, run by PyTorch + transformers' Qwen2
 on CPU (same thread count) or a GPU (`--device cuda`) with random weights,
-for the c3 / PyTorch ratios in docs/performance.md. Optional, not in CI (needs torch and transformers:
-`pip install torch transformers`).
+for the c3 / PyTorch ratios of docs/performance.md. Optional, not in CI (needs
+torch and transformers: `pip install torch transformers`).
 
   python3 benches/compare/pytorch_qwen2.py encoder --dtype bf16
   python3 benches/compare/pytorch_qwen2.py decoder --dtype bf16 --steps 8

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """LCLM's two stacks at the release geometry in PyTorch + transformers' Qwen3
-(random weights, same thread count), for the c3 / PyTorch ratios in docs/performance.md
+(random weights, same thread count), for the c3 / PyTorch ratios of docs/performance.md
 beside `cargo bench --bench lclm`. Optional, not in CI (needs torch and a
 transformers with Qwen3: `pip install torch transformers`).
 
