@@ -17,6 +17,7 @@ pub mod generate;
 pub mod hub;
 pub mod ingest;
 pub mod kernels;
+pub mod kvcache;
 pub mod merge;
 pub mod model;
 pub mod npy;

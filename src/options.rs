@@ -37,6 +37,62 @@ pub struct GlobalOptions {
     /// `cuda` feature and one is present, else the CPU.
     #[arg(long, global = true, env = "C3_DEVICE", value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
+    /// Directory of the prefix cache: the decoder's keys and values over
+    /// stored latents, so a second question over the same chunks prefills
+    /// only the question (docs/cache.md) [default: STORE/kv-cache].
+    #[arg(long, global = true, env = "C3_KV_CACHE", value_name = "DIR")]
+    pub kv_cache: Option<PathBuf>,
+    /// Most bytes the prefix cache keeps on disk, least recently used out
+    /// first; K/M/G/T suffixes (powers of 1024); 0 turns the cache off.
+    #[arg(long, global = true, env = "C3_KV_CACHE_SIZE", value_name = "SIZE",
+          default_value = "4G", value_parser = parse_size)]
+    pub kv_cache_size: u64,
+    /// The dtype cached keys and values are stored in: `compute` (the
+    /// decoder's own: answers equal those without the cache) or `f16`
+    /// (half the bytes of f32).
+    #[arg(long, global = true, env = "C3_KV_CACHE_DTYPE", value_enum,
+          default_value_t = KvDtypeArg::Compute)]
+    pub kv_cache_dtype: KvDtypeArg,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KvDtypeArg {
+    Compute,
+    F16,
+}
+
+impl KvDtypeArg {
+    pub fn kv_dtype(self) -> crate::kvcache::KvDtype {
+        match self {
+            KvDtypeArg::Compute => crate::kvcache::KvDtype::Compute,
+            KvDtypeArg::F16 => crate::kvcache::KvDtype::F16,
+        }
+    }
+}
+
+/// A byte size: a number with an optional K, M, G or T suffix (powers of
+/// 1024; `KiB`, `MB`, … read the same), e.g. `4G`, `512M`, `0`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("`{t}`: expected a size such as 4G, 512M or 0")),
+    };
+    let value: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{t}`: expected a size such as 4G, 512M or 0"))?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("`{t}`: a size is a number of bytes, 0 or more"));
+    }
+    Ok((value * (1u64 << shift) as f64) as u64)
 }
 
 impl GlobalOptions {
@@ -206,6 +262,18 @@ pub fn default_store_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("-1G").is_err());
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("").is_err());
+    }
 
     #[test]
     fn device_choices() {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::prompt::Prompt;
 use crate::generate::{GenOptions, Generation};
-use crate::model::Quant;
+use crate::model::{KvCache, Quant, Qwen2};
 use crate::retrieve::Budget;
 use crate::tokenize::TokenBytes;
 use crate::Result;
@@ -143,7 +143,29 @@ pub trait LatentReader {
         latents: &[Tensor],
         opts: &GenOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Generation> {
+        self.generate_cached(prompt, latents, &mut KvCache::new(), opts, on_token)
+    }
+    /// [`LatentReader::generate`] resumed from a stored prefix: `cache`
+    /// already holds the keys and values of the prompt's first
+    /// `cache.len()` positions (the end of a block's slots, or 0), and
+    /// `latents` holds only the blocks after them. On return `cache` holds
+    /// every prompt position, so new blocks can be stored.
+    fn generate_cached(
+        &self,
+        prompt: &Prompt,
+        latents: &[Tensor],
+        cache: &mut KvCache,
+        opts: &GenOptions,
+        on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Generation>;
+    /// The decoder stack that reads the prompt: the prefix cache sizes its
+    /// blocks by its geometry and warms itself with its forward.
+    fn llm(&self) -> &Qwen2;
+    /// Names the latent prompt's frame and how its slots are filled; part
+    /// of every prefix-cache key, so a change to the frame that its ids do
+    /// not show (a new version) never reads keys and values of the old one.
+    fn frame_version(&self) -> &'static str;
     /// The paper's task on one stored chunk: its raw states back to text.
     /// A family trained only to answer refuses with
     /// [`Error::NoReconstruction`](crate::Error::NoReconstruction).

@@ -36,6 +36,16 @@ pub fn detect(dir: &Path) -> Result<Family> {
     })
 }
 
+/// The files that decide what the decoder of the checkpoint at `dir`
+/// computes (weights, configuration, projector or adapter), in a fixed
+/// order: the prefix cache keys its blocks by their digest.
+pub fn decoder_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    match detect(dir)? {
+        Family::C3 => C3Checkpoint::open(dir)?.decoder_files(),
+        Family::Lclm => LclmCheckpoint::open(dir)?.decoder_files(),
+    }
+}
+
 /// The tokenizer a family's encoder reads memory text with (chunk sizes
 /// are counted in its ids).
 #[derive(Clone, Copy)]

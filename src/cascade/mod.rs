@@ -30,6 +30,6 @@ mod prompt;
 mod text_frame;
 
 pub use interface::{Compressor, Family, LatentReader};
-pub use loaded::{detect, tokenize, AnyDecoder, AnyEncoder, Encoded, TextTokenizer};
+pub use loaded::{decoder_files, detect, tokenize, AnyDecoder, AnyEncoder, Encoded, TextTokenizer};
 pub use prompt::Prompt;
 pub use text_frame::{text_budget, text_prompt, Frame, C3_FRAME, SYSTEM};

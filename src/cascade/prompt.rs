@@ -1,6 +1,8 @@
 //! A decoder prompt with latent slots: the ids, and where each block's
 //! latent rows replace the embeddings of its placeholder ids.
 
+use std::ops::Range;
+
 use crate::model::Qwen2;
 use crate::{Error, Result};
 use candle_core::Tensor;
@@ -22,6 +24,27 @@ impl Prompt {
         self.latent_lens.iter().sum()
     }
 
+    /// The memory part of the prompt cut into one segment per block: block
+    /// `i`'s segment runs from the end of block `i - 1`'s slots (0 for the
+    /// first block: the frame before it is part of it) to the end of its
+    /// own slots. So a segment is the frame ids between two blocks (C3:
+    /// `</img>`, newline, `<img>`; LCLM: nothing, or `<|memory_end|>`,
+    /// newline, `<|memory_start|>` where a document's span begins) followed
+    /// by one chunk's latents. What follows the last segment (a closing
+    /// marker, the question, the assistant turn) belongs to no segment.
+    pub fn segments(&self) -> Vec<Range<usize>> {
+        let mut at = 0;
+        self.latent_starts
+            .iter()
+            .zip(&self.latent_lens)
+            .map(|(&s, &n)| {
+                let r = at..s + n;
+                at = s + n;
+                r
+            })
+            .collect()
+    }
+
     /// Embeddings [len, H] of the prompt through `llm`, each block's slots
     /// replaced by its latents (one tensor [slots, H] per block, in order).
     pub fn embeddings(&self, llm: &Qwen2, latents: &[Tensor]) -> Result<Tensor> {
@@ -32,14 +55,45 @@ impl Prompt {
                 self.latent_starts.len()
             )));
         }
+        self.embeddings_range(llm, latents, 0, self.ids.len())
+    }
+
+    /// Embeddings [to - from, H] of positions `from..to`: `latents` holds
+    /// the blocks whose slots start at or after `from`, in order (those
+    /// starting at or after `to` are not read). A block cut by `from` or
+    /// `to` is an error: a stored prefix always ends at a block's end.
+    pub fn embeddings_range(
+        &self,
+        llm: &Qwen2,
+        latents: &[Tensor],
+        from: usize,
+        to: usize,
+    ) -> Result<Tensor> {
+        if from >= to || to > self.ids.len() {
+            return Err(Error::Input(format!(
+                "positions {from}..{to} of a prompt of {}",
+                self.ids.len()
+            )));
+        }
         let mut parts = Vec::with_capacity(2 * latents.len() + 1);
-        let mut at = 0;
-        for ((&start, &len), lat) in self
-            .latent_starts
-            .iter()
-            .zip(&self.latent_lens)
-            .zip(latents)
-        {
+        let mut at = from;
+        let mut given = latents.iter();
+        for (&start, &len) in self.latent_starts.iter().zip(&self.latent_lens) {
+            if start + len <= from {
+                continue;
+            }
+            if start >= to {
+                break;
+            }
+            if start < from || start + len > to {
+                return Err(Error::Input(format!(
+                    "positions {from}..{to} cut the latent block at {start}..{}",
+                    start + len
+                )));
+            }
+            let lat = given.next().ok_or_else(|| {
+                Error::Input(format!("no latents for the block at position {start}"))
+            })?;
             if lat.dims().first() != Some(&len) {
                 return Err(Error::Input(format!(
                     "latent block of shape {:?} for {len} slots",
@@ -52,9 +106,30 @@ impl Prompt {
             parts.push(lat.to_dtype(llm.dtype())?);
             at = start + len;
         }
-        if at < self.ids.len() {
-            parts.push(llm.embed(&self.ids[at..])?);
+        if at < to {
+            parts.push(llm.embed(&self.ids[at..to])?);
         }
         Ok(Tensor::cat(&parts, 0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prompt;
+
+    #[test]
+    fn segments_end_at_each_block_and_leave_the_tail_out() {
+        let p = Prompt {
+            ids: vec![0; 20],
+            latent_starts: vec![3, 9],
+            latent_lens: vec![4, 2],
+        };
+        assert_eq!(p.segments(), vec![0..7, 7..11]);
+        let none = Prompt {
+            ids: vec![0; 5],
+            latent_starts: vec![],
+            latent_lens: vec![],
+        };
+        assert!(none.segments().is_empty());
     }
 }

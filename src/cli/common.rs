@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use c3::cascade::{AnyDecoder, AnyEncoder, Compressor, Family};
 use c3::generate::{GenOptions, Sampling};
+use c3::kvcache::{CacheOptions, KvDtype, PrefixCache};
+use c3::query::{WarmReport, WarmRequest};
 use c3::retrieve::ChunkIndex;
 use c3::store::{export, DocRecord, Store};
 use candle_core::{DType, Device};
@@ -29,6 +31,11 @@ pub struct ModelCtx {
     pub decoder_quant: Option<c3::model::Quant>,
     pub encoder_precision: c3::options::EncoderPrecision,
     pub device: c3::options::DeviceArg,
+    /// `--kv-cache`: the prefix cache's directory (default: in the store's).
+    pub kv_cache: Option<PathBuf>,
+    /// `--kv-cache-size`: its cap in bytes (0: off).
+    pub kv_cache_size: u64,
+    pub kv_cache_dtype: KvDtype,
 }
 
 impl ModelCtx {
@@ -69,6 +76,50 @@ impl ModelCtx {
             self.dtype,
             &device,
             quant,
+        )?)
+    }
+
+    /// The prefix cache's options for a store at `store_dir`, with an
+    /// in-memory tier of `memory_bytes` (0: none).
+    pub fn kv_options(&self, store_dir: &Path, memory_bytes: u64) -> CacheOptions {
+        CacheOptions {
+            dir: self
+                .kv_cache
+                .clone()
+                .unwrap_or_else(|| store_dir.join(c3::kvcache::STORE_SUBDIR)),
+            max_bytes: self.kv_cache_size,
+            memory_bytes,
+            kv_dtype: self.kv_cache_dtype,
+        }
+    }
+
+    /// The prefix cache of `dec` reading `store`'s latents; `None` when it
+    /// is off (`--kv-cache-size 0`) or the store holds no latents yet. The
+    /// decoder's files are digested once per version (remembered in the
+    /// cache directory).
+    pub fn open_kv_cache(
+        &self,
+        store: &Store,
+        dec: &AnyDecoder,
+        memory_bytes: u64,
+    ) -> Result<Option<PrefixCache>> {
+        let opts = self.kv_options(store.dir(), memory_bytes);
+        if opts.max_bytes == 0 {
+            return Ok(None);
+        }
+        let Some(model) = store.meta()?.model else {
+            return Ok(None);
+        };
+        let files = c3::cascade::decoder_files(self.model_dir()?)?;
+        let memo = opts.dir.join(c3::kvcache::digest::MEMO_DIR);
+        let digest = c3::kvcache::digest::files_digest(&files, Some(&memo))?;
+        let r = dec.reader();
+        Ok(PrefixCache::open(
+            &opts,
+            r.llm(),
+            &model.fingerprint,
+            &digest,
+            r.frame_version(),
         )?)
     }
 
@@ -258,4 +309,67 @@ pub fn load_encoder(
     }
     let n = chunk_tokens.unwrap_or_else(|| enc.default_chunk_tokens());
     Ok((enc, n))
+}
+
+/// Fills the prefix cache for `docs` of the store at `store_dir` (all when
+/// empty) as `ask --max-new-tokens max_new` would read them, loading the
+/// decoder of `--model`; progress on stderr unless `quiet`.
+pub fn warm_store(
+    store_dir: &Path,
+    ctx: &ModelCtx,
+    docs: &[String],
+    max_new: usize,
+    quiet: bool,
+) -> anyhow::Result<WarmReport> {
+    if ctx.kv_cache_size == 0 {
+        bail!("the prefix cache is off (--kv-cache-size 0): there is nothing to warm");
+    }
+    let store = open(store_dir)?;
+    let ids = docs
+        .iter()
+        .map(|s| Ok(store.resolve(s)?.id))
+        .collect::<anyhow::Result<Vec<u64>>>()?;
+    let dec = load_reader(ctx, Some(&store))?;
+    let cache = ctx.open_kv_cache(&store, &dec, 0)?.with_context(|| {
+        format!(
+            "store {} holds no latents yet (run `c3 ingest` first)",
+            store_dir.display()
+        )
+    })?;
+    let req = WarmRequest {
+        docs: ids,
+        max_new_tokens: max_new,
+    };
+    let mut progress = |done: usize, total: usize| {
+        if !quiet {
+            eprintln!("c3: warm: {done}/{total} blocks");
+        }
+        true
+    };
+    let report = c3::query::warm(&store, dec.reader(), &cache, &req, &mut progress)?;
+    if !quiet {
+        eprintln!(
+            "c3: warm: {} chunks of {} documents, {} positions ({} were cached, {} prefilled), \
+             {} blocks written ({:.1} MB) to {} in {:.1} s{}",
+            report.chunks,
+            report.documents,
+            report.positions,
+            report.cached_positions,
+            report.prefilled_positions,
+            report.blocks_written,
+            report.bytes_written as f64 / 1e6,
+            cache.dir().display(),
+            report.ms / 1e3,
+            if report.left_out > 0 {
+                format!(
+                    "; {} chunks left out (they do not fit the model's positions with \
+                     --max-new-tokens {max_new})",
+                    report.left_out
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(report)
 }

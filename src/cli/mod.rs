@@ -1,5 +1,6 @@
 //! The `c3` command line: global options and subcommand dispatch.
 
+pub mod cache_cmd;
 pub mod common;
 pub mod input;
 pub mod merge_cmd;
@@ -11,6 +12,7 @@ pub mod serve_cmd;
 pub mod store_cmds;
 pub mod store_show;
 pub mod tui_cmd;
+pub mod warm_cmd;
 
 use c3::options::GlobalOptions;
 use clap::{Parser, Subcommand};
@@ -56,6 +58,10 @@ pub enum Command {
     Merge(merge_cmd::MergeArgs),
     /// Answer a question from the stored chunks (latents, or text with --mode text).
     Ask(common::AskArgs),
+    /// Fill the prefix cache for documents, so the first question over them is fast too.
+    Warm(warm_cmd::WarmArgs),
+    /// The prefix cache: `stats` (what it holds) or `clear` (empty it).
+    Cache(cache_cmd::CacheArgs),
     /// Reconstruct stored chunks from their latents.
     Expand(query_cmds::ExpandArgs),
     /// Reconstruction fidelity table over the store or a directory of texts.
@@ -79,6 +85,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         decoder_quant: cli.global.decoder_quant,
         encoder_precision: cli.global.encoder_precision,
         device: cli.global.device,
+        kv_cache: cli.global.kv_cache,
+        kv_cache_size: cli.global.kv_cache_size,
+        kv_cache_dtype: cli.global.kv_cache_dtype.kv_dtype(),
     };
     let result = match cli.command {
         Command::Tokenize(a) => model_cmds::tokenize(&ctx, &a),
@@ -94,6 +103,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Import(a) => store_cmds::run_import(&store, &a),
         Command::Merge(a) => merge_cmd::run(&a),
         Command::Ask(a) => query_cmds::run_ask(&store, &ctx, &a),
+        Command::Warm(a) => warm_cmd::run(&store, &ctx, &a),
+        Command::Cache(a) => cache_cmd::run(&store, &ctx, &a),
         Command::Expand(a) => query_cmds::run_expand(&store, &ctx, &a),
         Command::Eval(a) => query_cmds::run_eval(&store, &ctx, &a),
         Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),

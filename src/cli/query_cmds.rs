@@ -100,6 +100,7 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
         progress: true,
     };
     let (dec, plain);
+    let mut kv = None;
     let reader = match &a.answer_model {
         Some(arg) => {
             let path = ctx.answer_model_path(arg)?;
@@ -110,10 +111,18 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
         None => {
             let check = (mode == Mode::Latent).then_some(&store);
             dec = load_reader(ctx, check)?;
+            if mode == Mode::Latent {
+                // The cache only ever speeds an answer up: one that cannot
+                // be opened is a warning.
+                kv = ctx.open_kv_cache(&store, &dec, 0).unwrap_or_else(|e| {
+                    eprintln!("c3: warning: prefix cache not used: {e:#}");
+                    None
+                });
+            }
             Reader::Latent(dec.reader())
         }
     };
-    let prepared = query::prepare(&store, reader, &req)?;
+    let prepared = query::prepare_with(&store, reader, &req, kv.as_ref())?;
     if let Some(w) = &prepared.warning {
         eprintln!("c3: warning: {w}");
     }
@@ -127,13 +136,17 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
         );
     }
     eprintln!(
-        "c3: {} chunks, prompt of {} positions ({} mode)",
+        "c3: {} chunks, prompt of {} positions ({} mode){}",
         prepared.chunks.len(),
         prepared.prompt_tokens(),
         if mode == Mode::Latent {
             "latent"
         } else {
             "text"
+        },
+        match prepared.cached_positions() {
+            0 => String::new(),
+            n => format!(", {n} of them from the prefix cache"),
         }
     );
     let mut out = std::io::stdout().lock();
@@ -141,6 +154,9 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     let res = prepared.run(reader, &gen, |piece| {
         !streaming || print_piece(&mut out, piece)
     })?;
+    if let Some(e) = res.kv_cache.as_ref().and_then(|u| u.error.as_ref()) {
+        eprintln!("c3: warning: {e}");
+    }
     if a.ids {
         writeln!(out, "{}", serde_json::to_string(&res.ids)?)?;
     } else if a.json {

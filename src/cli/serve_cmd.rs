@@ -50,6 +50,12 @@ pub struct ServeArgs {
     /// Chunks per encoder call for ingest (default as for `c3 ingest`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub batch: Option<u16>,
+    /// Most bytes of prefix-cache blocks the server keeps in memory over
+    /// the cache directory (the most recently used; K/M/G suffixes; 0: read
+    /// every hit from the directory).
+    #[arg(long, default_value = "1G", value_name = "SIZE",
+          value_parser = c3::options::parse_size)]
+    pub kv_cache_memory: u64,
     /// Print the bound address as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -73,10 +79,23 @@ fn api_key(a: &ServeArgs) -> anyhow::Result<Option<String>> {
 /// Loads what the server's worker owns: the decoder (checked against the
 /// store's model, as `c3 ask` does) and the encoder. The one place to change
 /// when the model family changes.
-fn loader(ctx: ModelCtx, chunk_tokens: Option<usize>, batch: Option<u16>) -> Loader {
+fn loader(
+    ctx: ModelCtx,
+    chunk_tokens: Option<usize>,
+    batch: Option<u16>,
+    kv_memory: u64,
+) -> Loader {
     Box::new(move |store: &Store| {
         let load = || -> anyhow::Result<Engine> {
             let decoder = load_reader(&ctx, Some(store))?;
+            // The cache only ever speeds answers up: one that cannot be
+            // opened is logged, and the server runs without it.
+            let kv = ctx
+                .open_kv_cache(store, &decoder, kv_memory)
+                .unwrap_or_else(|e| {
+                    tracing::warn!("prefix cache not used: {e:#}");
+                    None
+                });
             let (encoder, chunk_tokens) = load_encoder(&ctx, chunk_tokens)?;
             let batch = batch.map_or_else(|| default_batch(encoder.compressor()), usize::from);
             Ok(Engine {
@@ -84,6 +103,7 @@ fn loader(ctx: ModelCtx, chunk_tokens: Option<usize>, batch: Option<u16>) -> Loa
                 encoder,
                 chunk_tokens,
                 batch,
+                kv,
             })
         };
         load().map_err(|e| format!("{e:#}"))
@@ -129,7 +149,11 @@ pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32
     };
     init_tracing();
     let store = Store::open(store_dir)?;
-    c3::serve::run(cfg, store, loader(ctx, a.chunk_tokens, a.batch))?;
+    c3::serve::run(
+        cfg,
+        store,
+        loader(ctx, a.chunk_tokens, a.batch, a.kv_cache_memory),
+    )?;
     Ok(0)
 }
 

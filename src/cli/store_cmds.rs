@@ -15,7 +15,8 @@ use serde_json::json;
 use text_splitter::ChunkSizer;
 
 use super::common::{
-    default_batch, doc_json, load_encoder, open, open_or_create, refresh_index, ModelCtx,
+    default_batch, doc_json, load_encoder, open, open_or_create, refresh_index, warm_store,
+    ModelCtx, ASK_MAX_NEW_TOKENS,
 };
 
 #[derive(clap::Args, Debug)]
@@ -48,6 +49,11 @@ pub struct IngestArgs {
     /// shards' stores with `c3 merge`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+    /// Then fill the prefix cache for every document, as `c3 warm --all`
+    /// does (loads the decoder once the encoder is done), so the first
+    /// question is fast too.
+    #[arg(long)]
+    pub warm: bool,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -97,8 +103,31 @@ pub struct ImportArgs {
 pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
     // A bad --shard is reported before the model loads.
     shard_arg(args)?;
+    if args.warm && ctx.kv_cache_size == 0 {
+        anyhow::bail!("--warm fills the prefix cache, which --kv-cache-size 0 turns off");
+    }
     let (enc, n) = load_encoder(ctx, args.chunk_tokens)?;
-    ingest_with(store_dir, enc.compressor(), enc.tokenizer(), n, args)
+    let (code, summary) = ingest_with(store_dir, enc.compressor(), enc.tokenizer(), n, args)?;
+    // The encoder goes before the decoder loads: both at once would double
+    // the peak memory.
+    drop(enc);
+    let warmed = match args.warm {
+        true => Some(warm_store(
+            store_dir,
+            ctx,
+            &[],
+            ASK_MAX_NEW_TOKENS,
+            args.json,
+        )?),
+        false => None,
+    };
+    if let Some(mut v) = summary {
+        if let Some(w) = warmed {
+            v["warm"] = serde_json::to_value(w)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(code)
 }
 
 /// `--shard` parsed, `auto` resolved from the environment.
@@ -116,14 +145,15 @@ fn shard_arg(args: &IngestArgs) -> anyhow::Result<Option<Shard>> {
 }
 
 /// `c3 ingest` with an already loaded model, chunks of at most
-/// `chunk_tokens` tokens.
+/// `chunk_tokens` tokens. Returns the exit code and, with `--json`, the
+/// summary to print.
 pub fn ingest_with<S: ChunkSizer>(
     store_dir: &Path,
     model: &dyn Compressor,
     sizer: S,
     chunk_tokens: usize,
     args: &IngestArgs,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<(i32, Option<serde_json::Value>)> {
     if model.family() == Family::C3 && chunk_tokens > WARN_CHUNK_TOKENS {
         eprintln!(
             "c3: warning: --chunk-tokens {chunk_tokens} is above {WARN_CHUNK_TOKENS}: C3 loses the end of longer chunks"
@@ -178,7 +208,7 @@ pub fn ingest_with<S: ChunkSizer>(
             Some(c3::model::Quant::I16) => c3::model::quant::i16_kernel_name().unwrap_or("dense"),
             _ => "dense",
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok((if report.ok() { 0 } else { 1 }, Some(v)));
     } else {
         if let Some(s) = &report.shard {
             eprintln!(
@@ -198,7 +228,7 @@ pub fn ingest_with<S: ChunkSizer>(
             report.seconds
         );
     }
-    Ok(if report.ok() { 0 } else { 1 })
+    Ok((if report.ok() { 0 } else { 1 }, None))
 }
 
 /// `c3 ls`.

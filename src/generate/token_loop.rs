@@ -22,16 +22,33 @@ pub fn generate_ids(
     opts: &GenOptions,
     on_token: impl FnMut(u32, usize) -> Result<bool>,
 ) -> Result<Vec<u32>> {
-    let vocab = llm.config().vocab_size;
     let mut cache = KvCache::new();
+    generate_ids_cached(llm, x, prompt, &mut cache, max_new, opts, on_token)
+}
+
+/// [`generate_ids`] resumed from `cache`, which already holds the keys and
+/// values of the prompt's first `cache.len()` positions (a stored prefix):
+/// `x` [T, H] holds the embeddings of the positions after them only, while
+/// `prompt` is still the whole prompt (it seeds the n-gram bans). On return
+/// `cache` holds every prompt position (and the generated ones).
+pub fn generate_ids_cached(
+    llm: &Qwen2,
+    x: &Tensor,
+    prompt: &[u32],
+    cache: &mut KvCache,
+    max_new: usize,
+    opts: &GenOptions,
+    on_token: impl FnMut(u32, usize) -> Result<bool>,
+) -> Result<Vec<u32>> {
+    let vocab = llm.config().vocab_size;
     // Only the prompt's last row is read: the prefill's last layer computes
     // just that one.
-    let h = llm.forward_tail(&x.unsqueeze(0)?, Some(&mut cache), 1)?;
+    let h = llm.forward_tail(&x.unsqueeze(0)?, Some(&mut *cache), 1)?;
     let last = h.i((0, 0))?.unsqueeze(0)?;
     let first = llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?;
     let next = |tok: u32| -> Result<Vec<f32>> {
         let x = llm.embed(&[tok])?.unsqueeze(0)?;
-        let last = llm.forward(&x, Some(&mut cache))?.squeeze(0)?;
+        let last = llm.forward(&x, Some(&mut *cache))?.squeeze(0)?;
         Ok(llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?)
     };
     choose_ids(vocab, first, next, prompt, max_new, opts, on_token)

@@ -129,6 +129,51 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A cache that already holds `len` positions: one `(k, v)` pair per
+    /// layer, each [1, kv_heads, capacity, head_dim] with its first `len`
+    /// positions filled (the rest is room to append without growing). This
+    /// is how a stored prefix is resumed; the caller vouches that the
+    /// buffers hold the keys and values the model computed at positions
+    /// `0..len`.
+    pub fn from_filled(layers: Vec<(Tensor, Tensor)>, len: usize) -> Result<Self> {
+        let mut out = Vec::with_capacity(layers.len());
+        for (l, (k, v)) in layers.into_iter().enumerate() {
+            let (b, kvh, cap, hd) = k.dims4()?;
+            if v.dims4()? != (b, kvh, cap, hd) || b != 1 || cap < len {
+                return Err(crate::Error::Input(format!(
+                    "KV cache layer {l}: keys {:?} and values {:?} cannot hold {len} positions",
+                    k.dims(),
+                    v.dims()
+                )));
+            }
+            out.push(Some(LayerCache { k, v, len }));
+        }
+        Ok(Self { layers: out })
+    }
+
+    /// Layers holding positions (0 for an empty cache).
+    pub fn layer_count(&self) -> usize {
+        self.layers.iter().take_while(|l| l.is_some()).count()
+    }
+
+    /// Keys and values of layer `l` at positions `from..from + n`: views
+    /// [B, kv_heads, n, head_dim] of the cache (positions already written
+    /// are never overwritten, so the views stay valid while it grows).
+    pub fn positions(&self, l: usize, from: usize, n: usize) -> Result<(Tensor, Tensor)> {
+        let c = self
+            .layers
+            .get(l)
+            .and_then(|c| c.as_ref())
+            .filter(|c| from + n <= c.len)
+            .ok_or_else(|| {
+                crate::Error::Input(format!(
+                    "KV cache has no positions {from}..{} in layer {l}",
+                    from + n
+                ))
+            })?;
+        Ok((c.k.narrow(2, from, n)?, c.v.narrow(2, from, n)?))
+    }
 }
 
 pub struct Qwen2 {

@@ -35,7 +35,7 @@ fn ckpt_err(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 /// The safetensors files of a model directory, refusing pickle checkpoints.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX);
     if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(Error::io(&index))?;

@@ -10,6 +10,8 @@ use super::stream::stream_generation;
 use super::AnswerModel;
 use crate::cascade::{text_budget, text_prompt, Frame, LatentReader, Prompt, C3_FRAME};
 use crate::generate::GenOptions;
+use crate::kvcache::{BlockKey, CacheUse, PrefixCache};
+use crate::model::KvCache;
 use crate::retrieve::select::{apply_scores, plan};
 use crate::retrieve::{Candidate, ChunkIndex, Pick, SyncAction};
 use crate::store::LatentLayout;
@@ -94,6 +96,14 @@ pub struct AskResult {
     pub text_tokens_replaced: u64,
     /// Chunks the selection wanted but the position budget left out.
     pub dropped: usize,
+    /// Prompt positions resumed from the prefix cache (0 without it).
+    pub cached_positions: usize,
+    /// Prompt positions the decoder prefilled for this answer.
+    pub prefilled_positions: usize,
+    /// What the prefix cache did (absent when it was not used: cache off,
+    /// text mode or a plain answer model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_cache: Option<CacheUse>,
     pub timings: Timings,
     #[serde(skip)]
     pub ids: Vec<u32>,
@@ -110,15 +120,53 @@ pub struct Prepared {
     /// Something the user should know (e.g. ranking unavailable).
     pub warning: Option<String>,
     pub prompt: Prompt,
+    /// Latents of the blocks after the resumed prefix (all without one).
     latents: Vec<Tensor>,
+    prefix: Option<Prefix>,
     text_tokens_replaced: u64,
     timings: Timings,
     started: Instant,
 }
 
+/// The prompt's use of the prefix cache: the stored prefix it resumes from
+/// and what to store after the answer.
+struct Prefix {
+    cache: PrefixCache,
+    keys: Vec<BlockKey>,
+    kv: KvCache,
+    /// Blocks resumed (their latents are not loaded).
+    hit: usize,
+    positions: usize,
+    usage: CacheUse,
+}
+
 impl Prepared {
     pub fn prompt_tokens(&self) -> usize {
         self.prompt.ids.len()
+    }
+
+    /// Prompt positions resumed from the prefix cache.
+    pub fn cached_positions(&self) -> usize {
+        self.prefix.as_ref().map_or(0, |p| p.positions)
+    }
+
+    /// The logits after the prompt as [`Prepared::run`] computes them (the
+    /// stored prefix resumed, the rest prefilled), without generating or
+    /// storing anything: for checking the cache against a full prefill.
+    pub fn first_logits(self, reader: Reader) -> Result<Vec<f32>> {
+        let Reader::Latent(d) = reader else {
+            return Err(Error::Input(
+                "first_logits needs a cascade's decoder".into(),
+            ));
+        };
+        let llm = d.llm();
+        let mut kv = self.prefix.map(|p| p.kv).unwrap_or_default();
+        let x =
+            self.prompt
+                .embeddings_range(llm, &self.latents, kv.len(), self.prompt.ids.len())?;
+        let h = llm.forward_tail(&x.unsqueeze(0)?, Some(&mut kv), 1)?;
+        let last = h.squeeze(0)?;
+        Ok(llm.logits(&last)?.squeeze(0)?.to_vec1::<f32>()?)
     }
 }
 
@@ -131,6 +179,18 @@ fn ms(t: Instant) -> f64 {
 
 /// Chooses chunks and builds the prompt for `req` (nothing is generated).
 pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepared> {
+    prepare_with(store, reader, req, None)
+}
+
+/// [`prepare`] with a prefix cache: a latent prompt resumes from the
+/// longest prefix of its blocks the cache holds (only the latents after it
+/// are loaded), and [`Prepared::run`] stores the blocks it prefilled.
+pub fn prepare_with(
+    store: &Store,
+    reader: Reader,
+    req: &AskRequest,
+    cache: Option<&PrefixCache>,
+) -> Result<Prepared> {
     let started = Instant::now();
     let question = req.question.trim();
     if question.is_empty() {
@@ -215,7 +275,8 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
     };
 
     let loading = Instant::now();
-    let (prompt, latents, text_tokens_replaced) = assemble(
+    let cache = cache.map(|c| (c, req.gen.max_new_tokens));
+    let (prompt, latents, prefix, text_tokens_replaced) = assemble(
         store,
         reader,
         req.mode,
@@ -223,6 +284,7 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
         &chosen.chunks,
         &mut texts,
         &encode,
+        cache,
     )?;
     // Exact for C3 and text mode; LCLM's chunks of one document share a
     // span, so its prompt may be shorter than budgeted.
@@ -250,6 +312,7 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
         warning,
         prompt,
         latents,
+        prefix,
         text_tokens_replaced,
         timings,
         started,
@@ -284,9 +347,90 @@ fn score(
     }
 }
 
+/// The stored latents of chosen chunks and the prompt over them.
+pub(super) struct Memory {
+    pub prompt: Prompt,
+    /// Raw stored states, one per block.
+    pub raw: Vec<Tensor>,
+    /// Digest of each block's stored latent record (its cache key content).
+    pub digests: Vec<[u8; 32]>,
+    /// Text tokens of the chunks.
+    pub replaced: u64,
+}
+
+/// Reads the stored latents of `chosen` (in document order) and builds the
+/// latent prompt over them, one memory group per document.
+pub(super) fn read_memory(
+    store: &Store,
+    d: &dyn LatentReader,
+    chosen: &[(u64, u32)],
+    question: &str,
+) -> Result<Memory> {
+    let mut raw = Vec::with_capacity(chosen.len());
+    let mut digests = Vec::with_capacity(chosen.len());
+    let mut replaced = 0u64;
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut last_doc = None;
+    for &(doc, chunk) in chosen {
+        replaced += store.chunk_record(doc, chunk)?.tokens as u64;
+        let (r, digest) = store.latent_with_digest(doc, chunk)?;
+        if last_doc != Some(doc) {
+            groups.push(Vec::new());
+            last_doc = Some(doc);
+        }
+        if let Some(g) = groups.last_mut() {
+            g.push(r.dim(0)?);
+        }
+        raw.push(r);
+        digests.push(digest);
+    }
+    Ok(Memory {
+        prompt: d.latent_prompt(&groups, question)?,
+        raw,
+        digests,
+        replaced,
+    })
+}
+
+/// Resumes `memory`'s prompt from `cache` (room for `extra` generated
+/// positions). A cache that fails to read is reported in the result's use
+/// and the prompt is prefilled whole: the cache never fails an answer.
+fn resume(cache: &PrefixCache, memory: &Memory, extra: usize) -> Prefix {
+    let t = Instant::now();
+    let keys = cache.keys(&memory.prompt, &memory.digests);
+    let mut usage = CacheUse {
+        blocks: keys.len(),
+        ..CacheUse::default()
+    };
+    let (kv, hit, positions) = match cache.resume(&memory.prompt, &keys, extra) {
+        Ok(r) => {
+            usage.blocks_hit = r.blocks;
+            usage.bytes_read = r.bytes;
+            usage.corrupt = r.corrupt;
+            (r.kv, r.blocks, r.positions)
+        }
+        Err(e) => {
+            usage.error = Some(format!("reading the prefix cache: {e}"));
+            (KvCache::new(), 0, 0)
+        }
+    };
+    usage.load_ms = ms(t);
+    Prefix {
+        cache: cache.clone(),
+        keys,
+        kv,
+        hit,
+        positions,
+        usage,
+    }
+}
+
 /// Reads what goes into the chosen blocks and builds the prompt: projected
 /// latents (latent mode) or the texts tokenized while budgeting (text mode).
-/// Returns the prompt, the latents and the text tokens the latents replace.
+/// Returns the prompt, the latents of the blocks after the resumed prefix,
+/// the prefix (latent mode with a cache) and the text tokens the latents
+/// replace.
+#[allow(clippy::too_many_arguments)]
 fn assemble(
     store: &Store,
     reader: Reader,
@@ -295,27 +439,18 @@ fn assemble(
     chosen: &[Candidate],
     texts: &mut HashMap<(u64, u32), Vec<u32>>,
     encode: &Encode,
-) -> Result<(Prompt, Vec<Tensor>, u64)> {
+    cache: Option<(&PrefixCache, usize)>,
+) -> Result<(Prompt, Vec<Tensor>, Option<Prefix>, u64)> {
     if let (Mode::Latent, Reader::Latent(d)) = (mode, reader) {
-        let mut lat = Vec::with_capacity(chosen.len());
-        let mut replaced = 0u64;
-        // One group per document (chunks arrive in document order).
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut last_doc = None;
-        for c in chosen {
-            replaced += store.chunk_record(c.doc, c.chunk)?.tokens as u64;
-            let l = d.adapt(&store.latent(c.doc, c.chunk)?)?;
-            if last_doc != Some(c.doc) {
-                groups.push(Vec::new());
-                last_doc = Some(c.doc);
-            }
-            if let Some(g) = groups.last_mut() {
-                g.push(l.dim(0)?);
-            }
-            lat.push(l);
-        }
-        let p = d.latent_prompt(&groups, question)?;
-        return Ok((p, lat, replaced));
+        let pairs: Vec<(u64, u32)> = chosen.iter().map(|c| (c.doc, c.chunk)).collect();
+        let memory = read_memory(store, d, &pairs, question)?;
+        let prefix = cache.map(|(c, extra)| resume(c, &memory, extra));
+        let skip = prefix.as_ref().map_or(0, |p| p.hit);
+        let lat = memory.raw[skip..]
+            .iter()
+            .map(|r| d.adapt(r))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok((memory.prompt, lat, prefix, memory.replaced));
     }
     let blocks: Vec<Vec<u32>> = chosen
         .iter()
@@ -330,7 +465,7 @@ fn assemble(
         latent_starts: Vec::new(),
         latent_lens: Vec::new(),
     };
-    Ok((prompt, Vec::new(), 0))
+    Ok((prompt, Vec::new(), None, 0))
 }
 
 fn text_frame(r: Reader) -> Frame {
@@ -345,7 +480,7 @@ fn text_frame(r: Reader) -> Frame {
 }
 
 /// Documents named by `ids` (all when empty), in id order.
-fn selected_docs(store: &Store, ids: &[u64]) -> Result<Vec<crate::store::DocRecord>> {
+pub(super) fn selected_docs(store: &Store, ids: &[u64]) -> Result<Vec<crate::store::DocRecord>> {
     let mut docs = if ids.is_empty() {
         store.documents().collect::<Result<Vec<_>>>()?
     } else {
@@ -398,19 +533,32 @@ impl Prepared {
         let mut ttft: Option<f64> = None;
         let started = self.started;
         let mut count = 0usize;
+        let mut prefix = self.prefix;
         let gen = match reader {
-            Reader::Latent(d) => stream_generation(
-                d.token_bytes(),
-                d.end_signal(),
-                |_| {
-                    first.get_or_insert_with(|| ms(gen_start));
-                    ttft.get_or_insert_with(|| ms(started));
-                    count += 1;
-                    keep_going()
-                },
-                &mut on_text,
-                |cb| d.generate(&self.prompt, &self.latents, opts, cb),
-            )?,
+            Reader::Latent(d) => {
+                let mut kv = prefix
+                    .as_mut()
+                    .map(|p| std::mem::take(&mut p.kv))
+                    .unwrap_or_default();
+                let gen = stream_generation(
+                    d.token_bytes(),
+                    d.end_signal(),
+                    |_| {
+                        first.get_or_insert_with(|| ms(gen_start));
+                        ttft.get_or_insert_with(|| ms(started));
+                        count += 1;
+                        keep_going()
+                    },
+                    &mut on_text,
+                    |cb| d.generate_cached(&self.prompt, &self.latents, &mut kv, opts, cb),
+                )?;
+                // The prefill is done whenever a generation returns (even
+                // one stopped at its first id): store its new blocks.
+                if let Some(p) = prefix.as_mut() {
+                    store_blocks(p, &self.prompt, &kv);
+                }
+                gen
+            }
             Reader::Plain(m) => {
                 let gen = m.generate(&self.prompt.ids, opts, |piece| {
                     first.get_or_insert_with(|| ms(gen_start));
@@ -433,6 +581,7 @@ impl Prepared {
         };
         timings.total_ms = ms(self.started);
         let latent_tokens = self.prompt.latent_positions();
+        let cached_positions = prefix.as_ref().map_or(0, |p| p.positions);
         let (family, compression_ratio) = match reader {
             Reader::Latent(d) => (Some(d.family().name()), d.ratio()),
             Reader::Plain(_) => (None, None),
@@ -447,10 +596,31 @@ impl Prepared {
             latent_tokens,
             text_tokens_replaced: self.text_tokens_replaced,
             dropped: self.dropped,
+            cached_positions,
+            prefilled_positions: self.prompt.ids.len() - cached_positions,
+            kv_cache: prefix.map(|p| p.usage),
             timings,
             ids: gen.ids,
         })
     }
+}
+
+/// Stores the blocks `p`'s prompt prefilled (all of its positions are in
+/// `kv` now). A failure is reported in the use, not as the answer's error.
+fn store_blocks(p: &mut Prefix, prompt: &Prompt, kv: &KvCache) {
+    let t = Instant::now();
+    p.cache.count_prefilled(prompt.ids.len() - p.positions);
+    if p.hit < p.keys.len() {
+        match p.cache.store(prompt, &p.keys, p.hit, kv) {
+            Ok(s) => {
+                p.usage.blocks_written = s.blocks;
+                p.usage.bytes_written = s.bytes;
+                p.usage.evicted = s.evicted;
+            }
+            Err(e) => p.usage.error = Some(format!("writing the prefix cache: {e}")),
+        }
+    }
+    p.usage.save_ms = ms(t);
 }
 
 /// Answers `req` over the store: chooses chunks ([`Pick::All`] falls back to

@@ -7,13 +7,19 @@
 //!   show which chunks were chosen (and whether the budget cut some) before
 //!   the answer streams.
 //! - [`expand_chunk`]: reconstruct one stored chunk from its latents.
+//! - [`prepare_with`]: [`prepare`] over a prefix cache (`kvcache`), and
+//!   [`warm`]: fill that cache for documents before any question.
 
 pub mod answer_model;
 mod ask;
 mod expand;
 pub mod stream;
+mod warm;
 
 pub use answer_model::AnswerModel;
-pub use ask::{ask, prepare, AskRequest, AskResult, ChunkUse, Mode, Prepared, Reader, Timings};
+pub use ask::{
+    ask, prepare, prepare_with, AskRequest, AskResult, ChunkUse, Mode, Prepared, Reader, Timings,
+};
 pub use expand::expand_chunk;
 pub use stream::AnswerStream;
+pub use warm::{warm, WarmReport, WarmRequest, WARM_STEP};

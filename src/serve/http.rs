@@ -39,6 +39,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/check", get(routes::check))
         .route("/v1/ask", post(routes::ask))
         .route("/v1/expand", post(routes::expand))
+        .route("/v1/warm", post(super::warm::warm))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions));
     let metrics = Router::new().route("/metrics", get(routes::metrics));

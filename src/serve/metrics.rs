@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+
+use crate::kvcache::Counters;
 
 /// Upper bounds (seconds) of the time-to-first-token buckets.
 const TTFT_BUCKETS: &[f64] = &[
@@ -103,6 +105,8 @@ pub struct Metrics {
     pub rejected_busy: AtomicU64,
     ttft: Mutex<Histogram>,
     token: Mutex<Histogram>,
+    /// The prefix cache's totals, once the worker has opened it.
+    kv: OnceLock<Arc<Counters>>,
 }
 
 impl Default for Metrics {
@@ -117,6 +121,7 @@ impl Default for Metrics {
             rejected_busy: AtomicU64::new(0),
             ttft: Mutex::new(Histogram::new(TTFT_BUCKETS)),
             token: Mutex::new(Histogram::new(TOKEN_BUCKETS)),
+            kv: OnceLock::new(),
         }
     }
 }
@@ -134,6 +139,11 @@ fn label(v: &str) -> String {
 }
 
 impl Metrics {
+    /// Reports the prefix cache's totals from now on.
+    pub fn set_kv(&self, counters: Arc<Counters>) {
+        let _ = self.kv.set(counters);
+    }
+
     pub fn request(&self, route: &str, method: &str, status: u16) {
         *lock(&self.requests)
             .entry((route.to_string(), method.to_string(), status))
@@ -223,7 +233,93 @@ impl Metrics {
         out.push_str("# HELP c3_token_latency_seconds Time per generated token after the first.\n");
         out.push_str("# TYPE c3_token_latency_seconds histogram\n");
         lock(&self.token).write(&mut out, "c3_token_latency_seconds");
+        if let Some(kv) = self.kv.get() {
+            write_kv(&mut out, kv);
+        }
         out
+    }
+}
+
+/// The prefix cache's counters and gauges.
+fn write_kv(out: &mut String, c: &Counters) {
+    let rows: [(&str, &str, &str, &AtomicU64); 12] = [
+        (
+            "c3_kv_cache_hits_total",
+            "counter",
+            "Prompt blocks resumed from the prefix cache.",
+            &c.hits,
+        ),
+        (
+            "c3_kv_cache_misses_total",
+            "counter",
+            "Prompt blocks looked up and not found (prefilled).",
+            &c.misses,
+        ),
+        (
+            "c3_kv_cache_memory_hits_total",
+            "counter",
+            "Hits served by the in-memory tier.",
+            &c.memory_hits,
+        ),
+        (
+            "c3_kv_cache_cached_positions_total",
+            "counter",
+            "Prompt positions resumed from the prefix cache.",
+            &c.cached_positions,
+        ),
+        (
+            "c3_kv_cache_prefilled_positions_total",
+            "counter",
+            "Prompt positions prefilled while the cache was in use.",
+            &c.prefilled_positions,
+        ),
+        (
+            "c3_kv_cache_read_bytes_total",
+            "counter",
+            "Bytes of keys and values resumed.",
+            &c.bytes_read,
+        ),
+        (
+            "c3_kv_cache_written_bytes_total",
+            "counter",
+            "Bytes of block files written.",
+            &c.bytes_written,
+        ),
+        (
+            "c3_kv_cache_evictions_total",
+            "counter",
+            "Block files removed to stay under --kv-cache-size.",
+            &c.evictions,
+        ),
+        (
+            "c3_kv_cache_evicted_bytes_total",
+            "counter",
+            "Bytes of block files evicted.",
+            &c.evicted_bytes,
+        ),
+        (
+            "c3_kv_cache_corrupt_total",
+            "counter",
+            "Block files that failed their checks (removed, recomputed).",
+            &c.corrupt,
+        ),
+        (
+            "c3_kv_cache_disk_bytes",
+            "gauge",
+            "Bytes of block files in the cache directory.",
+            &c.disk_bytes,
+        ),
+        (
+            "c3_kv_cache_memory_bytes",
+            "gauge",
+            "Bytes of blocks held by the in-memory tier.",
+            &c.memory_bytes,
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
     }
 }
 

@@ -6,7 +6,9 @@
 //!   [`openai`]: `/v1/models` and `/v1/chat/completions`.
 //! - [`http`]: the key check, request metrics and the rule that every error
 //!   answer carries `{"error":{"code","type","message"}}`.
-//! - [`metrics`]: `/metrics` in Prometheus text, [`jobs`]: ingest jobs.
+//! - [`metrics`]: `/metrics` in Prometheus text (the prefix cache's
+//!   counters included), [`jobs`]: ingest jobs.
+//! - [`warm`]: `POST /v1/warm`, filling the prefix cache on the worker.
 //!
 //! Store reads run on tokio's blocking pool straight against the shared
 //! [`Store`] (sled is safe to read from many threads), so they never wait for
@@ -19,6 +21,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openai;
 pub mod routes;
+pub mod warm;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -251,7 +251,7 @@ pub async fn chat_completions(
                 v
             }
             Event::Error(e) => vec![SseEvent::default().data(e.body().to_string())],
-            Event::ChunkStart(_) | Event::ExpandDone(_) => Vec::new(),
+            Event::ChunkStart(_) | Event::ExpandDone(_) | Event::WarmDone(_) => Vec::new(),
         }
     };
     let stream = event_stream(

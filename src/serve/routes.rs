@@ -366,7 +366,7 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
-    fn specs(self) -> Vec<DocSpec> {
+    pub fn specs(self) -> Vec<DocSpec> {
         match self {
             OneOrMany::One(d) => vec![d],
             OneOrMany::Many(v) => v,
@@ -523,7 +523,7 @@ pub fn start_ask(
 }
 
 /// What the worker's channel said when it closed without an answer.
-fn no_answer(s: &AppState) -> ApiError {
+pub(super) fn no_answer(s: &AppState) -> ApiError {
     if s.shared.shutting_down() {
         ApiError::unavailable(
             "shutting_down",
@@ -535,7 +535,10 @@ fn no_answer(s: &AppState) -> ApiError {
 }
 
 /// Waits for the first event: an error before any output is an HTTP error.
-async fn first_event(s: &AppState, rx: &mut UnboundedReceiver<Event>) -> ApiResult<Event> {
+pub(super) async fn first_event(
+    s: &AppState,
+    rx: &mut UnboundedReceiver<Event>,
+) -> ApiResult<Event> {
     match rx.recv().await {
         Some(Event::Error(e)) => Err(e),
         Some(ev) => Ok(ev),
@@ -548,7 +551,9 @@ pub async fn collect(s: &AppState, rx: &mut UnboundedReceiver<Event>) -> ApiResu
     loop {
         match rx.recv().await {
             Some(Event::Error(e)) => return Err(e),
-            Some(ev @ (Event::AskDone(_) | Event::ExpandDone(_))) => return Ok(ev),
+            Some(ev @ (Event::AskDone(_) | Event::ExpandDone(_) | Event::WarmDone(_))) => {
+                return Ok(ev)
+            }
             Some(_) => {}
             None => return Err(no_answer(s)),
         }
@@ -622,7 +627,7 @@ fn api_sse(e: Event) -> Vec<SseEvent> {
         Event::ChunkStart(c) => sse_json("chunk", &json!({"chunk": c})),
         Event::Token(t) => sse_json("token", &json!({"text": t})),
         Event::AskDone(r) => sse_json("done", &serde_json::to_value(&*r).unwrap_or(Value::Null)),
-        Event::ExpandDone(v) => sse_json("done", &v),
+        Event::ExpandDone(v) | Event::WarmDone(v) => sse_json("done", &v),
         Event::Error(e) => sse_json("error", &e.body()),
     }]
 }

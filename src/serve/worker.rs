@@ -36,6 +36,8 @@ pub struct Engine {
     pub chunk_tokens: usize,
     /// Chunks per encoder call.
     pub batch: usize,
+    /// The decoder's prefix cache (`None`: off).
+    pub kv: Option<crate::kvcache::PrefixCache>,
 }
 
 impl Engine {
@@ -58,6 +60,7 @@ pub enum Event {
     Token(String),
     AskDone(Box<AskResult>),
     ExpandDone(Value),
+    WarmDone(Value),
     Error(ApiError),
 }
 
@@ -123,12 +126,18 @@ pub enum Job {
         name: String,
         text: String,
     },
+    /// Fill the prefix cache for documents (`POST /v1/warm`).
+    Warm {
+        req: crate::query::WarmRequest,
+        cancel: Cancel,
+        tx: UnboundedSender<Event>,
+    },
 }
 
 impl Job {
     fn reply_error(&self, e: ApiError) {
         match self {
-            Job::Ask { tx, .. } | Job::Expand { tx, .. } => {
+            Job::Ask { tx, .. } | Job::Expand { tx, .. } | Job::Warm { tx, .. } => {
                 let _ = tx.send(Event::Error(e));
             }
             Job::Ingest { .. } => {}
@@ -208,6 +217,10 @@ fn run(shared: Arc<Shared>, loader: Loader, rx: Receiver<Job>) {
         Err(p) => return shared.load_failed(format!("panic: {}", panic_message(&*p))),
     };
     tracing::info!("model loaded in {:.2?}", t0.elapsed());
+    if let Some(kv) = &engine.kv {
+        tracing::info!("prefix cache in {}", kv.dir().display());
+        shared.metrics.set_kv(kv.counters());
+    }
     shared.set_ready();
     while let Ok(job) = rx.recv() {
         shared.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
@@ -219,7 +232,9 @@ fn run(shared: Arc<Shared>, loader: Loader, rx: Receiver<Job>) {
         // A panic in the model code answers this request with a 500; the
         // worker goes on with the next.
         let (reply, ingest_id) = match &job {
-            Job::Ask { tx, .. } | Job::Expand { tx, .. } => (Some(tx.clone()), None),
+            Job::Ask { tx, .. } | Job::Expand { tx, .. } | Job::Warm { tx, .. } => {
+                (Some(tx.clone()), None)
+            }
             Job::Ingest { id, .. } => (None, Some(*id)),
         };
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| handle(&shared, &engine, job))) {
@@ -269,6 +284,35 @@ fn handle(shared: &Shared, engine: &Engine, job: Job) {
             tx,
         } => expand(shared, engine, (doc, chunk), &gen, &cancel, &tx, received),
         Job::Ingest { id, name, text } => ingest(shared, engine, id, &name, &text),
+        Job::Warm { req, cancel, tx } => warm(shared, engine, &req, &cancel, &tx),
+    }
+}
+
+/// Fills the prefix cache; cancellation is checked between prefill steps
+/// (what is stored stays).
+fn warm(
+    shared: &Shared,
+    engine: &Engine,
+    req: &crate::query::WarmRequest,
+    cancel: &Cancel,
+    tx: &UnboundedSender<Event>,
+) {
+    let Some(kv) = &engine.kv else {
+        let _ = tx.send(Event::Error(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "cache_off",
+            "the prefix cache is off (the server runs with --kv-cache-size 0)",
+        )));
+        return;
+    };
+    let mut go_on = |_: usize, _: usize| !stop(shared, cancel, tx);
+    match query::warm(&shared.store, engine.decoder.reader(), kv, req, &mut go_on) {
+        Ok(r) => {
+            let _ = tx.send(Event::WarmDone(json!(r)));
+        }
+        Err(e) => {
+            let _ = tx.send(Event::Error(e.into()));
+        }
     }
 }
 
@@ -305,7 +349,7 @@ fn ask(
     }
     let mut clock = TokenClock::new(received);
     let reader = engine.reader();
-    let prepared = match query::prepare(&shared.store, reader, req) {
+    let prepared = match query::prepare_with(&shared.store, reader, req, engine.kv.as_ref()) {
         Ok(p) => p,
         Err(e) => {
             let _ = tx.send(Event::Error(e.into()));

@@ -319,6 +319,34 @@ impl Store {
         latent_from_value(&key, &v)
     }
 
+    /// [`Store::latent`] and the blake3 of the record as stored (dtype,
+    /// shape, data): what the decoder reads of the chunk, so the prefix
+    /// cache keys a chunk's keys and values by it.
+    pub fn latent_with_digest(&self, doc: u64, ordinal: u32) -> Result<(Tensor, [u8; 32])> {
+        let (key, v) = self.latent_value(doc, ordinal)?;
+        let buf = codec::aligned(v1::LATENTS, &key, &v)?;
+        let rec = codec::access::<LatentRecord>(v1::LATENTS, &key, &buf)?;
+        let shape: Vec<u32> = rec.shape.iter().map(|d| d.to_native()).collect();
+        let mut h = blake3::Hasher::new();
+        h.update(rec.dtype.as_bytes());
+        h.update(&[0]);
+        for d in &shape {
+            h.update(&d.to_le_bytes());
+        }
+        h.update(&rec.data);
+        let digest = *h.finalize().as_bytes();
+        if latent::expected_len(&rec.dtype, &shape) != Some(rec.data.len()) {
+            return Err(codec::corrupt(
+                v1::LATENTS,
+                &key,
+                "data length does not match dtype and shape",
+            ));
+        }
+        let t = latent::to_tensor(&rec.dtype, &shape, &rec.data)
+            .map_err(|e| codec::corrupt(v1::LATENTS, &key, &e.to_string()))?;
+        Ok((t, digest))
+    }
+
     /// The stored bytes of one chunk's latent record, with its key.
     fn latent_value(&self, doc: u64, ordinal: u32) -> Result<([u8; 12], sled::IVec)> {
         let key = keys::chunk_key(doc, ordinal);

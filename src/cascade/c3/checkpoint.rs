@@ -69,6 +69,14 @@ impl C3Checkpoint {
         Weights::open(&self.dir.join(ENCODER_DIR), dtype, device)
     }
 
+    /// The files that decide what the decoder computes: its weights (the
+    /// projector's too) and configuration (the prefix cache keys by them).
+    pub fn decoder_files(&self) -> Result<Vec<std::path::PathBuf>> {
+        let mut files = crate::model::weights::weight_files(&self.dir)?;
+        files.push(self.dir.join("config.json"));
+        Ok(files)
+    }
+
     /// This checkpoint's fingerprint (see [`fingerprint`]).
     pub fn fingerprint(&self, decoder_weights: &Weights) -> Result<String> {
         fingerprint(&self.encoder_config, self.latent_len(), decoder_weights)

@@ -3,15 +3,15 @@
 
 use super::checkpoint::C3Checkpoint;
 use super::projector::Projector;
-use super::prompt::{build_prompt, latent_budget, latent_prompt, REPEAT};
+use super::prompt::{build_prompt, latent_budget, latent_prompt, FRAME_VERSION, REPEAT};
 use crate::cascade::interface::{Family, LatentReader};
 use crate::cascade::prompt::Prompt;
 use crate::cascade::text_frame::{text_prompt, C3_FRAME};
-use crate::generate::token_loop::generate_ids;
+use crate::generate::token_loop::generate_ids_cached;
 use crate::generate::{clean_text, GenOptions, Generation};
 use crate::model::config::Qwen2Config;
 use crate::model::weights::Weights;
-use crate::model::{Quant, Qwen2};
+use crate::model::{KvCache, Quant, Qwen2};
 use crate::retrieve::Budget;
 use crate::tokenize::{special, C3Tokenizer, TokenBytes};
 use crate::{Error, Result};
@@ -125,9 +125,21 @@ impl C3Decoder {
         prompt: &Prompt,
         latents: &[Tensor],
         opts: &GenOptions,
+        on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Generation> {
+        self.generate_cached(prompt, latents, &mut KvCache::new(), opts, on_token)
+    }
+
+    /// [`C3Decoder::generate`] resumed from the first `cache.len()` prompt
+    /// positions already in `cache` (see [`LatentReader::generate_cached`]).
+    pub fn generate_cached(
+        &self,
+        prompt: &Prompt,
+        latents: &[Tensor],
+        cache: &mut KvCache,
+        opts: &GenOptions,
         mut on_token: impl FnMut(u32) -> bool,
     ) -> Result<Generation> {
-        let x = self.prompt_embeddings(prompt, latents)?;
         let limit = self.max_positions();
         if prompt.ids.len() >= limit {
             return Err(Error::Input(format!(
@@ -135,14 +147,23 @@ impl C3Decoder {
                 prompt.ids.len()
             )));
         }
+        let x = prompt.embeddings_range(&self.llm, latents, cache.len(), prompt.ids.len())?;
         // Positions past the model's limit cannot be generated.
         let max_new = opts.max_new_tokens.min(limit - prompt.ids.len());
-        let ids = generate_ids(&self.llm, &x, &prompt.ids, max_new, opts, |tok, step| {
-            let go_on = on_token(tok);
-            // The release stops on <|im_end|> only from the second id on.
-            let stop = tok == special::ENDOFTEXT || (tok == special::IM_END && step >= 1);
-            Ok(go_on && !stop)
-        })?;
+        let ids = generate_ids_cached(
+            &self.llm,
+            &x,
+            &prompt.ids,
+            cache,
+            max_new,
+            opts,
+            |tok, step| {
+                let go_on = on_token(tok);
+                // The release stops on <|im_end|> only from the second id on.
+                let stop = tok == special::ENDOFTEXT || (tok == special::IM_END && step >= 1);
+                Ok(go_on && !stop)
+            },
+        )?;
         Ok(Generation {
             text: clean_output(&self.tokenizer, &ids)?,
             ids,
@@ -205,14 +226,21 @@ impl LatentReader for C3Decoder {
         let enc = |t: &str| self.tokenizer().encode_text(t);
         text_prompt(&enc, C3_FRAME, blocks, question)
     }
-    fn generate(
+    fn generate_cached(
         &self,
         prompt: &Prompt,
         latents: &[Tensor],
+        cache: &mut KvCache,
         opts: &GenOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Generation> {
-        C3Decoder::generate(self, prompt, latents, opts, on_token)
+        C3Decoder::generate_cached(self, prompt, latents, cache, opts, on_token)
+    }
+    fn llm(&self) -> &Qwen2 {
+        &self.llm
+    }
+    fn frame_version(&self) -> &'static str {
+        FRAME_VERSION
     }
     fn reconstruct(
         &self,

@@ -8,6 +8,11 @@ use crate::retrieve::Budget;
 use crate::tokenize::{special, C3Tokenizer};
 use crate::Result;
 
+/// The frame below and how its slots are filled (projected latents in
+/// place of the `<imgpad>` embeddings); bump it when either changes, so a
+/// prefix cache never serves keys and values of another frame.
+pub const FRAME_VERSION: &str = "c3-mpt-img/1";
+
 /// The paper's reconstruction instruction (trailing space included).
 pub const REPEAT: &str = "Repeat the text: ";
 

@@ -95,6 +95,18 @@ impl LclmCheckpoint {
         Weights::open_file(&self.dir.join(ADAPTER_FILE), dtype, device)
     }
 
+    /// The files that decide what the decoder computes: its weights and
+    /// configuration, the adapter, the compression settings (the prefix
+    /// cache keys by them).
+    pub fn decoder_files(&self) -> Result<Vec<PathBuf>> {
+        let dec = self.dir.join(DECODER_DIR);
+        let mut files = crate::model::weights::weight_files(&dec)?;
+        files.push(dec.join("config.json"));
+        files.push(self.dir.join(ADAPTER_FILE));
+        files.push(self.dir.join(MODEL_CONFIG));
+        Ok(files)
+    }
+
     pub fn encoder_tokenizer(&self) -> Result<HfTokenizer> {
         HfTokenizer::from_file(&self.dir.join(ENCODER_DIR).join(TOKENIZER))
     }

@@ -9,13 +9,19 @@ use super::checkpoint::{LclmCheckpoint, MemoryIds};
 use super::config::LclmConfig;
 use crate::cascade::interface::{Family, LatentReader};
 use crate::cascade::prompt::Prompt;
-use crate::generate::token_loop::generate_ids;
+use crate::generate::token_loop::generate_ids_cached;
 use crate::generate::{clean_text, GenOptions, Generation};
-use crate::model::{Quant, Qwen2};
+use crate::model::{KvCache, Quant, Qwen2};
 use crate::retrieve::Budget;
 use crate::tokenize::HfTokenizer;
 use crate::tokenize::TokenBytes;
 use crate::{Error, Result};
+
+/// The `<|memory|>` user-turn frame of [`LclmDecoder::prompt`] and how its
+/// slots are filled (adapted latents in place of the `<|memory|>`
+/// embeddings); bump it when either changes, so a prefix cache never serves
+/// keys and values of another frame.
+pub const FRAME_VERSION: &str = "lclm-chatml-memory/1";
 
 /// LCLM's CLI decodes greedily with this penalty (`generate_text`).
 pub const DEFAULT_REPETITION_PENALTY: f32 = 1.1;
@@ -132,9 +138,22 @@ impl LclmDecoder {
         prompt: &Prompt,
         latents: &[Tensor],
         opts: &GenOptions,
+        on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Generation> {
+        self.generate_cached(prompt, latents, &mut KvCache::new(), opts, on_token)
+    }
+
+    /// [`LclmDecoder::generate`] resumed from the first `cache.len()`
+    /// prompt positions already in `cache` (see
+    /// [`LatentReader::generate_cached`]).
+    pub fn generate_cached(
+        &self,
+        prompt: &Prompt,
+        latents: &[Tensor],
+        cache: &mut KvCache,
+        opts: &GenOptions,
         mut on_token: impl FnMut(u32) -> bool,
     ) -> Result<Generation> {
-        let x = prompt.embeddings(&self.llm, latents)?;
         let limit = self.max_positions();
         if prompt.ids.len() >= limit {
             return Err(Error::Input(format!(
@@ -142,6 +161,7 @@ impl LclmDecoder {
                 prompt.ids.len()
             )));
         }
+        let x = prompt.embeddings_range(&self.llm, latents, cache.len(), prompt.ids.len())?;
         let max_new = opts.max_new_tokens.min(limit - prompt.ids.len());
         let opts = GenOptions {
             no_repeat_ngram: 0,
@@ -152,9 +172,15 @@ impl LclmDecoder {
             ..opts.clone()
         };
         let stop = self.ids.im_end;
-        let ids = generate_ids(&self.llm, &x, &prompt.ids, max_new, &opts, |tok, _| {
-            Ok(on_token(tok) && tok != stop)
-        })?;
+        let ids = generate_ids_cached(
+            &self.llm,
+            &x,
+            &prompt.ids,
+            cache,
+            max_new,
+            &opts,
+            |tok, _| Ok(on_token(tok) && tok != stop),
+        )?;
         Ok(Generation {
             text: clean_text(&self.tokenizer.decode(&ids)?).to_string(),
             ids,
@@ -238,14 +264,21 @@ impl LatentReader for LclmDecoder {
         ids.extend(t.encode_text("assistant\n")?);
         Ok(ids)
     }
-    fn generate(
+    fn generate_cached(
         &self,
         prompt: &Prompt,
         latents: &[Tensor],
+        cache: &mut KvCache,
         opts: &GenOptions,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Generation> {
-        LclmDecoder::generate(self, prompt, latents, opts, on_token)
+        LclmDecoder::generate_cached(self, prompt, latents, cache, opts, on_token)
+    }
+    fn llm(&self) -> &Qwen2 {
+        &self.llm
+    }
+    fn frame_version(&self) -> &'static str {
+        FRAME_VERSION
     }
     fn reconstruct(
         &self,
