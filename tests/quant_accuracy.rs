@@ -18,7 +18,16 @@ use common::*;
 /// Logits [steps + 1, V] of `llm` over `x` [1, P, H] followed by `forced` ids,
 /// one cached step at a time (the decode path).
 fn forced_logits(llm: &Qwen2, x: &Tensor, forced: &[u32]) -> Vec<Vec<f32>> {
-    let mut cache = KvCache::new();
+    forced_logits_from(llm, KvCache::new(), x, forced)
+}
+
+/// [`forced_logits`] with `cache` already holding the positions before `x`.
+fn forced_logits_from(
+    llm: &Qwen2,
+    mut cache: KvCache,
+    x: &Tensor,
+    forced: &[u32],
+) -> Vec<Vec<f32>> {
     let p = x.dim(1).unwrap();
     let h = llm.forward(x, Some(&mut cache)).unwrap();
     let mut last = h.i((0, p - 1)).unwrap().unsqueeze(0).unwrap();
@@ -189,4 +198,99 @@ fn quantized_formats_stay_close_at_256_wide_rows() {
             r.max_logit
         );
     }
+}
+
+/// The prefix cache (issue 22) stores keys and values in the decoder's
+/// compute dtype, or in f16 with `--kv-cache-dtype f16`. Its answer effect
+/// beside q8_0's, on the golden decoder (f32 and q8_0): the memory part of
+/// each case's prompt (frame and latent block) is prefilled, stored in f32
+/// and in f16, resumed, and the rest of the prompt and the reference ids
+/// run on top (teacher-forced logits, then free greedy ids). Printed with
+/// `--nocapture`, reported in docs/cache.md.
+#[test]
+fn kv_cache_stored_in_f16_moves_answers_less_than_q8_0_does() {
+    use c3::kvcache::assemble::{payload, resume, KvShape};
+    let ckpt = C3Checkpoint::open(&golden_model()).unwrap();
+    let enc = C3Encoder::load(&ckpt, DType::F32, &test_device()).unwrap();
+    let f32_dec = C3Decoder::load(&ckpt, DType::F32, &test_device()).unwrap();
+    let q_dec =
+        C3Decoder::load_quantized(&ckpt, DType::F32, &test_device(), Some(Quant::Q8_0)).unwrap();
+    // q8_0's own error against the f32 weights, measured first: the f16
+    // effect on the q8_0 decoder is bounded by it below.
+    let mut q8_err = 0f32;
+    for case in golden_cases() {
+        let raw = enc.encode_ids(&case.text_ids).unwrap();
+        let lat = f32_dec.project(&raw).unwrap();
+        let x = f32_dec
+            .prompt_embeddings(&case.reference_prompt(), std::slice::from_ref(&lat))
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let a = forced_logits(f32_dec.llm(), &x, &case.repeat_ids);
+        let b = forced_logits(q_dec.llm(), &x, &case.repeat_ids);
+        q8_err = q8_err.max(compare(&a, &b).max_err);
+    }
+    for (label, dec) in [("f32", &f32_dec), ("q8_0", &q_dec)] {
+        let llm = dec.llm();
+        let shape = KvShape::of(llm);
+        let (mut err, mut scale, mut agree, mut n, mut same, mut ids_n) = (0f32, 0f32, 0, 0, 0, 0);
+        for case in golden_cases() {
+            let raw = enc.encode_ids(&case.text_ids).unwrap();
+            let prompt = case.reference_prompt();
+            let lat = dec.project(&raw).unwrap();
+            let x = dec
+                .prompt_embeddings(&prompt, std::slice::from_ref(&lat))
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let mem = prompt.segments()[0].end;
+            let len = prompt.ids.len();
+            let mut full = KvCache::new();
+            llm.forward(&x.narrow(1, 0, mem).unwrap(), Some(&mut full))
+                .unwrap();
+            let resumed = |stored: DType| {
+                let bytes = payload(&full, &shape, 0, mem, stored).unwrap();
+                resume(&[&bytes], &[mem], &shape, stored, 64).unwrap()
+            };
+            let tail = x.narrow(1, mem, len - mem).unwrap();
+            let a = forced_logits_from(llm, resumed(DType::F32), &tail, &case.repeat_ids);
+            let b = forced_logits_from(llm, resumed(DType::F16), &tail, &case.repeat_ids);
+            let r = compare(&a, &b);
+            err = err.max(r.max_err);
+            scale = scale.max(r.max_logit);
+            agree += r.argmax_agree;
+            n += r.positions;
+
+            let opts = GenOptions {
+                max_new_tokens: case.repeat_ids.len(),
+                ..GenOptions::default()
+            };
+            let greedy = |stored: DType| {
+                dec.generate_cached(&prompt, &[], &mut resumed(stored), &opts, |_| true)
+                    .unwrap()
+                    .ids
+            };
+            let (g32, g16) = (greedy(DType::F32), greedy(DType::F16));
+            same += g32.iter().zip(&g16).take_while(|(a, b)| a == b).count();
+            ids_n += g32.len();
+        }
+        eprintln!(
+            "golden decoder {label}, prefix keys and values stored in f16 against f32: max \
+             |logit error| {err:.2e} (logits up to {scale:.2}), teacher-forced argmax \
+             agreement {agree}/{n}, greedy ids equal before the first divergence {same}/{ids_n}"
+        );
+        // With f32 weights the f16 rounding moves logits by ~1e-4; the
+        // q8_0 products quantize their activations to 8 bits, which turns
+        // that into steps of up to q8_0's own error, and no more.
+        let bound = match label {
+            "f32" => 0.001 * scale,
+            _ => q8_err,
+        };
+        assert!(
+            err <= bound,
+            "{label}: f16 logit error {err} vs bound {bound}"
+        );
+        assert!(agree * 10 >= n * 9, "{label}: argmax agreement {agree}/{n}");
+    }
+    eprintln!("for scale: q8_0 against f32 weights, max |logit error| {q8_err:.2e}");
 }

@@ -19,6 +19,10 @@ pub struct CacheArgs {
 pub enum CacheAction {
     /// Blocks, bytes and the cap of the cache directory.
     Stats {
+        /// Also read every block and check it (size, header, checksum),
+        /// removing the damaged ones.
+        #[arg(long)]
+        verify: bool,
         /// Print a JSON object.
         #[arg(long)]
         json: bool,
@@ -37,11 +41,16 @@ pub fn run(store_dir: &Path, ctx: &ModelCtx, a: &CacheArgs) -> anyhow::Result<i3
     let dir = &opts.dir;
     let shown = dir.display().to_string().escape_debug().to_string();
     match a.action {
-        CacheAction::Stats { json } => {
-            let listing = if dir.is_dir() {
-                Disk::open(dir)?.list()?.1
-            } else {
-                Default::default()
+        CacheAction::Stats { verify, json } => {
+            let disk = dir.is_dir().then(|| Disk::open(dir)).transpose()?;
+            let checked = match (&disk, verify) {
+                (Some(d), true) => Some(d.verify()?),
+                (None, true) => Some((0, 0)),
+                _ => None,
+            };
+            let listing = match &disk {
+                Some(d) => d.list()?.1,
+                None => Default::default(),
             };
             if json {
                 let v = json!({
@@ -52,6 +61,7 @@ pub fn run(store_dir: &Path, ctx: &ModelCtx, a: &CacheArgs) -> anyhow::Result<i3
                     "enabled": opts.max_bytes > 0,
                     "temp_files": listing.temp_files,
                     "temp_bytes": listing.temp_bytes,
+                    "verified": checked.map(|(ok, bad)| json!({"sound": ok, "removed": bad})),
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -66,6 +76,9 @@ pub fn run(store_dir: &Path, ctx: &ModelCtx, a: &CacheArgs) -> anyhow::Result<i3
                         ""
                     }
                 );
+                if let Some((ok, bad)) = checked {
+                    println!("verified: {ok} sound, {bad} damaged (removed)");
+                }
             }
         }
         CacheAction::Clear { json } => {

@@ -16,6 +16,9 @@ pub struct KvShape {
     /// The dtype the decoder computes (and keeps its cache) in.
     pub dtype: DType,
     pub device: Device,
+    /// Positions a continued prefill must at least cover to run the same
+    /// products as a whole prefill (`Qwen2::prefill_rows_floor`).
+    pub prefill_floor: usize,
 }
 
 impl KvShape {
@@ -27,6 +30,7 @@ impl KvShape {
             head_dim: c.head_dim(),
             dtype: llm.dtype(),
             device: llm.device().clone(),
+            prefill_floor: llm.prefill_rows_floor(),
         }
     }
 

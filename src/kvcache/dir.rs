@@ -125,6 +125,11 @@ impl Disk {
         }
     }
 
+    /// Whether a file of `h`'s name and size is there.
+    pub fn has(&self, h: &Header) -> bool {
+        fs::metadata(self.path(h)).is_ok_and(|m| m.len() == h.file_bytes())
+    }
+
     /// Writes a block: a temporary file renamed into place, so another
     /// process never sees half of it. Returns the bytes written.
     pub fn write(&self, h: &Header, payload: &[u8]) -> Result<u64> {
@@ -173,6 +178,33 @@ impl Disk {
             });
         }
         Ok((blocks, sum))
+    }
+
+    /// Reads and checks every block file on its own (header, size,
+    /// checksum), removing the bad ones. Returns (sound, removed).
+    pub fn verify(&self) -> Result<(u64, u64)> {
+        let (blocks, _) = self.list()?;
+        let (mut good, mut bad) = (0, 0);
+        for b in blocks {
+            let Ok(f) = fs::File::open(&b.path) else {
+                continue;
+            };
+            let Ok(meta) = f.metadata() else { continue };
+            // SAFETY: as in `read`: block files are replaced, never rewritten.
+            let map = unsafe { memmap2::Mmap::map(&f) }.map_err(Error::io(&b.path))?;
+            let named = b.path.file_name().map(|n| n.to_string_lossy().into_owned());
+            match file::check_standalone(&map) {
+                // The name must be the one the header gives.
+                Ok(h) if named.as_deref() == self.path(&h).file_name().and_then(|n| n.to_str()) => {
+                    good += 1
+                }
+                _ => {
+                    remove_if_same(&b.path, &meta);
+                    bad += 1;
+                }
+            }
+        }
+        Ok((good, bad))
     }
 
     /// Removes the least recently used blocks until the blocks take at most

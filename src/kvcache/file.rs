@@ -180,6 +180,43 @@ pub fn check<'a>(bytes: &'a [u8], expected: &Header) -> Result<&'a [u8], Bad> {
     Ok(&body[HEADER..])
 }
 
+/// Checks a whole file on its own, against the header it carries (for a
+/// scan of the directory, which knows no expected block): returns that
+/// header.
+pub fn check_standalone(bytes: &[u8]) -> Result<Header, Bad> {
+    if bytes.len() < HEADER + TRAILER {
+        return Err(Bad::Size {
+            found: bytes.len() as u64,
+            expected: (HEADER + TRAILER) as u64,
+        });
+    }
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    let dtype = match u32_at(12) {
+        1 => DType::F32,
+        2 => DType::F16,
+        3 => DType::BF16,
+        _ => return Err(Bad::Format),
+    };
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&bytes[16..48]);
+    let h = Header {
+        key: BlockKey(key),
+        start: u64_at(48),
+        positions: u32_at(56),
+        layers: u32_at(60),
+        kv_heads: u32_at(64),
+        head_dim: u32_at(68),
+        dtype,
+    };
+    check(bytes, &h).map(|_| h)
+}
+
 /// The payload of a whole file that passed [`check`].
 pub fn payload_of(bytes: &[u8]) -> &[u8] {
     &bytes[HEADER..bytes.len() - TRAILER]
@@ -223,6 +260,12 @@ mod tests {
             check(&bytes[..bytes.len() - 1], &h),
             Err(Bad::Size { .. })
         ));
+        assert_eq!(check_standalone(&bytes), Ok(h));
+        for i in [0, 20, 130, bytes.len() - 1] {
+            let mut b = bytes.clone();
+            b[i] ^= 1;
+            assert!(check_standalone(&b).is_err(), "byte {i}");
+        }
         // Another block's header (another key or start) is not this block.
         let other = Header { start: 41, ..h };
         assert_eq!(check(&bytes, &other), Err(Bad::Header));

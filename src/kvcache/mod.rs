@@ -303,14 +303,22 @@ impl PrefixCache {
     /// Resumes `prompt` from its longest stored prefix: finds blocks `0, 1,
     /// …` (memory first, then the directory) until one is missing or bad,
     /// and rebuilds their keys and values with room for the rest of the
-    /// prompt and `extra` more positions.
+    /// prompt and `extra` more positions. The prefix stops early enough to
+    /// leave the decoder's prefill floor ([`KvShape::prefill_floor`]) of
+    /// positions to prefill, so the rest runs the products a whole prefill
+    /// would.
     pub fn resume(&self, prompt: &Prompt, keys: &[BlockKey], extra: usize) -> Result<Resumed> {
         let segs = prompt.segments();
+        let floor = self.inner.shape.prefill_floor;
+        let usable = segs
+            .iter()
+            .take_while(|s| prompt.ids.len() - s.end >= floor)
+            .count();
         let mut found: Vec<Payload> = Vec::new();
         let mut headers = Vec::new();
         let mut corrupt = 0;
         let mut from_memory = 0;
-        for (key, seg) in keys.iter().zip(&segs) {
+        for (key, seg) in keys.iter().zip(&segs).take(usable) {
             let h = self.header(*key, seg);
             if let Some(p) = self.memory().get(key) {
                 found.push(Payload::Held(p));
@@ -397,7 +405,10 @@ impl PrefixCache {
                 break;
             }
             headers.push(h);
-            if i < from {
+            // A block held back by the prefill floor was not read, but it
+            // may be there: a file of the right size is not written again
+            // (a damaged one is found when it is next read).
+            if i < from || self.inner.disk.has(&h) {
                 continue;
             }
             let payload = assemble::payload(

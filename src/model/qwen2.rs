@@ -563,6 +563,18 @@ impl Qwen2 {
         blocks + self.lm_head.weight_bytes()
     }
 
+    /// The fewest rows a prefill that continues a stored prefix should
+    /// run to compute what one whole-prompt prefill computes: on the CPU a
+    /// quantized matrix multiplies fewer than `linear::DEQUANT_ROWS` rows
+    /// through another product (8-bit activations) than many rows (15-bit
+    /// or f32 activations). 1 where every row count takes one product.
+    pub fn prefill_rows_floor(&self) -> usize {
+        match (self.quant, self.device().is_cpu()) {
+            (Some(_), true) => super::linear::DEQUANT_ROWS,
+            _ => 1,
+        }
+    }
+
     /// The quantization of the matrices, if any.
     pub fn quant(&self) -> Option<Quant> {
         self.quant

@@ -124,15 +124,21 @@ pub fn warm(
         return Ok(report);
     }
     let memory = read_memory(store, reader, &chosen, "")?;
-    let prompt = &memory.prompt;
-    let segs = prompt.segments();
+    // The memory part alone: what follows the last block is the question's.
+    let segs = memory.prompt.segments();
+    let end = segs.last().map_or(0, |s| s.end);
+    let prompt = &crate::cascade::Prompt {
+        ids: memory.prompt.ids[..end].to_vec(),
+        latent_starts: memory.prompt.latent_starts.clone(),
+        latent_lens: memory.prompt.latent_lens.clone(),
+    };
     let keys = cache.keys(prompt, &memory.digests);
     let resumed = cache.resume(prompt, &keys, 0)?;
     let mut kv = resumed.kv;
     report.blocks_hit = resumed.blocks;
     report.cached_positions = resumed.positions;
     report.corrupt = resumed.corrupt;
-    report.positions = segs.last().map_or(0, |s| s.end);
+    report.positions = end;
     let llm = reader.llm();
     let mut a = resumed.blocks;
     while a < segs.len() {
@@ -140,10 +146,15 @@ pub fn warm(
             report.stopped = true;
             break;
         }
-        // Whole blocks, at least one, up to WARM_STEP positions.
+        // Whole blocks, at least one, up to WARM_STEP positions; a rest
+        // shorter than the prefill floor joins this step, so every step
+        // runs the products a whole prefill would.
         let mut b = a + 1;
         while b < segs.len() && segs[b].end - segs[a].start <= WARM_STEP {
             b += 1;
+        }
+        if end - segs[b - 1].end < llm.prefill_rows_floor() {
+            b = segs.len();
         }
         let latents = memory.raw[a..b]
             .iter()
