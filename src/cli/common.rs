@@ -93,23 +93,22 @@ impl ModelCtx {
         }
     }
 
-    /// The prefix cache of `dec` reading `store`'s latents; `None` when it
-    /// is off (`--kv-cache-size 0`) or the store holds no latents yet. The
+    /// The prefix cache of `dec` (reading latents of the model
+    /// `fingerprint`, as [`load_decoder`] returns it) for the store at
+    /// `store_dir`; `None` when it is off (`--kv-cache-size 0`). The
     /// decoder's files are digested once per version (remembered in the
     /// cache directory).
     pub fn open_kv_cache(
         &self,
-        store: &Store,
+        store_dir: &Path,
         dec: &AnyDecoder,
+        fingerprint: &str,
         memory_bytes: u64,
     ) -> Result<Option<PrefixCache>> {
-        let opts = self.kv_options(store.dir(), memory_bytes);
+        let opts = self.kv_options(store_dir, memory_bytes);
         if opts.max_bytes == 0 {
             return Ok(None);
         }
-        let Some(model) = store.meta()?.model else {
-            return Ok(None);
-        };
         let files = c3::cascade::decoder_files(self.model_dir()?)?;
         let memo = opts.dir.join(c3::kvcache::digest::MEMO_DIR);
         let digest = c3::kvcache::digest::files_digest(&files, Some(&memo))?;
@@ -117,7 +116,7 @@ impl ModelCtx {
         Ok(PrefixCache::open(
             &opts,
             r.llm(),
-            &model.fingerprint,
+            fingerprint,
             &digest,
             r.frame_version(),
         )?)
@@ -205,6 +204,11 @@ pub struct AskArgs {
 /// The decoder of `--model`, whichever family; with a store, refuses a
 /// model whose latents are not the store's.
 pub fn load_reader(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<AnyDecoder> {
+    Ok(load_decoder(ctx, store)?.0)
+}
+
+/// [`load_reader`], with the fingerprint of the latents the decoder reads.
+pub fn load_decoder(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<(AnyDecoder, String)> {
     let (dec, fp) = c3::cascade::AnyDecoder::load(
         ctx.model_dir()?,
         ctx.dtype,
@@ -214,7 +218,7 @@ pub fn load_reader(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<AnyD
     if let Some(store) = store {
         store.check_model(&fp)?;
     }
-    Ok(dec)
+    Ok((dec, fp))
 }
 
 /// Brings the search index in line after a change (ingest, rm). A failure
@@ -329,13 +333,10 @@ pub fn warm_store(
         .iter()
         .map(|s| Ok(store.resolve(s)?.id))
         .collect::<anyhow::Result<Vec<u64>>>()?;
-    let dec = load_reader(ctx, Some(&store))?;
-    let cache = ctx.open_kv_cache(&store, &dec, 0)?.with_context(|| {
-        format!(
-            "store {} holds no latents yet (run `c3 ingest` first)",
-            store_dir.display()
-        )
-    })?;
+    let (dec, fp) = load_decoder(ctx, Some(&store))?;
+    let cache = ctx
+        .open_kv_cache(store_dir, &dec, &fp, 0)?
+        .context("the prefix cache is off (--kv-cache-size 0)")?;
     let req = WarmRequest {
         docs: ids,
         max_new_tokens: max_new,

@@ -12,7 +12,8 @@ use c3::store::Store;
 use serde_json::json;
 
 use super::common::{
-    gen_options, load_reader, open, print_piece, AskArgs, ModeArg, ModelCtx, SampleArgs,
+    gen_options, load_decoder, load_reader, open, print_piece, AskArgs, ModeArg, ModelCtx,
+    SampleArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -110,14 +111,17 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
         }
         None => {
             let check = (mode == Mode::Latent).then_some(&store);
-            dec = load_reader(ctx, check)?;
+            let fp;
+            (dec, fp) = load_decoder(ctx, check)?;
             if mode == Mode::Latent {
                 // The cache only ever speeds an answer up: one that cannot
                 // be opened is a warning.
-                kv = ctx.open_kv_cache(&store, &dec, 0).unwrap_or_else(|e| {
-                    eprintln!("c3: warning: prefix cache not used: {e:#}");
-                    None
-                });
+                kv = ctx
+                    .open_kv_cache(store_dir, &dec, &fp, 0)
+                    .unwrap_or_else(|e| {
+                        eprintln!("c3: warning: prefix cache not used: {e:#}");
+                        None
+                    });
             }
             Reader::Latent(dec.reader())
         }

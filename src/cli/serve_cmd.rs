@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use c3::serve::{Engine, Loader, ServeConfig};
 use c3::store::Store;
 
-use super::common::{default_batch, load_encoder, load_reader, ModelCtx};
+use super::common::{default_batch, load_decoder, load_encoder, ModelCtx};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -87,11 +87,11 @@ fn loader(
 ) -> Loader {
     Box::new(move |store: &Store| {
         let load = || -> anyhow::Result<Engine> {
-            let decoder = load_reader(&ctx, Some(store))?;
+            let (decoder, fp) = load_decoder(&ctx, Some(store))?;
             // The cache only ever speeds answers up: one that cannot be
             // opened is logged, and the server runs without it.
             let kv = ctx
-                .open_kv_cache(store, &decoder, kv_memory)
+                .open_kv_cache(store.dir(), &decoder, &fp, kv_memory)
                 .unwrap_or_else(|e| {
                     tracing::warn!("prefix cache not used: {e:#}");
                     None

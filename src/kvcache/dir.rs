@@ -324,3 +324,26 @@ fn remove_if_same(path: &Path, meta: &fs::Metadata) {
     let _ = meta;
     let _ = fs::remove_file(path);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn temporary_files_of_dead_writers_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let gone = dir.path().join(format!("{TMP}{dead}-1-0"));
+        let live = dir.path().join(format!("{TMP}{}-1-0", std::process::id()));
+        fs::write(&gone, b"half a block").unwrap();
+        fs::write(&live, b"being written").unwrap();
+        let d = Disk::open(dir.path()).unwrap();
+        assert!(!gone.exists() && live.exists());
+        assert_eq!(d.list().unwrap().1.temp_files, 1);
+        assert_eq!(d.clear().unwrap().0, 1);
+        assert!(!live.exists());
+    }
+}
