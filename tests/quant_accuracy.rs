@@ -250,7 +250,7 @@ fn kv_cache_stored_in_f16_moves_answers_less_than_q8_0_does() {
                 .unwrap();
             let resumed = |stored: DType| {
                 let bytes = payload(&full, &shape, 0, mem, stored).unwrap();
-                resume(&[&bytes], &[mem], &shape, stored, 64).unwrap()
+                resume(&[&bytes], &[mem], mem, &shape, stored, 64).unwrap()
             };
             let tail = x.narrow(1, mem, len - mem).unwrap();
             let a = forced_logits_from(llm, resumed(DType::F32), &tail, &case.repeat_ids);

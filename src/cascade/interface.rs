@@ -148,9 +148,10 @@ pub trait LatentReader {
     }
     /// [`LatentReader::generate`] resumed from a stored prefix: `cache`
     /// already holds the keys and values of the prompt's first
-    /// `cache.len()` positions (the end of a block's slots, or 0), and
-    /// `latents` holds only the blocks after them. On return `cache` holds
-    /// every prompt position, so new blocks can be stored.
+    /// `cache.len()` positions (0, or a position inside or at the end of a
+    /// block's slots), and `latents` holds only the blocks that end after
+    /// them. On return `cache` holds every prompt position, so new blocks
+    /// can be stored.
     fn generate_cached(
         &self,
         prompt: &Prompt,

@@ -59,9 +59,10 @@ impl Prompt {
     }
 
     /// Embeddings [to - from, H] of positions `from..to`: `latents` holds
-    /// the blocks whose slots start at or after `from`, in order (those
-    /// starting at or after `to` are not read). A block cut by `from` or
-    /// `to` is an error: a stored prefix always ends at a block's end.
+    /// the blocks whose slots end after `from`, in order (those starting at
+    /// or after `to` are not read). A block cut by `from` gives its rows
+    /// from there on (a stored prefix may end inside a block); one cut by
+    /// `to` is an error.
     pub fn embeddings_range(
         &self,
         llm: &Qwen2,
@@ -85,7 +86,7 @@ impl Prompt {
             if start >= to {
                 break;
             }
-            if start < from || start + len > to {
+            if start + len > to {
                 return Err(Error::Input(format!(
                     "positions {from}..{to} cut the latent block at {start}..{}",
                     start + len
@@ -103,7 +104,9 @@ impl Prompt {
             if start > at {
                 parts.push(llm.embed(&self.ids[at..start])?);
             }
-            parts.push(lat.to_dtype(llm.dtype())?);
+            // Rows before `from` are already in the cache.
+            let skip = from.saturating_sub(start);
+            parts.push(lat.narrow(0, skip, len - skip)?.to_dtype(llm.dtype())?);
             at = start + len;
         }
         if at < to {

@@ -85,33 +85,45 @@ fn unsupported(d: DType) -> Error {
     ))
 }
 
-/// A cache holding `blocks` one after the other from position 0 (each a
-/// payload of `positions[i]` positions stored in `stored`), in the
-/// decoder's dtype and on its device, with room for `reserve` more
-/// positions before it grows.
+/// A cache holding the first `total` positions of `blocks` laid one after
+/// the other from position 0 (each a payload of `positions[i]` positions
+/// stored in `stored`; the last one may be cut), in the decoder's dtype and
+/// on its device, with room for `reserve` more positions before it grows.
 pub fn resume(
     blocks: &[&[u8]],
     positions: &[usize],
+    total: usize,
     shape: &KvShape,
     stored: DType,
     reserve: usize,
 ) -> Result<KvCache> {
+    if total > positions.iter().sum() {
+        return Err(Error::Input(format!(
+            "{total} positions from stored blocks of {} in all",
+            positions.iter().sum::<usize>()
+        )));
+    }
+    let args = (blocks, positions, total, shape, stored, reserve);
     match shape.dtype {
-        DType::F32 => resume_as::<f32>(blocks, positions, shape, stored, reserve),
-        DType::F16 => resume_as::<f16>(blocks, positions, shape, stored, reserve),
-        DType::BF16 => resume_as::<bf16>(blocks, positions, shape, stored, reserve),
+        DType::F32 => resume_as::<f32>(args),
+        DType::F16 => resume_as::<f16>(args),
+        DType::BF16 => resume_as::<bf16>(args),
         other => Err(unsupported(other)),
     }
 }
 
+type ResumeArgs<'a> = (
+    &'a [&'a [u8]],
+    &'a [usize],
+    usize,
+    &'a KvShape,
+    DType,
+    usize,
+);
+
 fn resume_as<T: Elem>(
-    blocks: &[&[u8]],
-    positions: &[usize],
-    shape: &KvShape,
-    stored: DType,
-    reserve: usize,
+    (blocks, positions, total, shape, stored, reserve): ResumeArgs,
 ) -> Result<KvCache> {
-    let total: usize = positions.iter().sum();
     let cap = total + reserve;
     let (kvh, hd) = (shape.kv_heads, shape.head_dim);
     let size = stored.size_in_bytes();
@@ -128,15 +140,20 @@ fn resume_as<T: Elem>(
                     shape.layers
                 )));
             }
+            // The positions of this block that are taken.
+            let n = t.min(total - at);
             for (which, dst) in kv.iter_mut().enumerate() {
                 let src = &bytes[(2 * l + which) * plane..][..plane];
                 for h in 0..kvh {
-                    let rows = &src[h * t * hd * size..][..t * hd * size];
-                    let to = &mut dst[(h * cap + at) * hd..][..t * hd];
+                    let rows = &src[h * t * hd * size..][..n * hd * size];
+                    let to = &mut dst[(h * cap + at) * hd..][..n * hd];
                     decode(to, rows, stored)?;
                 }
             }
-            at += t;
+            at += n;
+            if at == total {
+                break;
+            }
         }
         let [k, v] = kv;
         let k = Tensor::from_vec(k, (1, kvh, cap, hd), &Device::Cpu)?.to_device(&shape.device)?;

@@ -40,6 +40,10 @@ impl Memory {
         self.used
     }
 
+    pub fn contains(&self, key: &BlockKey) -> bool {
+        self.blocks.contains_key(key)
+    }
+
     /// The payload of `key`, marked used.
     pub fn get(&mut self, key: &BlockKey) -> Option<Arc<[u8]>> {
         self.clock += 1;

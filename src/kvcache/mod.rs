@@ -163,9 +163,13 @@ pub struct CacheUse {
 pub struct Resumed {
     /// Keys and values of the stored prefix, with room for the rest.
     pub kv: KvCache,
-    /// Blocks resumed (the first `blocks` of the prompt).
+    /// Blocks read and used (the first `blocks` of the prompt; the last may
+    /// be used in part, see [`PrefixCache::resume`]).
     pub blocks: usize,
-    /// Positions they cover.
+    /// Blocks whose every position is resumed: the latents of the blocks
+    /// after them are what the prefill still needs.
+    pub whole: usize,
+    /// Positions resumed.
     pub positions: usize,
     pub bytes: u64,
     pub corrupt: u64,
@@ -303,22 +307,20 @@ impl PrefixCache {
     /// Resumes `prompt` from its longest stored prefix: finds blocks `0, 1,
     /// …` (memory first, then the directory) until one is missing or bad,
     /// and rebuilds their keys and values with room for the rest of the
-    /// prompt and `extra` more positions. The prefix stops early enough to
-    /// leave the decoder's prefill floor ([`KvShape::prefill_floor`]) of
-    /// positions to prefill, so the rest runs the products a whole prefill
-    /// would.
+    /// prompt and `extra` more positions. The resumed positions stop at
+    /// least the decoder's prefill floor ([`KvShape::prefill_floor`]) short
+    /// of the prompt's end, inside the last block if need be (a block's
+    /// first positions are a valid prefix on their own), so the rest runs
+    /// the products a whole prefill would.
     pub fn resume(&self, prompt: &Prompt, keys: &[BlockKey], extra: usize) -> Result<Resumed> {
         let segs = prompt.segments();
         let floor = self.inner.shape.prefill_floor;
-        let usable = segs
-            .iter()
-            .take_while(|s| prompt.ids.len() - s.end >= floor)
-            .count();
+        let limit = prompt.ids.len().saturating_sub(floor);
         let mut found: Vec<Payload> = Vec::new();
         let mut headers = Vec::new();
         let mut corrupt = 0;
         let mut from_memory = 0;
-        for (key, seg) in keys.iter().zip(&segs).take(usable) {
+        for (key, seg) in keys.iter().zip(&segs).take_while(|(_, s)| s.start < limit) {
             let h = self.header(*key, seg);
             if let Some(p) = self.memory().get(key) {
                 found.push(Payload::Held(p));
@@ -353,7 +355,8 @@ impl PrefixCache {
         Counters::add(&c.corrupt, corrupt);
         c.memory_bytes
             .store(self.memory().bytes(), Ordering::Relaxed);
-        let positions = segs.get(n.wrapping_sub(1)).map_or(0, |s| s.end);
+        let positions = segs.get(n.wrapping_sub(1)).map_or(0, |s| s.end.min(limit));
+        let whole = segs[..n].iter().take_while(|s| s.end <= positions).count();
         if n > 0 {
             self.inner.disk.touch(&headers, SystemTime::now());
         }
@@ -369,6 +372,7 @@ impl PrefixCache {
             assemble::resume(
                 &slices,
                 &lens,
+                positions,
                 &self.inner.shape,
                 self.inner.stored,
                 reserve,
@@ -377,6 +381,7 @@ impl PrefixCache {
         Ok(Resumed {
             kv,
             blocks: n,
+            whole,
             positions,
             bytes,
             corrupt,
@@ -437,6 +442,19 @@ impl PrefixCache {
         c.memory_bytes
             .store(self.memory().bytes(), Ordering::Relaxed);
         Ok(out)
+    }
+
+    /// How many of `prompt`'s blocks (keys `keys`) have a file of the right
+    /// size, from the first on (nothing is read: a warm-up that finds them
+    /// all has nothing to do).
+    pub fn present(&self, prompt: &Prompt, keys: &[BlockKey]) -> usize {
+        let segs = prompt.segments();
+        keys.iter()
+            .zip(&segs)
+            .take_while(|(k, s)| {
+                self.memory().contains(k) || self.inner.disk.has(&self.header(**k, s))
+            })
+            .count()
     }
 
     /// Counts positions a prompt prefilled while using the cache.

@@ -134,7 +134,7 @@ struct Prefix {
     cache: PrefixCache,
     keys: Vec<BlockKey>,
     kv: KvCache,
-    /// Blocks resumed (their latents are not loaded).
+    /// Blocks resumed whole (their latents are not loaded).
     hit: usize,
     positions: usize,
     usage: CacheUse,
@@ -407,7 +407,7 @@ fn resume(cache: &PrefixCache, memory: &Memory, extra: usize) -> Prefix {
             usage.blocks_hit = r.blocks;
             usage.bytes_read = r.bytes;
             usage.corrupt = r.corrupt;
-            (r.kv, r.blocks, r.positions)
+            (r.kv, r.whole, r.positions)
         }
         Err(e) => {
             usage.error = Some(format!("reading the prefix cache: {e}"));

@@ -133,14 +133,22 @@ pub fn warm(
         latent_lens: memory.prompt.latent_lens.clone(),
     };
     let keys = cache.keys(prompt, &memory.digests);
+    report.positions = end;
+    if cache.present(prompt, &keys) == keys.len() {
+        // Everything is there: nothing to read or compute.
+        report.blocks_hit = keys.len();
+        report.cached_positions = end;
+        report.ms = t.elapsed().as_secs_f64() * 1e3;
+        return Ok(report);
+    }
     let resumed = cache.resume(prompt, &keys, 0)?;
     let mut kv = resumed.kv;
     report.blocks_hit = resumed.blocks;
     report.cached_positions = resumed.positions;
     report.corrupt = resumed.corrupt;
-    report.positions = end;
     let llm = reader.llm();
-    let mut a = resumed.blocks;
+    let mut a = resumed.whole;
+    let mut at = resumed.positions;
     while a < segs.len() {
         if !keep_going(a, segs.len()) {
             report.stopped = true;
@@ -160,11 +168,12 @@ pub fn warm(
             .iter()
             .map(|r| reader.adapt(r))
             .collect::<Result<Vec<_>>>()?;
-        let x = prompt.embeddings_range(llm, &latents, segs[a].start, segs[b - 1].end)?;
+        let x = prompt.embeddings_range(llm, &latents, at, segs[b - 1].end)?;
         llm.forward_tail(&x.unsqueeze(0)?, Some(&mut kv), 1)?;
         let stored = cache.store(prompt, &keys[..b], a, &kv)?;
-        cache.count_prefilled(segs[b - 1].end - segs[a].start);
-        report.prefilled_positions += segs[b - 1].end - segs[a].start;
+        cache.count_prefilled(segs[b - 1].end - at);
+        report.prefilled_positions += segs[b - 1].end - at;
+        at = segs[b - 1].end;
         report.blocks_written += stored.blocks;
         report.bytes_written += stored.bytes;
         report.evicted += stored.evicted;

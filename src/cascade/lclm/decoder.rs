@@ -90,34 +90,7 @@ impl LclmDecoder {
     /// The frame is built from ids and only the text pieces are BPE-encoded
     /// (plain text: nothing in the question becomes a control id).
     pub fn prompt(&self, spans: &[Vec<usize>], question: &str) -> Result<Prompt> {
-        let t = &self.tokenizer;
-        let m = self.ids;
-        let mut ids = vec![m.im_start];
-        ids.extend(t.encode_text("user\n")?);
-        let newline = t.encode_text("\n")?;
-        let (mut starts, mut lens) = (Vec::new(), Vec::new());
-        for (i, span) in spans.iter().enumerate() {
-            if i > 0 {
-                ids.extend(&newline);
-            }
-            ids.push(m.memory_start);
-            for &n in span {
-                starts.push(ids.len());
-                lens.push(n);
-                ids.extend(std::iter::repeat_n(m.memory, n));
-            }
-            ids.push(m.memory_end);
-        }
-        ids.extend(t.encode_text(&format!(" {question}"))?);
-        ids.push(m.im_end);
-        ids.extend(&newline);
-        ids.push(m.im_start);
-        ids.extend(t.encode_text("assistant\n")?);
-        Ok(Prompt {
-            ids,
-            latent_starts: starts,
-            latent_lens: lens,
-        })
+        memory_prompt(&self.tokenizer, self.ids, spans, question)
     }
 
     /// Prompt positions without any span, and what each extra span costs
@@ -201,6 +174,42 @@ impl LclmDecoder {
         let lat = self.adapt(pooled)?;
         self.generate(&prompt, &[lat], opts, on_token)
     }
+}
+
+/// [`LclmDecoder::prompt`] from the decoder's tokenizer `t` and memory ids
+/// `m` (benchmarks build it without a checkpoint).
+pub fn memory_prompt(
+    t: &HfTokenizer,
+    m: MemoryIds,
+    spans: &[Vec<usize>],
+    question: &str,
+) -> Result<Prompt> {
+    let mut ids = vec![m.im_start];
+    ids.extend(t.encode_text("user\n")?);
+    let newline = t.encode_text("\n")?;
+    let (mut starts, mut lens) = (Vec::new(), Vec::new());
+    for (i, span) in spans.iter().enumerate() {
+        if i > 0 {
+            ids.extend(&newline);
+        }
+        ids.push(m.memory_start);
+        for &n in span {
+            starts.push(ids.len());
+            lens.push(n);
+            ids.extend(std::iter::repeat_n(m.memory, n));
+        }
+        ids.push(m.memory_end);
+    }
+    ids.extend(t.encode_text(&format!(" {question}"))?);
+    ids.push(m.im_end);
+    ids.extend(&newline);
+    ids.push(m.im_start);
+    ids.extend(t.encode_text("assistant\n")?);
+    Ok(Prompt {
+        ids,
+        latent_starts: starts,
+        latent_lens: lens,
+    })
 }
 
 impl LatentReader for LclmDecoder {
