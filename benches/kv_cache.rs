@@ -92,6 +92,9 @@ fn lclm_tokenizer() -> (HfTokenizer, MemoryIds) {
     (t, m)
 }
 
+/// The prompt of `blocks` chunks and a question.
+type PromptFn = Box<dyn Fn(usize, &str) -> Prompt>;
+
 /// One family's prompts: `blocks` chunks of one document (C3: 32 latents
 /// each; LCLM: a window's 1,024 / ratio).
 struct Layout {
@@ -99,7 +102,7 @@ struct Layout {
     cfg: Qwen2Config,
     rows: usize,
     text_tokens: usize,
-    prompt: Box<dyn Fn(usize, &str) -> Prompt>,
+    prompt: PromptFn,
 }
 
 fn c3_layout() -> Layout {
