@@ -97,6 +97,10 @@ const VALUE_OPTS: &[&str] = &[
     "--cors-origin",
     "--timeout",
     "--keep-alive",
+    "--kv-cache",
+    "--kv-cache-size",
+    "--kv-cache-dtype",
+    "--kv-cache-memory",
 ];
 
 fn root() -> PathBuf {
