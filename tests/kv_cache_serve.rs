@@ -54,17 +54,29 @@ fn warm_then_ask_resumes_and_metrics_count_it() {
     assert_eq!(first["cached_positions"], w["positions"], "{first}");
     let second = ask("What did she see?");
     assert_eq!(second["kv_cache"]["blocks_hit"], chunks, "{second}");
+    // Chat completions resume too, and say so as OpenAI does.
+    let r = post_json(
+        &a,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Who is Alice?"}], "max_tokens": 4}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = r.json();
+    assert_eq!(
+        c["usage"]["prompt_tokens_details"]["cached_tokens"], w["positions"],
+        "{c}"
+    );
 
     let m = get(&a, "/metrics").text();
     let v = |n: &str| metric(&m, n).unwrap_or_else(|| panic!("no {n} in\n{m}"));
-    assert_eq!(v("c3_kv_cache_hits_total"), 2.0 * chunks as f64);
+    assert_eq!(v("c3_kv_cache_hits_total"), 3.0 * chunks as f64);
     assert_eq!(
         v("c3_kv_cache_misses_total"),
         chunks as f64,
         "the warm-up's lookups"
     );
-    // Warmed blocks are held in memory: both asks were served from it.
-    assert_eq!(v("c3_kv_cache_memory_hits_total"), 2.0 * chunks as f64);
+    // Warmed blocks are held in memory: every ask was served from it.
+    assert_eq!(v("c3_kv_cache_memory_hits_total"), 3.0 * chunks as f64);
     assert!(v("c3_kv_cache_memory_bytes") > 0.0);
     assert!(v("c3_kv_cache_disk_bytes") > 0.0);
     assert_eq!(
@@ -75,7 +87,7 @@ fn warm_then_ask_resumes_and_metrics_count_it() {
     assert_eq!(v("c3_kv_cache_corrupt_total"), 0.0);
     assert_eq!(
         v("c3_kv_cache_cached_positions_total"),
-        2.0 * w["positions"].as_f64().unwrap()
+        3.0 * w["positions"].as_f64().unwrap()
     );
 
     // Bad requests are clear 4xx with the JSON error body.

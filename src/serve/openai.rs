@@ -150,6 +150,8 @@ fn usage(r: &AskResult) -> Value {
         "total_tokens": r.prompt_tokens + completion,
         "latent_tokens": r.latent_tokens,
         "text_tokens_replaced": r.text_tokens_replaced,
+        // OpenAI's field for prompt positions served from a cache.
+        "prompt_tokens_details": {"cached_tokens": r.cached_positions},
     })
 }
 
