@@ -106,19 +106,11 @@ impl ModelCtx {
         memory_bytes: u64,
     ) -> Result<Option<PrefixCache>> {
         let opts = self.kv_options(store_dir, memory_bytes);
-        if opts.max_bytes == 0 {
-            return Ok(None);
-        }
-        let files = c3::cascade::decoder_files(self.model_dir()?)?;
-        let memo = opts.dir.join(c3::kvcache::digest::MEMO_DIR);
-        let digest = c3::kvcache::digest::files_digest(&files, Some(&memo))?;
-        let r = dec.reader();
-        Ok(PrefixCache::open(
+        Ok(PrefixCache::for_decoder(
             &opts,
-            r.llm(),
+            self.model_dir()?,
+            dec.reader(),
             fingerprint,
-            &digest,
-            r.frame_version(),
         )?)
     }
 

@@ -45,7 +45,7 @@ pub use assemble::KvShape;
 pub use dir::{Disk, Listing};
 pub use key::{chain, BlockKey, ModelKey};
 
-use crate::cascade::Prompt;
+use crate::cascade::{LatentReader, Prompt};
 use crate::model::{KvCache, Qwen2};
 use crate::{Error, Result};
 use file::Header;
@@ -229,6 +229,30 @@ impl PrefixCache {
         let stored = opts.kv_dtype.dtype(llm.dtype());
         let model = ModelKey::new(latents, decoder, llm, frame, stored);
         Self::with_key(opts, model, KvShape::of(llm))
+    }
+
+    /// [`PrefixCache::open`] for a loaded decoder: `model_dir` is its
+    /// checkpoint (the decoder's files are digested, each digest remembered
+    /// in the cache directory), `fingerprint` the model of the latents it
+    /// reads (as `AnyDecoder::load` returns it).
+    pub fn for_decoder(
+        opts: &CacheOptions,
+        model_dir: &Path,
+        reader: &dyn LatentReader,
+        fingerprint: &str,
+    ) -> Result<Option<Self>> {
+        if opts.max_bytes == 0 {
+            return Ok(None);
+        }
+        let files = crate::cascade::decoder_files(model_dir)?;
+        let digest = digest::files_digest(&files, Some(&opts.dir.join(digest::MEMO_DIR)))?;
+        Self::open(
+            opts,
+            reader.llm(),
+            fingerprint,
+            &digest,
+            reader.frame_version(),
+        )
     }
 
     /// [`PrefixCache::open`] with the model key and geometry given.

@@ -1,15 +1,16 @@
 //! The background model worker: loads the decoder once, then runs
 //! reconstruct and ask requests one at a time through the query API
-//! (`c3::query::expand_chunk`, `c3::query::prepare` + `run`), streaming text
+//! (`c3::query::expand_chunk`, `c3::query::prepare_with` + `run`, over the prefix cache), streaming text
 //! back. The UI thread only sends requests and drains events, so it never
 //! blocks on the model. Every request carries a cancel flag checked at each
 //! piece of text.
 
 use c3::cascade::{AnyDecoder, LatentReader};
 use c3::generate::GenOptions;
+use c3::kvcache::{CacheOptions, PrefixCache};
 use c3::model::Quant;
 use c3::options::DeviceArg;
-use c3::query::{prepare, AskRequest, Mode, Reader};
+use c3::query::{prepare_with, AskRequest, Mode, Reader};
 use c3::retrieve::Pick;
 use c3::store::Store;
 use candle_core::DType;
@@ -90,12 +91,13 @@ impl Worker {
         quant: Option<Quant>,
         device: DeviceArg,
         store: Option<Arc<Store>>,
+        kv: CacheOptions,
     ) -> Worker {
         let (req_tx, req_rx) = channel();
         let (ev_tx, ev_rx) = channel();
         std::thread::Builder::new()
             .name("c3-tui-model".into())
-            .spawn(move || run(dir, dtype, quant, device, store, req_rx, ev_tx))
+            .spawn(move || run(dir, dtype, quant, device, store, kv, req_rx, ev_tx))
             .expect("spawn model thread");
         Worker {
             requests: req_tx,
@@ -104,30 +106,39 @@ impl Worker {
     }
 }
 
+/// The decoder of `dir`, its latents' fingerprint and the resolved dir.
 fn load(
     dir: &std::path::Path,
     dtype: DType,
     quant: Option<Quant>,
     device: DeviceArg,
-) -> c3::Result<(AnyDecoder, String)> {
+) -> c3::Result<(AnyDecoder, String, PathBuf)> {
     // `--model org/name`: the snapshot in the Hugging Face cache (no network).
     let dir = c3::hub::resolve_model(dir, false)?;
-    c3::cascade::AnyDecoder::load(&dir, dtype, &device.device()?, quant)
+    let (dec, fp) = c3::cascade::AnyDecoder::load(&dir, dtype, &device.device()?, quant)?;
+    Ok((dec, fp, dir))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     dir: PathBuf,
     dtype: DType,
     quant: Option<Quant>,
     device: DeviceArg,
     store: Option<Arc<Store>>,
+    kv: CacheOptions,
     requests: Receiver<Request>,
     events: Sender<Event>,
 ) {
-    let dec = match load(&dir, dtype, quant, device) {
-        Ok((dec, fingerprint)) => {
+    let (dec, cache) = match load(&dir, dtype, quant, device) {
+        Ok((dec, fingerprint, dir)) => {
+            // The prefix cache only speeds answers up: one that cannot be
+            // opened is left out.
+            let cache = PrefixCache::for_decoder(&kv, &dir, dec.reader(), &fingerprint)
+                .ok()
+                .flatten();
             let _ = events.send(Event::ModelReady { fingerprint });
-            dec
+            (dec, cache)
         }
         Err(e) => {
             let _ = events.send(Event::ModelFailed(e.to_string()));
@@ -176,6 +187,7 @@ fn run(
                 } => ask(
                     store,
                     dec.reader(),
+                    cache.as_ref(),
                     doc,
                     question,
                     max_new_tokens,
@@ -203,6 +215,7 @@ fn run(
 fn ask(
     store: &Store,
     dec: &dyn LatentReader,
+    cache: Option<&PrefixCache>,
     doc: u64,
     question: String,
     max_new_tokens: usize,
@@ -222,7 +235,7 @@ fn ask(
         progress: false,
     };
     let reader = Reader::Latent(dec);
-    let prepared = prepare(store, reader, &req)?;
+    let prepared = prepare_with(store, reader, &req, cache)?;
     let mut ordinals: Vec<u32> = prepared.chunks.iter().map(|c| c.chunk).collect();
     ordinals.sort_unstable();
     let _ = events.send(Event::ChunksUsed {

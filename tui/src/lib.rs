@@ -17,6 +17,7 @@ pub mod terminal;
 pub mod ui;
 
 use app::{App, ModelState};
+use c3::kvcache::CacheOptions;
 use data::StoreView;
 use jobs::Worker;
 use ratatui::crossterm::event::{self, Event};
@@ -37,6 +38,16 @@ pub fn build(args: &cli::Args) -> App {
                 args.global.decoder_quant,
                 args.global.device,
                 view.store.clone(),
+                CacheOptions {
+                    dir: args
+                        .global
+                        .kv_cache
+                        .clone()
+                        .unwrap_or_else(|| dir.join(c3::kvcache::STORE_SUBDIR)),
+                    max_bytes: args.global.kv_cache_size,
+                    memory_bytes: 0,
+                    kv_dtype: args.global.kv_cache_dtype.kv_dtype(),
+                },
             )),
         ),
     };

@@ -3,6 +3,7 @@
 
 mod support;
 
+use c3::kvcache::{CacheOptions, KvDtype};
 use c3::options::DeviceArg;
 use c3_tui::app::{App, ModelState};
 use c3_tui::data::StoreView;
@@ -14,12 +15,20 @@ use support::*;
 
 fn model_app() -> App {
     let store = shared_store();
+    // Asks go through a prefix cache of their own (it outlives the test).
+    let kv = Box::leak(Box::new(tempfile::tempdir().unwrap()));
     let worker = Worker::spawn(
         golden_model(),
         DType::F32,
         None,
         DeviceArg::Cpu,
         Some(store.clone()),
+        CacheOptions {
+            dir: kv.path().to_path_buf(),
+            max_bytes: 1 << 30,
+            memory_bytes: 0,
+            kv_dtype: KvDtype::Compute,
+        },
     );
     let mut app = App::new(
         StoreView::from_store(store),
@@ -128,6 +137,12 @@ fn a_quantized_decoder_reconstructs_too() {
         Some(c3::model::Quant::Q8_0),
         DeviceArg::Cpu,
         Some(store.clone()),
+        CacheOptions {
+            dir: std::env::temp_dir().join("c3-tui-unused-kv"),
+            max_bytes: 0,
+            memory_bytes: 0,
+            kv_dtype: KvDtype::Compute,
+        },
     );
     let mut app = App::new(
         StoreView::from_store(store),
