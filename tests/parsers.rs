@@ -401,6 +401,36 @@ fn the_allocation_counter_counts() {
     assert!(p > 10_000, "a tokenizer is built in {p} bytes?");
 }
 
+// Found by `tokenizer_json_mutations_never_panic_or_overallocate` (one NUL
+// byte inside the `decoder` section): the tokenizers crate `expect`s its
+// decoder helper, which panicked through c3. Now an error names the file.
+#[test]
+fn a_damaged_tokenizer_section_is_an_error_not_a_panic() {
+    let mut v: serde_json::Value = serde_json::from_slice(&tokenizer_json_base()).unwrap();
+    for bad in [serde_json::json!(5), serde_json::json!({"type": 7})] {
+        v["decoder"] = bad;
+        let text = v.to_string();
+        let e = c3::tokenize::HfTokenizer::from_json(&text, Path::new("dir/tokenizer.json"))
+            .err()
+            .expect("a damaged decoder section must be refused");
+        assert!(e.to_string().contains("dir/tokenizer.json"), "{e}");
+    }
+    let mut damaged = tokenizer_json_base();
+    let at = damaged
+        .windows(9)
+        .position(|w| w == b"\"decoder\"")
+        .unwrap()
+        + 14;
+    damaged.insert(at, 0);
+    let e = c3::tokenize::HfTokenizer::from_json(
+        &String::from_utf8_lossy(&damaged),
+        Path::new("t.json"),
+    )
+    .err()
+    .expect("a NUL byte must be refused");
+    assert!(e.to_string().contains("not valid JSON"), "{e}");
+}
+
 /// The valid inputs parse (the mutations start from something real).
 #[test]
 fn the_valid_inputs_parse() {
