@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::stream::stream_generation;
 use super::AnswerModel;
 use crate::cascade::{text_budget, text_prompt, Frame, LatentReader, Prompt, C3_FRAME};
-use crate::generate::GenOptions;
+use crate::generate::{check_room, GenOptions, StopReason};
 use crate::kvcache::{BlockKey, CacheUse, PrefixCache};
 use crate::model::KvCache;
 use crate::retrieve::select::{apply_scores, plan};
@@ -104,6 +104,9 @@ pub struct AskResult {
     /// text mode or a plain answer model).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_cache: Option<CacheUse>,
+    /// Why the answer ended: `end`, `max_new_tokens`, `position_limit`
+    /// or `cancelled`.
+    pub stop: StopReason,
     pub timings: Timings,
     #[serde(skip)]
     pub ids: Vec<u32>,
@@ -206,15 +209,9 @@ pub fn prepare_with(
         Reader::Latent(d) => (d.max_positions(), Box::new(|t| d.encode_text(t))),
         Reader::Plain(m) => (m.max_positions(), Box::new(|t| m.encode_text(t))),
     };
-    let limit = max_positions
-        .checked_sub(req.gen.max_new_tokens)
-        .filter(|&l| l > 0)
-        .ok_or_else(|| {
-            Error::Input(format!(
-                "--max-new-tokens {} leaves no room for a prompt in the model's {max_positions} positions",
-                req.gen.max_new_tokens
-            ))
-        })?;
+    // The prompt may take what the new tokens leave; a question that does
+    // not fit even without chunks is refused below, naming the room.
+    let limit = max_positions.saturating_sub(req.gen.max_new_tokens);
 
     // Candidates in document order, with what each block costs.
     let mut texts: HashMap<(u64, u32), Vec<u32>> = HashMap::new();
@@ -237,6 +234,7 @@ pub fn prepare_with(
             (text_budget(&*encode, frame, question, limit)?, None)
         }
     };
+    check_room(req.gen.max_new_tokens, budget.base, max_positions)?;
     for d in &docs {
         for ord in 0..d.chunk_count {
             let cost = match latent_cost {
@@ -599,6 +597,7 @@ impl Prepared {
             cached_positions,
             prefilled_positions: self.prompt.ids.len() - cached_positions,
             kv_cache: prefix.map(|p| p.usage),
+            stop: gen.stop,
             timings,
             ids: gen.ids,
         })

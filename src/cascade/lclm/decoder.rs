@@ -10,7 +10,7 @@ use super::config::LclmConfig;
 use crate::cascade::interface::{Family, LatentReader};
 use crate::cascade::prompt::Prompt;
 use crate::generate::token_loop::generate_ids_cached;
-use crate::generate::{clean_text, GenOptions, Generation};
+use crate::generate::{check_room, clean_text, GenOptions, Generation, StopReason};
 use crate::model::{KvCache, Quant, Qwen2};
 use crate::retrieve::Budget;
 use crate::tokenize::HfTokenizer;
@@ -135,7 +135,9 @@ impl LclmDecoder {
             )));
         }
         let x = prompt.embeddings_range(&self.llm, latents, cache.len(), prompt.ids.len())?;
-        let max_new = opts.max_new_tokens.min(limit - prompt.ids.len());
+        // More new ids than the positions leave is refused, not clamped.
+        let max_new = opts.max_new_tokens;
+        check_room(max_new, prompt.ids.len(), limit)?;
         let opts = GenOptions {
             no_repeat_ngram: 0,
             repetition_penalty: Some(
@@ -144,7 +146,8 @@ impl LclmDecoder {
             ),
             ..opts.clone()
         };
-        let stop = self.ids.im_end;
+        let stop_id = self.ids.im_end;
+        let (mut ended, mut cancelled) = (false, false);
         let ids = generate_ids_cached(
             &self.llm,
             &x,
@@ -152,12 +155,26 @@ impl LclmDecoder {
             cache,
             max_new,
             &opts,
-            |tok, _| Ok(on_token(tok) && tok != stop),
+            |tok, _| {
+                let go_on = on_token(tok);
+                ended |= tok == stop_id;
+                cancelled |= !go_on && tok != stop_id;
+                Ok(go_on && tok != stop_id)
+            },
         )?;
+        let stop = StopReason::of(
+            ended,
+            cancelled,
+            ids.len(),
+            max_new,
+            prompt.ids.len(),
+            limit,
+        );
         Ok(Generation {
             text: clean_text(&self.tokenizer.decode(&ids)?).to_string(),
             ids,
             prompt_tokens: prompt.ids.len(),
+            stop,
         })
     }
 
