@@ -27,5 +27,6 @@ pub mod runtime;
 pub mod serve;
 pub mod store;
 pub mod tokenize;
+pub mod train;
 
 pub use error::{Error, Result};
