@@ -23,6 +23,7 @@ pub mod load;
 pub mod model;
 pub mod ops;
 pub mod params;
+pub mod records;
 pub mod rng;
 pub mod stack;
 
