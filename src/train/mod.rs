@@ -22,10 +22,12 @@ pub mod example;
 pub mod load;
 pub mod model;
 pub mod ops;
+pub mod optim;
 pub mod params;
 pub mod records;
 pub mod rng;
 pub mod stack;
+pub mod step;
 
 #[cfg(test)]
 mod tests;
