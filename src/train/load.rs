@@ -204,9 +204,12 @@ fn add_adapter(
     let dev = p.device().clone();
     let a = Tensor::from_vec(a, (cfg.rank, inp), &dev)?;
     let b = Tensor::zeros((out, cfg.rank), DType::F32, &dev)?;
+    let a = p.add(&format!("{name}.lora_A.weight"), part, a, true, true)?;
+    let b = p.add(&format!("{name}.lora_B.weight"), part, b, true, true)?;
+    p.register_adapter(name, a, b, cfg.scale());
     Ok(Adapter {
-        a: p.add(&format!("{name}.lora_A.weight"), part, a, true, true)?,
-        b: p.add(&format!("{name}.lora_B.weight"), part, b, true, true)?,
+        a,
+        b,
         scale: cfg.scale(),
     })
 }

@@ -18,15 +18,23 @@
 //! `params` (parameters, master copies, gradients), `stack` (a Qwen2 stack),
 //! `model` (the cascade as one loss), `load` (from a checkpoint, LoRA),
 //! `example` (record → ids and labels), `rng` (named seeded streams).
+pub mod data;
 pub mod example;
 pub mod load;
 pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod plan;
+pub mod plot;
 pub mod records;
 pub mod rng;
+pub mod run;
+pub mod save;
+pub mod sources;
+pub mod st_write;
 pub mod stack;
+pub mod state;
 pub mod step;
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ impl C3Net {
 
     /// Loss sums of a batch with no gradient (evaluation).
     pub fn evaluate(&self, p: &Params, batch: &[&Example]) -> Result<LossSums> {
-        Ok(self.pass(p, batch, None, PassOptions::default())?)
+        self.pass(p, batch, None, PassOptions::default())
     }
 
     /// Forward and backward over `batch`: each label row's cross entropy

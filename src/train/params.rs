@@ -77,9 +77,19 @@ impl Param {
     }
 }
 
+/// A LoRA adapter on the weight `{base}.weight`: A [r, in], B [out, r].
+#[derive(Debug, Clone)]
+pub struct AdapterInfo {
+    pub base: String,
+    pub a: ParamId,
+    pub b: ParamId,
+    pub scale: f64,
+}
+
 /// Every parameter of the model being trained.
 pub struct Params {
     list: Vec<Param>,
+    adapters: Vec<AdapterInfo>,
     by_name: HashMap<String, ParamId>,
     dtype: DType,
     device: Device,
@@ -90,6 +100,7 @@ impl Params {
     pub fn new(dtype: DType, device: &Device) -> Self {
         Self {
             list: Vec::new(),
+            adapters: Vec::new(),
             by_name: HashMap::new(),
             dtype,
             device: device.clone(),
@@ -136,6 +147,20 @@ impl Params {
         });
         self.by_name.insert(name.to_string(), id);
         Ok(id)
+    }
+
+    /// Records that `a`, `b` adapt the weight `{base}.weight`.
+    pub fn register_adapter(&mut self, base: &str, a: ParamId, b: ParamId, scale: f64) {
+        self.adapters.push(AdapterInfo {
+            base: base.to_string(),
+            a,
+            b,
+            scale,
+        });
+    }
+
+    pub fn adapters(&self) -> &[AdapterInfo] {
+        &self.adapters
     }
 
     pub fn get(&self, id: ParamId) -> &Param {

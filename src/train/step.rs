@@ -61,10 +61,13 @@ pub fn accumulate(
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepStats {
     pub lr: f64,
+    #[serde(with = "non_finite")]
     pub loss: f64,
     /// Global gradient norm before clipping.
+    #[serde(with = "non_finite")]
     pub grad_norm: f64,
     /// The factor gradients were multiplied by (1: not clipped).
+    #[serde(with = "non_finite")]
     pub clip_coef: f64,
     /// The loss or the gradient norm was not finite: nothing was updated.
     pub skipped: bool,
@@ -104,4 +107,21 @@ pub fn apply(
         _ => lr.lr,
     })?;
     Ok(stats)
+}
+
+/// JSON has no NaN or infinity: such a value is written as `null` and read
+/// back as NaN (a skipped step's record must survive a resume).
+mod non_finite {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match v.is_finite() {
+            true => s.serialize_f64(*v),
+            false => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
