@@ -195,6 +195,24 @@ impl C3Net {
         lat.reshape((batch.len(), self.latent_len, ()))
     }
 
+    /// Logits [N, V] (wide dtype) at the batch's label rows, in order.
+    pub fn label_logits(&self, p: &Params, batch: &[&Example]) -> Result<Tensor> {
+        let enc = self.encode(p, batch, false, PassOptions::default())?;
+        let lat = self.project(p, &enc.raw)?;
+        let l = self.latent_len;
+        let dseqs: Vec<&[u32]> = batch.iter().map(|e| e.dec_ids.as_slice()).collect();
+        let dstarts: Vec<usize> = batch.iter().map(|e| e.latent_start).collect();
+        let lay = pad(&dseqs, self.pad_id);
+        let x = embed_with(&self.dec, p, &lay, &dstarts, l, |i| lat.narrow(0, i * l, l))?;
+        let (h, _) = self.dec.forward(p, &x, false, false)?;
+        let h = h.reshape((lay.b * lay.t, self.dec.geom.hidden))?;
+        let (rows, _) = label_rows(batch, lay.t);
+        let sel = h.index_select(&Tensor::new(rows.as_slice(), p.device())?, 0)?;
+        let (y, _) = ops::rms_norm(&sel, p.w(self.dec.norm), self.dec.geom.eps)?;
+        y.matmul(&p.w(self.out).t()?)?
+            .to_dtype(ops::wide(y.dtype()))
+    }
+
     /// Loss sums of a batch with no gradient (evaluation).
     pub fn evaluate(&self, p: &Params, batch: &[&Example]) -> Result<LossSums> {
         self.pass(p, batch, None, PassOptions::default())

@@ -25,7 +25,7 @@ fn ints(v: &Value) -> Vec<i64> {
         .collect()
 }
 
-fn examples() -> Vec<Example> {
+pub fn examples() -> Vec<Example> {
     let ckpt = C3Checkpoint::open(&golden_model()).unwrap();
     let tok = ckpt.tokenizer().unwrap();
     read_file(&dir().join("records.json"))
