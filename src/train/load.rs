@@ -228,6 +228,9 @@ pub fn build_net(
 ) -> Result<(Params, C3Net)> {
     check_supported(spec.encoder, "encoder")?;
     check_supported(spec.decoder, "decoder")?;
+    // A step frees and reallocates buffers the size of the largest
+    // parameters and logit slices: keep them in the process.
+    crate::runtime::keep_large_buffers();
     let mut rng = Rng::new(seed, "lora");
     let mut p = Params::new(dtype, device);
     let enc_prefix = format!("{ENCODER_DIR}/");

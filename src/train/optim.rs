@@ -6,6 +6,7 @@
 //! clipping or schedules, so these are c3's own.
 
 use super::params::{master_dtype, ParamId, Params};
+use crate::kernels::inplace;
 use candle_core::{DType, Result, Tensor, D};
 use std::collections::BTreeMap;
 
@@ -118,9 +119,10 @@ impl AdamW {
         let bc2_sqrt = (1.0 - c.beta2.powi(self.t as i32)).sqrt();
         let dt = master_dtype(params.dtype());
         for (&id, g) in grads {
-            let g = match clip < 1.0 {
-                true => (g * clip)?,
-                false => g.clone(),
+            let lr = lr(id);
+            let decay = match c.weight_decay != 0.0 && params.get(id).decay {
+                true => 1.0 - lr * c.weight_decay,
+                false => 1.0,
             };
             let zeros = || Tensor::zeros(g.dims(), dt, g.device());
             let m = match self.m.remove(&id) {
@@ -131,19 +133,44 @@ impl AdamW {
                 Some(v) => v,
                 None => zeros()?,
             };
-            // exp_avg.lerp_(grad, 1 - beta1)
-            let m = (&m + ((&g - &m)? * (1.0 - c.beta1))?)?;
-            // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-            let v = ((&v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let lr = lr(id);
             let p = params.get(id).master().expect("trainable").clone();
-            let p = match c.weight_decay != 0.0 && params.get(id).decay {
-                true => (p * (1.0 - lr * c.weight_decay))?,
-                false => p,
-            };
-            let denom = ((v.sqrt()? / bc2_sqrt)? + c.eps)?;
-            let p = (p - ((&m / denom)? * (lr / bc1))?)?;
-            params.set_master(id, p)?;
+            if [&p, g, &m, &v].iter().all(|t| inplace::in_place(t)) {
+                // The same operations, written into the tensors (CPU f32).
+                let k = if clip < 1.0 { clip as f32 } else { 1.0 };
+                inplace::adamw(
+                    &p,
+                    g,
+                    k,
+                    &m,
+                    &v,
+                    c.beta1,
+                    c.beta2,
+                    decay,
+                    bc2_sqrt,
+                    c.eps,
+                    lr / bc1,
+                )?;
+                params.refresh_compute(id)?;
+            } else {
+                let g = match clip < 1.0 {
+                    true => (g * clip)?,
+                    false => g.clone(),
+                };
+                // exp_avg.lerp_(grad, 1 - beta1)
+                let m2 = (&m + ((&g - &m)? * (1.0 - c.beta1))?)?;
+                // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+                let v2 = ((&v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                let p = match decay != 1.0 {
+                    true => (p * decay)?,
+                    false => p,
+                };
+                let denom = ((v2.sqrt()? / bc2_sqrt)? + c.eps)?;
+                let p = (p - ((&m2 / denom)? * (lr / bc1))?)?;
+                params.set_master(id, p)?;
+                self.m.insert(id, m2);
+                self.v.insert(id, v2);
+                continue;
+            }
             self.m.insert(id, m);
             self.v.insert(id, v);
         }
@@ -182,5 +209,50 @@ mod tests {
         // m̂ / (√v̂ + eps) = sign(g) on the first step.
         assert!((after[0] - 0.99).abs() < 1e-6 && (after[1] + 1.99).abs() < 1e-6);
         assert_eq!(after[2], 0.5);
+    }
+
+    #[test]
+    fn the_in_place_update_equals_the_tensor_expressions() {
+        // f32 on the CPU runs the in-place kernels; f64 the candle expressions.
+        let dev = candle_core::Device::Cpu;
+        let run = |dt: DType| -> Vec<f64> {
+            let mut p = Params::new(dt, &dev);
+            let w: Vec<f64> = (0..300)
+                .map(|i| ((i * 37 % 101) as f64 - 50.0) / 70.0)
+                .collect();
+            let w = Tensor::new(w.as_slice(), &dev)
+                .unwrap()
+                .to_dtype(dt)
+                .unwrap();
+            let id = p
+                .add("w", super::super::params::Part::Decoder, w, true, false)
+                .unwrap();
+            let cfg = AdamConfig {
+                weight_decay: 0.1,
+                ..AdamConfig::default()
+            };
+            let mut opt = AdamW::new(cfg);
+            for step in 0..4 {
+                let g: Vec<f64> = (0..300)
+                    .map(|i| (((i * 13 + step * 7) % 29) as f64 - 14.0) / 9.0)
+                    .collect();
+                let mut grads = BTreeMap::new();
+                grads.insert(
+                    id,
+                    Tensor::new(g.as_slice(), &dev)
+                        .unwrap()
+                        .to_dtype(dt)
+                        .unwrap(),
+                );
+                opt.step(&mut p, &grads, [1.0, 0.5, 0.25, 1.0][step], |_| 0.01)
+                    .unwrap();
+            }
+            let m = p.get(id).master().unwrap().to_dtype(DType::F64).unwrap();
+            m.to_vec1::<f64>().unwrap()
+        };
+        let (a, b) = (run(DType::F32), run(DType::F64));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 2e-6 * y.abs().max(1.0), "{x} vs {y}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! Invariant: a frozen parameter has no master copy, no gradient and no
 //! moments, and nothing ever writes to it.
 
+use crate::kernels::inplace;
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 
@@ -199,6 +200,18 @@ impl Params {
             .collect()
     }
 
+    /// Makes the compute copy follow a master copy updated in place (the
+    /// same tensor when computing in the master's dtype).
+    pub fn refresh_compute(&mut self, id: ParamId) -> candle_core::Result<()> {
+        let p = &mut self.list[id];
+        let m = p
+            .master
+            .as_ref()
+            .expect("only trainable parameters are updated");
+        p.compute = m.to_dtype(self.dtype)?;
+        Ok(())
+    }
+
     /// Replaces a trainable parameter's master copy (and its compute copy).
     pub fn set_master(&mut self, id: ParamId, t: Tensor) -> candle_core::Result<()> {
         let p = &mut self.list[id];
@@ -247,8 +260,14 @@ impl Grads {
         }
         let g = g.to_dtype(self.dtype)?;
         let sum = match self.sums.remove(&id) {
+            Some(acc) if inplace::in_place(&acc) => {
+                inplace::add_assign(&acc, &g)?;
+                acc
+            }
             Some(acc) => (acc + g)?,
-            None => g.contiguous()?,
+            // A copy: the sum is written in place later and `g` may share
+            // its storage with a tensor still in use.
+            None => g.copy()?,
         };
         self.sums.insert(id, sum);
         Ok(())
@@ -272,7 +291,14 @@ impl Grads {
             Some(acc) => acc,
             None => Tensor::zeros(shape, self.dtype, rows.device())?,
         };
-        self.sums.insert(id, acc.index_add(&idx, &rows, 0)?);
+        let acc = match inplace::in_place(&acc) && inplace::in_place(&rows) {
+            true => {
+                inplace::index_add_rows(&acc, &idx, &rows)?;
+                acc
+            }
+            false => acc.index_add(&idx, &rows, 0)?,
+        };
+        self.sums.insert(id, acc);
         Ok(())
     }
 

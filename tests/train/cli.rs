@@ -505,3 +505,50 @@ fn records_from_text_files_and_from_the_store() {
         Some(n as u64)
     );
 }
+
+#[test]
+fn too_long_records_are_skipped_and_counted_and_the_decoder_lr_ratio_applies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "word ".repeat(60);
+    let text = format!(
+        "{}\n{}",
+        records(3),
+        record(&long, "<image>\nRepeat the text: ", &long)
+    );
+    let data = write(tmp.path(), "d.jsonl", &text);
+    let out = tmp.path().join("out");
+    let mut args = common_args(data.to_str().unwrap(), out.to_str().unwrap());
+    // The frame is 65 decoder ids; the three short records fit 100, the long one does not.
+    args.extend([
+        "--steps",
+        "2",
+        "--max-length",
+        "100",
+        "--json",
+        "--train",
+        "projector,decoder",
+        "--decoder-lr-ratio",
+        "0",
+    ]);
+    let run = train(tmp.path(), &args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report = json_lines(&run).pop().unwrap();
+    assert_eq!(
+        (
+            report["records"].as_u64(),
+            report["skipped_records"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
+    let why = report["skipped"][0].as_str().unwrap();
+    assert!(why.contains("d.jsonl:4: record 3"), "{why}");
+    // A decoder learning rate of 0: the decoder stays, the projector moves.
+    let (s, t) = (
+        tensors(&golden_model().join("model.safetensors")),
+        tensors(&out.join("model.safetensors")),
+    );
+    for (name, a) in &s {
+        let same = values(a) == values(&t[name]);
+        assert_eq!(same, !name.starts_with("model.mm_projector"), "{name}");
+    }
+}
