@@ -117,6 +117,20 @@ fn a_trained_checkpoint_has_the_released_layout_and_loads_in_c3() {
         .output()
         .unwrap();
     assert!(enc.status.success(), "{}", stderr(&enc));
+    let rep = std::process::Command::new(env!("CARGO_BIN_EXE_c3"))
+        .args([
+            "--model",
+            o,
+            "repeat",
+            "--text",
+            txt.to_str().unwrap(),
+            "--max-new-tokens",
+            "4",
+        ])
+        .env_remove("C3_MODEL")
+        .output()
+        .unwrap();
+    assert!(rep.status.success(), "{}", stderr(&rep));
     // The weights did move.
     let before = tensors(&start.join("model.safetensors"));
     let after = tensors(&out.join("model.safetensors"));
