@@ -5,7 +5,6 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use c3::cascade::c3::C3Checkpoint;
 use c3::train::data::{Dataset, Limits, Order};
 use c3::train::load::{LoraConfig, Selection, LORA_TARGETS};
 use c3::train::optim::AdamConfig;
@@ -448,7 +447,7 @@ pub fn run(store: &Path, ctx: &ModelCtx, a: &TrainArgs) -> Result<i32> {
         return Ok(0);
     }
     let dir = ctx.model_dir()?.to_path_buf();
-    let ckpt = C3Checkpoint::open(&dir)?;
+    let ckpt = c3::train::Checkpoint::open(&dir)?;
     let tok = ckpt.tokenizer()?;
     let device = ctx.device()?;
     let dtype = match a.compute_dtype {

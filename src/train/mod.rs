@@ -37,5 +37,9 @@ pub mod stack;
 pub mod state;
 pub mod step;
 
+/// The checkpoint a run starts from (the C3 family's), for front ends that
+/// go through this room rather than naming the family.
+pub use crate::cascade::c3::checkpoint::C3Checkpoint as Checkpoint;
+
 #[cfg(test)]
 mod tests;
