@@ -412,7 +412,9 @@ pub fn run(job: Job, start: OutDir, progress: &mut dyn Progress) -> Result<Repor
     }
     // The end: state first (a kill during the checkpoint write resumes
     // here and writes it again), then the model, the picture, the record.
-    if resumed != Some(st.step) || !state::state_path(&out).is_file() {
+    // With --save-every 0 nothing is saved: a kill now loses the run.
+    let saved = resumed == Some(st.step) && state::state_path(&out).is_file();
+    if job.opts.save_every > 0 && !saved {
         state::save(&out, &st, &params, &opt)?;
     }
     let lora = job.recipe.lora.as_ref();
