@@ -21,6 +21,21 @@ use serde_json::json;
 
 use super::common::ModelCtx;
 
+/// A line on standard output. A reader that went away (`c3 train --json |
+/// head`) must not stop a training run, so a failed write is dropped.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(super::common::Out::new(), $($t)*);
+    }};
+}
+
+/// A line on standard error, never a panic when it is closed.
+macro_rules! say_err {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 pub enum OrderArg {
     /// A seeded permutation per epoch (upstream's Trainer shuffles).
@@ -328,7 +343,7 @@ impl Progress for Printer {
                 o.insert("tokens_per_s".into(), json!(r.tokens_per_s));
                 o.insert("eta_s".into(), json!(r.eta_s));
             }
-            println!("{v}");
+            say!("{v}");
             return;
         }
         let line = format!(
@@ -358,7 +373,7 @@ impl Progress for Printer {
             if let Some(o) = v.as_object_mut() {
                 o.insert("event".into(), "eval".into());
             }
-            println!("{v}");
+            say!("{v}");
             return;
         }
         self.note(&format!(
@@ -373,7 +388,7 @@ impl Progress for Printer {
         } else {
             ""
         };
-        eprintln!("{lead}c3 train: {msg}");
+        say_err!("{lead}c3 train: {msg}");
     }
 }
 
@@ -383,17 +398,17 @@ fn print_report(v: &serde_json::Value, json_out: bool) {
         if let Some(o) = v.as_object_mut() {
             o.insert("event".into(), "report".into());
         }
-        println!("{v}");
+        say!("{v}");
         return;
     }
     let g = |k: &str| v.get(k).cloned().unwrap_or(serde_json::Value::Null);
-    println!(
+    say!(
         "trained {} of {} steps in {:.1} s",
         g("steps"),
         g("total_steps"),
         g("seconds").as_f64().unwrap_or(0.0)
     );
-    println!(
+    say!(
         "records {}, skipped (too long) {}, non-finite steps {}, tokens {}",
         g("records"),
         g("skipped_records"),
@@ -401,22 +416,22 @@ fn print_report(v: &serde_json::Value, json_out: bool) {
         g("tokens")
     );
     if let Some(l) = g("final_loss").as_f64() {
-        println!("final loss {l:.4}");
+        say!("final loss {l:.4}");
     }
     if let Some(e) = v.get("eval").filter(|e| !e.is_null()) {
-        println!(
+        say!(
             "eval loss {:.4}, token accuracy {:.4}",
             e["loss"].as_f64().unwrap_or(f64::NAN),
             e["accuracy"].as_f64().unwrap_or(f64::NAN)
         );
     }
     if let Some(b) = g("peak_rss_bytes").as_u64() {
-        println!("peak memory {}", gib(b));
+        say!("peak memory {}", gib(b));
     }
     for s in g("skipped").as_array().into_iter().flatten() {
-        println!("skipped: {}", esc(s.as_str().unwrap_or_default()));
+        say!("skipped: {}", esc(s.as_str().unwrap_or_default()));
     }
-    println!(
+    say!(
         "model written to {}",
         esc(g("out").as_str().unwrap_or_default())
     );
@@ -425,7 +440,7 @@ fn print_report(v: &serde_json::Value, json_out: bool) {
 pub fn run(store: &Path, ctx: &ModelCtx, a: &TrainArgs) -> Result<i32> {
     if let Some(dir) = &a.plot {
         let p = c3::train::run::plot_dir(dir)?;
-        println!("{}", esc(&p.display().to_string()));
+        say!("{}", esc(&p.display().to_string()));
         return Ok(0);
     }
     let out = a.out.clone().context("--out DIR is required")?;
@@ -438,7 +453,7 @@ pub fn run(store: &Path, ctx: &ModelCtx, a: &TrainArgs) -> Result<i32> {
     let start = run::inspect_out(&out, a.resume)?;
     if let OutDir::Finished(st) = &start {
         if !a.json {
-            eprintln!(
+            say_err!(
                 "c3 train: {} holds a finished run; nothing to do",
                 esc(&out.display().to_string())
             );
@@ -574,7 +589,7 @@ pub fn run(store: &Path, ctx: &ModelCtx, a: &TrainArgs) -> Result<i32> {
         );
     }
     if !job.data.too_long.is_empty() && !a.json {
-        eprintln!(
+        say_err!(
             "c3 train: {} record(s) skipped as too long (listed in the report)",
             job.data.too_long.len()
         );
@@ -585,7 +600,7 @@ pub fn run(store: &Path, ctx: &ModelCtx, a: &TrainArgs) -> Result<i32> {
     };
     let report = run::run(job, start, &mut printer)?;
     if printer.tty && !a.json {
-        eprintln!();
+        say_err!();
     }
     print_report(&serde_json::to_value(&report)?, a.json);
     Ok(0)
@@ -612,18 +627,18 @@ fn print_plan(
             "skipped_records": job.data.too_long.len(),
             "total_steps": job.recipe.total_steps,
         });
-        println!("{v}");
+        say!("{v}");
         return;
     }
-    println!("{:<10} {:>16} {:>16}", "part", "parameters", "trainable");
+    say!("{:<10} {:>16} {:>16}", "part", "parameters", "trainable");
     for c in counts {
-        println!("{:<10} {:>16} {:>16}", c.part.name(), c.params, c.trainable);
+        say!("{:<10} {:>16} {:>16}", c.part.name(), c.params, c.trainable);
     }
     let total: u64 = counts.iter().map(|c| c.params).sum();
     let trainable: u64 = counts.iter().map(|c| c.trainable).sum();
-    println!("{:<10} {:>16} {:>16}", "total", total, trainable);
-    println!();
-    println!("memory plan ({device}, compute {}):", dtype_name(job.dtype));
+    say!("{:<10} {:>16} {:>16}", "total", total, trainable);
+    say!();
+    say!("memory plan ({device}, compute {}):", dtype_name(job.dtype));
     for (k, v) in [
         ("weights", plan.weights),
         ("gradients", plan.gradients),
@@ -631,10 +646,10 @@ fn print_plan(
         ("activations", plan.activations),
         ("total", plan.total),
     ] {
-        println!("  {k:<12} {:>12}", gib(v));
+        say!("  {k:<12} {:>12}", gib(v));
     }
     match cap {
-        Some(c) => println!(
+        Some(c) => say!(
             "  {:<12} {:>12}  ({})",
             "available",
             gib(c),
@@ -644,9 +659,9 @@ fn print_plan(
                 "does NOT fit"
             }
         ),
-        None => println!("  available    unknown (pass --memory GB to check)"),
+        None => say!("  available    unknown (pass --memory GB to check)"),
     }
-    println!(
+    say!(
         "{} records ({} skipped as too long), {} steps",
         job.data.len(),
         job.data.too_long.len(),
