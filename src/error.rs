@@ -98,6 +98,20 @@ pub enum Error {
     /// The Hugging Face hub or its cache (names the repo, revision, file).
     #[error("hub: {0}")]
     Hub(String),
+    /// A training record that cannot be used: the file, the line its
+    /// record starts on, the record's index in the file and the field.
+    #[error("{}:{line}: record {index}: `{field}`: {msg}", path.display())]
+    BadRecord {
+        path: PathBuf,
+        line: usize,
+        index: usize,
+        field: String,
+        msg: String,
+    },
+    /// `c3 train --out DIR` where DIR already holds something a run would
+    /// overwrite (another model, another run).
+    #[error("{}: {holds}; choose another --out (or pass --resume to continue the run it holds)", dir.display())]
+    OutputTaken { dir: PathBuf, holds: String },
     /// A generation setting outside its range (a flag, a request field),
     /// from [`GenRequest::options`](crate::generate::GenRequest::options).
     #[error("{knob} {value}: {expected}")]

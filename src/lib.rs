@@ -30,5 +30,6 @@ pub mod serve;
 pub mod store;
 pub mod term;
 pub mod tokenize;
+pub mod train;
 
 pub use error::{Error, Result};

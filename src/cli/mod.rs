@@ -11,6 +11,7 @@ pub mod query_cmds;
 pub mod serve_cmd;
 pub mod store_cmds;
 pub mod store_show;
+pub mod train_cmd;
 pub mod tui_cmd;
 pub mod warm_cmd;
 
@@ -72,6 +73,8 @@ pub enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Download a checkpoint from the Hugging Face hub into the local cache.
     Pull(pull_cmd::PullArgs),
+    /// Train or fine-tune the C3 cascade of --model (upstream's recipe by default).
+    Train(Box<train_cmd::TrainArgs>),
 }
 
 /// Runs the parsed command; the result is the process exit code.
@@ -110,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),
         Command::Serve(a) => serve_cmd::run(&store, ctx, &a),
         Command::Pull(a) => pull_cmd::run(&a),
+        Command::Train(a) => train_cmd::run(&store, &ctx, &a),
     };
     result.map_err(|e| serve_cmd::explain_lock(&store, e))
 }

@@ -15,6 +15,8 @@
 //! - `blas`: the system OpenBLAS's f32 GEMM, opened at run time when present.
 //! - `causal_softmax`, `swiglu`, `decode_attention`: fused element-wise and
 //!   attention steps.
+//! - `inplace`: element-wise updates written into existing f32 tensors
+//!   (gradient sums, AdamW) for the trainer.
 //! - `cpu_f32`: the f32 slice of a CPU tensor, for the ops above.
 pub mod blas;
 pub mod causal_softmax;
@@ -23,6 +25,7 @@ pub(crate) mod decode_attention;
 pub mod gemv;
 #[cfg(target_arch = "x86_64")]
 pub mod i16_gemm;
+pub mod inplace;
 pub mod swiglu;
 
 /// Largest |a - b| over two f32 tensors of one shape, for unit tests.

@@ -198,6 +198,22 @@ impl Weights {
         }
     }
 
+    /// The shape of a tensor as stored.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        match &self.source {
+            Source::Mapped(st) => Ok(st
+                .get(name)
+                .map_err(|_| self.missing(name))?
+                .shape()
+                .to_vec()),
+            Source::Memory(m) => Ok(m
+                .get(name)
+                .ok_or_else(|| self.missing(name))?
+                .dims()
+                .to_vec()),
+        }
+    }
+
     /// Loads `name`, checking its shape and that every value is finite.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let shape_err = |found: &[usize]| {
