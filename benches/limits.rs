@@ -110,7 +110,11 @@ fn i16_products(_: bool) {}
 fn one_row_products(quick: bool) {
     use c3::kernels::gemv::{q4k_gemv_with, q8_0_gemv_with, Kernel};
     for k in Kernel::ALL.iter().filter(|k| !k.runs_here()) {
-        println!("one-row product {}: SKIPPED, this CPU lacks {}", k.name(), k.features());
+        println!(
+            "one-row product {}: SKIPPED, this CPU lacks {}",
+            k.name(),
+            k.features()
+        );
     }
     let here: Vec<Kernel> = Kernel::ALL
         .into_iter()
@@ -119,7 +123,9 @@ fn one_row_products(quick: bool) {
     let bytes: usize = if quick { 16 << 20 } else { 1 << 30 };
     let reps = if quick { 1 } else { 5 };
     let k = 2048;
-    let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let x: Vec<f32> = (0..k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
     type Gemv = fn(Kernel, &[u8], usize, usize, &[f32], &mut [f32]);
     let formats: [(&str, usize, Gemv); 2] = [
         ("q8_0", 2048 / 32 * 34, q8_0_gemv_with),
@@ -130,7 +136,13 @@ fn one_row_products(quick: bool) {
         // Any bytes do for timing, but keep the f16 scales finite: 0x3c00
         // (1.0) at the start of every 2-byte word.
         let w: Vec<u8> = (0..n * row_bytes)
-            .map(|i| if i % 2 == 1 { 0x3c } else { (i * 131 % 251) as u8 })
+            .map(|i| {
+                if i % 2 == 1 {
+                    0x3c
+                } else {
+                    (i * 131 % 251) as u8
+                }
+            })
             .collect();
         let mut y = vec![0f32; n];
         let mut secs = vec![Vec::new(); here.len() + 1];

@@ -85,12 +85,7 @@ fn attend<const L: usize>(g: &Group, o: &mut [f32]) {
     let mut inv = vec![0f32; rep];
     for (row, inv) in p.chunks_exact_mut(s).zip(inv.iter_mut()) {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0f32;
-        for x in row.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
-        *inv = 1.0 / sum;
+        *inv = 1.0 / super::vexp::exp_sub_sum(row, max);
     }
     for j in 0..s {
         let value = &g.v[j * g.v_row..][..d];
@@ -265,24 +260,41 @@ mod tests {
         use crate::kernels::gemv::Kernel;
         let mut seed = 1u64;
         let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
         for &(rep, s, d) in &[(4usize, 1149usize, 128usize), (3, 37, 72)] {
             let q: Vec<f32> = (0..rep * d).map(|_| next()).collect();
             let k: Vec<f32> = (0..s * d).map(|_| 4.0 * next()).collect();
             let v: Vec<f32> = (0..s * d).map(|_| next()).collect();
-            let g = Group { q: &q, k: &k, k_row: d, v: &v, v_row: d, s, d };
+            let g = Group {
+                q: &q,
+                k: &k,
+                k_row: d,
+                v: &v,
+                v_row: d,
+                s,
+                d,
+            };
             let mut want = vec![0f32; rep * d];
             run(Build::Baseline, &g, &mut want);
             for (b, kern) in [(Build::Avx2, Kernel::Avx2), (Build::Avx512, Kernel::Avx512)] {
                 if !kern.runs_here() {
-                    eprintln!("decode attention builds_agree: SKIPPED {b:?}: this CPU lacks {}", kern.features());
+                    eprintln!(
+                        "decode attention builds_agree: SKIPPED {b:?}: this CPU lacks {}",
+                        kern.features()
+                    );
                     continue;
                 }
                 let mut got = vec![0f32; rep * d];
                 run(b, &g, &mut got);
-                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                let diff = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
                 assert!(diff < 1e-5, "{b:?} ({rep}, {s}, {d}): {diff}");
             }
         }

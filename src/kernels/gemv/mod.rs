@@ -268,7 +268,11 @@ fn kernels_here(test: &str) -> Vec<Kernel> {
         .filter(|k| {
             let ok = k.runs_here();
             if !ok {
-                eprintln!("{test}: SKIPPED for {}: this CPU lacks {}", k.name(), k.features());
+                eprintln!(
+                    "{test}: SKIPPED for {}: this CPU lacks {}",
+                    k.name(),
+                    k.features()
+                );
             }
             ok
         })

@@ -45,7 +45,14 @@ impl Q8KRow {
         let qs_paired = match kern {
             Kernel::Avx512 => qs
                 .chunks_exact(4 * SUB)
-                .flat_map(|c| [&c[..SUB], &c[2 * SUB..3 * SUB], &c[SUB..2 * SUB], &c[3 * SUB..]])
+                .flat_map(|c| {
+                    [
+                        &c[..SUB],
+                        &c[2 * SUB..3 * SUB],
+                        &c[SUB..2 * SUB],
+                        &c[3 * SUB..],
+                    ]
+                })
                 .flatten()
                 .copied()
                 .collect(),
@@ -89,7 +96,12 @@ pub fn q4k_gemv(w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
 /// [`q4k_gemv`] with the given kernel (tests and benchmarks comparing
 /// them). Panics where this CPU cannot run it.
 pub fn q4k_gemv_with(kern: Kernel, w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
-    assert!(kern.runs_here(), "{}: this CPU lacks {}", kern.name(), kern.features());
+    assert!(
+        kern.runs_here(),
+        "{}: this CPU lacks {}",
+        kern.name(),
+        kern.features()
+    );
     let row_bytes = checked_row_bytes("Q4K", (QK, Q4K_BLOCK_BYTES), w, n, k, x, y);
     let xq = Q8KRow::for_kernel(x, kern);
     split_rows(w, row_bytes, y, |rows, out| {
@@ -287,14 +299,14 @@ mod avx512 {
             let qs = blk.add(16);
             let xq = x.qs_paired.as_ptr().add(b * QK);
             let mut isum = _mm512_setzero_si512();
-            for h in 0..2 {
+            for (h, pick) in PICK.iter().enumerate() {
                 let q = _mm512_loadu_si512(qs.add(64 * h) as *const __m512i);
                 let lo = _mm512_and_si512(q, low);
                 let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
                 let xl = _mm512_loadu_si512(xq.add(128 * h) as *const __m512i);
                 let xh = _mm512_loadu_si512(xq.add(128 * h + 64) as *const __m512i);
-                let sl = _mm512_shuffle_epi8(sc16, load(&PICK[h][0]));
-                let sh = _mm512_shuffle_epi8(sc16, load(&PICK[h][1]));
+                let sl = _mm512_shuffle_epi8(sc16, load(&pick[0]));
+                let sh = _mm512_shuffle_epi8(sc16, load(&pick[1]));
                 let pl = _mm512_madd_epi16(_mm512_maddubs_epi16(lo, xl), sl);
                 let ph = _mm512_madd_epi16(_mm512_maddubs_epi16(hi, xh), sh);
                 isum = _mm512_add_epi32(isum, _mm512_add_epi32(pl, ph));
@@ -418,7 +430,9 @@ mod tests {
             .filter(|&k| k != Kernel::Scalar)
             .collect();
         if simd.len() < 2 {
-            eprintln!("q4k kernels_agree_bit_for_bit: SKIPPED: fewer than two SIMD kernels run here");
+            eprintln!(
+                "q4k kernels_agree_bit_for_bit: SKIPPED: fewer than two SIMD kernels run here"
+            );
             return;
         }
         let mut seed = 19;
@@ -427,7 +441,9 @@ mod tests {
             for _ in 0..n * k / QK {
                 bytes.extend_from_slice(&f16::from_f32(lcg(&mut seed) * 0.1).to_le_bytes());
                 bytes.extend_from_slice(&f16::from_f32(lcg(&mut seed) * 0.1).to_le_bytes());
-                bytes.extend((0..Q4K_BLOCK_BYTES - 4).map(|_| ((lcg(&mut seed) + 0.5) * 256.0) as u8));
+                bytes.extend(
+                    (0..Q4K_BLOCK_BYTES - 4).map(|_| ((lcg(&mut seed) + 0.5) * 256.0) as u8),
+                );
             }
             let x: Vec<f32> = (0..k).map(|_| 4.0 * lcg(&mut seed)).collect();
             let outs: Vec<Vec<u32>> = simd
@@ -439,7 +455,11 @@ mod tests {
                 })
                 .collect();
             for (kern, out) in simd.iter().zip(&outs) {
-                assert!(out == &outs[0], "({n}, {k}): {kern:?} differs from {:?}", simd[0]);
+                assert!(
+                    out == &outs[0],
+                    "({n}, {k}): {kern:?} differs from {:?}",
+                    simd[0]
+                );
             }
         }
     }

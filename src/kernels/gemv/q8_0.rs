@@ -52,7 +52,12 @@ pub fn q8_0_gemv(w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
 /// [`q8_0_gemv`] with the given kernel (tests and benchmarks comparing
 /// them). Panics where this CPU cannot run it.
 pub fn q8_0_gemv_with(kern: Kernel, w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
-    assert!(kern.runs_here(), "{}: this CPU lacks {}", kern.name(), kern.features());
+    assert!(
+        kern.runs_here(),
+        "{}: this CPU lacks {}",
+        kern.name(),
+        kern.features()
+    );
     let row_bytes = checked_row_bytes("Q8_0", (QK, Q8_0_BLOCK_BYTES), w, n, k, x, y);
     let xq = QuantizedRow::new(x);
     split_rows(w, row_bytes, y, |rows, out| {
@@ -329,13 +334,25 @@ mod tests {
     #[test]
     fn kernels_agree_bit_for_bit() {
         let kernels = kernels_here("q8_0 kernels_agree_bit_for_bit");
-        let simd: Vec<Kernel> = kernels.into_iter().filter(|&k| k != Kernel::Scalar).collect();
+        let simd: Vec<Kernel> = kernels
+            .into_iter()
+            .filter(|&k| k != Kernel::Scalar)
+            .collect();
         if simd.len() < 2 {
-            eprintln!("q8_0 kernels_agree_bit_for_bit: SKIPPED: fewer than two SIMD kernels run here");
+            eprintln!(
+                "q8_0 kernels_agree_bit_for_bit: SKIPPED: fewer than two SIMD kernels run here"
+            );
             return;
         }
         let mut seed = 13;
-        for &(n, k) in &[(1usize, 32usize), (3, 96), (4, 32), (7, 640), (130, 2048), (66, 11008)] {
+        for &(n, k) in &[
+            (1usize, 32usize),
+            (3, 96),
+            (4, 32),
+            (7, 640),
+            (130, 2048),
+            (66, 11008),
+        ] {
             let mut bytes = Vec::with_capacity(n * k / QK * Q8_0_BLOCK_BYTES);
             for b in 0..n * k / QK {
                 let d = lcg(&mut seed) * 0.05 * (1 + b % 7) as f32;
@@ -358,7 +375,11 @@ mod tests {
                 })
                 .collect();
             for (kern, out) in simd.iter().zip(&outs) {
-                assert!(out == &outs[0], "({n}, {k}): {kern:?} differs from {:?}", simd[0]);
+                assert!(
+                    out == &outs[0],
+                    "({n}, {k}): {kern:?} differs from {:?}",
+                    simd[0]
+                );
             }
         }
     }
@@ -391,10 +412,18 @@ mod tests {
             let u = w.map(|v| (v as u8) ^ 0x80);
             let offset = -128 * x.iter().map(|&v| v as i32).sum::<i32>();
             let want: i32 = w.iter().zip(x).map(|(&a, b)| a as i32 * b as i32).sum();
-            assert_eq!(dpbusd_lane(offset, u, x), want, "flip and offset {w:?} {x:?}");
+            assert_eq!(
+                dpbusd_lane(offset, u, x),
+                want,
+                "flip and offset {w:?} {x:?}"
+            );
             // SAFETY: AVX-512 VNNI checked above.
             let got = unsafe { dpbusd_once(acc, u, x) };
-            assert_eq!(got, [dpbusd_lane(acc, u, x); 8], "vpdpbusd {w:?} {x:?} from {acc}");
+            assert_eq!(
+                got,
+                [dpbusd_lane(acc, u, x); 8],
+                "vpdpbusd {w:?} {x:?} from {acc}"
+            );
         }
     }
 
