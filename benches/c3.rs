@@ -679,13 +679,14 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     println!(
         "decoder {shown}: decode step after {n} positions: {:.1} ms/token median (min {:.1}), \
          reads {:.2} GB of weights/token = {bw:.1} GB/s = {:.0}% of read bandwidth ({:.1} GB/s; \
-         bound {:.0} ms/token) {}",
+         bound {:.0} ms/token); one-row kernel {} {}",
         med * 1e3,
         steps.min() * 1e3,
         bytes / 1e9,
         100.0 * bw / lim.read_gbs,
         lim.read_gbs,
         bytes / lim.read_gbs / 1e6,
+        c3::kernels::gemv::kernel().name(),
         steps.note()
     );
 }

@@ -2,7 +2,7 @@
 //! Qwen2 / Qwen3 `config.json` + safetensors): prefill of `C3_BENCH_POSITIONS`
 //! token ids (default 1149), then `C3_BENCH_STEPS` greedy decode steps
 //! (default 16), `C3_BENCH_RUNS` times (default 3). It is c3's side of
-//! `benches/compare/alternate_llama.sh`, which writes one random decoder both as
+//! `benches/compare/alternate_decoder.sh`, which writes one random decoder both as
 //! that directory and as a q8_0 GGUF for llama.cpp and runs the two in turns
 //! (`C3_TURNS`, as `benches/compare/alternate.sh`).
 //!
@@ -63,7 +63,7 @@ fn main() {
             let llm = Qwen2::load_quantized(&w, &cfg, &dev, DType::F32, Some(Quant::Q8_0)).unwrap();
             (llm, "tiny random Qwen2 (smoke mode)".to_string())
         }
-        None => panic!("C3_BENCH_WEIGHTS=DIR: a checkpoint directory (benches/compare/alternate_llama.sh writes one)"),
+        None => panic!("C3_BENCH_WEIGHTS=DIR: a checkpoint directory (benches/compare/alternate_decoder.sh writes one)"),
     };
     let vocab = llm.config().vocab_size;
     println!(

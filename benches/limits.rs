@@ -45,8 +45,9 @@ fn main() {
 }
 
 /// The i16 product (`src/kernels/i16_gemm.rs`) with each kernel this CPU
-/// runs, on the encoder's product shapes (one chunk's 1066 rows), kernels
-/// in turns per repetition; the rate counts 2·m·n·k integer operations.
+/// runs (the bf16 one on its own bf16 packing), on the encoders' product
+/// shapes (one chunk's 1066 rows; LCLM's 1024-wide encoder too), kernels in
+/// turns per repetition; the rate counts 2·m·n·k multiply-adds.
 #[cfg(target_arch = "x86_64")]
 fn i16_products(quick: bool) {
     use c3::kernels::i16_gemm::{Kernel, PackedWeight};
@@ -65,6 +66,9 @@ fn i16_products(quick: bool) {
             ("encoder q/o  1066x1536x1536", 1066, 1536, 1536),
             ("encoder gate_up 1066x17920x1536", 1066, 17920, 1536),
             ("encoder down 1066x1536x8960", 1066, 1536, 8960),
+            ("lclm encoder qkv 1024x4096x1024", 1024, 4096, 1024),
+            ("lclm encoder gate_up 1024x6144x1024", 1024, 6144, 1024),
+            ("lclm encoder down 1024x1024x3072", 1024, 1024, 3072),
         ]
     };
     let reps = if quick { 1 } else { 5 };
@@ -78,12 +82,16 @@ fn i16_products(quick: bool) {
     for &(what, m, n, k) in shapes {
         let w: Vec<f32> = (0..n * k).map(|_| next() * 0.1).collect();
         let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
-        let packed = PackedWeight::pack(&w, n, k);
+        // The i16 kernels share one packing; the bf16 one has its own.
+        let packed: Vec<PackedWeight> = here
+            .iter()
+            .map(|&kn| PackedWeight::pack_for(kn, &w, n, k))
+            .collect();
         let mut secs = vec![Vec::new(); here.len()];
         for _ in 0..reps {
             for (i, &kn) in here.iter().enumerate() {
                 let t = std::time::Instant::now();
-                std::hint::black_box(packed.matmul_with(kn, &x, m));
+                std::hint::black_box(packed[i].matmul_with(kn, &x, m));
                 secs[i].push(t.elapsed().as_secs_f64());
             }
         }

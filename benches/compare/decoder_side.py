@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""llama.cpp beside c3 on the same random decoder (optional, not in CI).
+"""llama.cpp and PyTorch beside c3 on the same random decoder (optional, not in CI).
 
   write DIR --family c3|lclm   random release-geometry decoder: DIR/config.json +
                                DIR/model.safetensors (bf16, what c3 loads and quantizes
                                to q8_0 at load) and DIR/model-q8_0.gguf (the same bf16
                                values in GGML Q8_0, what llama.cpp loads)
-  run DIR                      llama.cpp's prefill of --positions token ids, then
-                               --steps greedy decode steps, --runs times (in turns with
-                               c3 when C3_TURNS is set: benches/compare/alternate_llama.sh)
+  run DIR [--engine llama|torch]
+                               llama.cpp on the GGUF (q8_0), or PyTorch + transformers on
+                               the safetensors (--dtype bf16 or f32): prefill of
+                               --positions token ids, then --steps greedy decode steps,
+                               --runs times (in turns with c3 when C3_TURNS is set:
+                               benches/compare/alternate_decoder.sh)
 
-Needs numpy and gguf (write) and llama-cpp-python (run), from the Python package
-registry into a venv: benches/compare/README.md. Both quantize the same bf16 values
+Needs numpy and gguf (write), llama-cpp-python (llama) or torch + transformers (torch),
+from the Python package registry into a venv: benches/compare/README.md. Both quantize the same bf16 values
 with the GGML Q8_0 rule (scale amax/127 in f16, values rounded to nearest); they can
 differ only where a value sits exactly half-way between two steps.
 """
@@ -154,16 +157,64 @@ def write(a):
     print(f"wrote {a.dir}: config.json, model.safetensors (bf16), model-q8_0.gguf ({arch})")
 
 
-def run(a):
-    from llama_cpp import Llama
+class LlamaCpp:
+    """llama.cpp on the q8_0 GGUF."""
 
+    def __init__(self, a, n_ctx):
+        import llama_cpp
+
+        self.llm = llama_cpp.Llama(model_path=os.path.join(a.dir, "model-q8_0.gguf"), n_ctx=n_ctx,
+                                   n_threads=a.threads, n_threads_batch=a.threads, n_batch=a.batch,
+                                   n_ubatch=a.batch, verbose=False)
+        self.label = (f"llama.cpp (llama-cpp-python {llama_cpp.__version__}) q8_0, {a.threads} "
+                      f"threads, batch {a.batch}: "
+                      f"{llama_cpp.llama_print_system_info().decode().strip()}")
+
+    def reset(self):
+        self.llm.reset()
+
+    def eval(self, ids):
+        self.llm.eval(ids)
+
+    def next_token(self):
+        return int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+
+
+class Torch:
+    """transformers' Qwen2 / Qwen3 on the safetensors, with LlamaCpp's calls."""
+
+    def __init__(self, a):
+        import torch
+        import transformers
+
+        torch.set_num_threads(a.threads)
+        self.torch = torch
+        dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+        qwen3 = json.load(open(os.path.join(a.dir, "config.json")))["model_type"] == "qwen3"
+        cls = transformers.Qwen3ForCausalLM if qwen3 else transformers.Qwen2ForCausalLM
+        self.model = cls.from_pretrained(a.dir, torch_dtype=dtype, attn_implementation="sdpa").eval()
+        self.label = (f"PyTorch {torch.__version__} + transformers {transformers.__version__} "
+                      f"{a.dtype}, {torch.get_num_threads()} threads")
+        self.reset()
+
+    def reset(self):
+        self.past, self.last = None, None
+
+    def eval(self, ids):
+        with self.torch.inference_mode():
+            out = self.model(input_ids=self.torch.tensor([ids]), past_key_values=self.past,
+                             use_cache=True, logits_to_keep=1)
+        self.past, self.last = out.past_key_values, out.logits[0, -1]
+
+    def next_token(self):
+        return int(self.last.argmax())
+
+
+def run(a):
     cfg = json.load(open(os.path.join(a.dir, "config.json")))
-    llm = Llama(model_path=os.path.join(a.dir, "model-q8_0.gguf"), n_ctx=a.positions + a.steps + 16,
-                n_threads=a.threads, n_threads_batch=a.threads, n_batch=a.batch, n_ubatch=a.batch,
-                verbose=False)
-    import llama_cpp
-    print(f"llama.cpp (llama-cpp-python {llama_cpp.__version__}), {a.threads} threads, "
-          f"batch {a.batch}: {llama_cpp.llama_print_system_info().decode().strip()}", flush=True)
+    name = {"llama": "llama.cpp", "torch": "pytorch"}[a.engine]
+    eng = LlamaCpp(a, a.positions + a.steps + 16) if a.engine == "llama" else Torch(a)
+    print(f"{name} engine: {eng.label}", flush=True)
     ids = [(i * 7919) % cfg["vocab_size"] for i in range(a.positions)]
     turns = os.environ.get("C3_TURNS")  # the protocol of benches/compare/alternate.sh
     if turns:
@@ -172,24 +223,24 @@ def run(a):
     for r in range(a.runs):
         while turns and open(turns).read().strip() != "torch":
             time.sleep(0.05)
-        llm.reset()
+        eng.reset()
         t = time.time()
-        llm.eval(ids)
+        eng.eval(ids)
+        tok = eng.next_token()
         pre.append(time.time() - t)
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
         times = []
         for _ in range(a.steps):
             t = time.time()
-            llm.eval([tok])
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            eng.eval([tok])
+            tok = eng.next_token()
             times.append(time.time() - t)
         steps += times
         if turns:
             with open(turns, "w") as f:
                 f.write("c3")
-        print(f"llama.cpp run {r}: prefill {a.positions} positions {pre[-1]:.2f} s, decode step "
+        print(f"{name} run {r}: prefill {a.positions} positions {pre[-1]:.2f} s, decode step "
               f"median {1e3 * statistics.median(times):.1f} ms", flush=True)
-    print(f"llama.cpp q8_0: prefill {a.positions} positions: {statistics.median(pre):.2f} s median "
+    print(f"{name}: prefill {a.positions} positions: {statistics.median(pre):.2f} s median "
           f"(min {min(pre):.2f}); decode step after {a.positions}: "
           f"{1e3 * statistics.median(steps):.1f} ms/token median (min {1e3 * min(steps):.1f})")
 
@@ -203,6 +254,8 @@ def main():
     w.add_argument("--tiny", action="store_true", help="2 layers, 256 wide: a smoke test")
     r = sub.add_parser("run")
     r.add_argument("dir")
+    r.add_argument("--engine", choices=["llama", "torch"], default="llama")
+    r.add_argument("--dtype", choices=["bf16", "f32"], default="bf16", help="torch only")
     r.add_argument("--positions", type=int, default=1149)
     r.add_argument("--steps", type=int, default=16)
     r.add_argument("--runs", type=int, default=3)
