@@ -60,7 +60,7 @@ for i, ((cp, cd), (lp, ld)) in enumerate(zip(c3, ll)):
     cp, cd, lp, ld = map(float, (cp, cd, lp, ld))
     pr.append(cp / lp)
     dr.append(cd / ld)
-    print(f"pair {i}: prefill c3 {cp:.2f} s, {other} {lp:.2f} s, c3/{other} {cp / lp:.3f}; "
+    print(f"pair {i}: prefill c3 {cp:.3f} s, {other} {lp:.3f} s, c3/{other} {cp / lp:.3f}; "
           f"decode step c3 {cd:.1f} ms, {other} {ld:.1f} ms, c3/{other} {cd / ld:.3f}")
 print(f"{sys.argv[3]}: c3 q8_0 / {other} per pair: prefill median {statistics.median(pr):.3f} "
       f"(range {min(pr):.3f}-{max(pr):.3f}); decode step median {statistics.median(dr):.3f} "

@@ -223,6 +223,13 @@ def run(a):
     for r in range(a.runs):
         while turns and open(turns).read().strip() != "torch":
             time.sleep(0.05)
+        if r == 0:
+            # Untimed, in the first turn: a short prompt and two steps (llama.cpp's first
+            # calls of each batch size allocate; PyTorch's first calls are slow too).
+            eng.reset()
+            eng.eval(ids[:32])
+            for _ in range(2):
+                eng.eval([eng.next_token()])
         eng.reset()
         t = time.time()
         eng.eval(ids)
@@ -238,7 +245,7 @@ def run(a):
         if turns:
             with open(turns, "w") as f:
                 f.write("c3")
-        print(f"{name} run {r}: prefill {a.positions} positions {pre[-1]:.2f} s, decode step "
+        print(f"{name} run {r}: prefill {a.positions} positions {pre[-1]:.3f} s, decode step "
               f"median {1e3 * statistics.median(times):.1f} ms", flush=True)
     print(f"{name}: prefill {a.positions} positions: {statistics.median(pre):.2f} s median "
           f"(min {min(pre):.2f}); decode step after {a.positions}: "
