@@ -689,7 +689,9 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
         c3::kernels::gemv::kernel().name(),
         steps.note()
     );
-    gemv_kernels_in_turns(llm, &mut cache, &mut tok, n);
+    if quant.is_some() {
+        gemv_kernels_in_turns(llm, &mut cache, &mut tok, n);
+    }
 }
 
 /// The decode step with each SIMD one-row kernel this CPU runs, in turns
