@@ -98,6 +98,26 @@ pub enum Error {
     /// The Hugging Face hub or its cache (names the repo, revision, file).
     #[error("hub: {0}")]
     Hub(String),
+    /// A generation setting outside its range (a flag, a request field),
+    /// from [`GenRequest::options`](crate::generate::GenRequest::options).
+    #[error("{knob} {value}: {expected}")]
+    GenSetting {
+        knob: crate::generate::Knob,
+        value: String,
+        expected: &'static str,
+    },
+    /// More new tokens asked for than the decoder's positions leave after
+    /// the prompt ([`check_room`](crate::generate::check_room)).
+    #[error(
+        "no room for {asked} new tokens: the model has {positions} positions and the prompt \
+         takes {prompt}, which leaves at most {} (ask for fewer)",
+        positions.saturating_sub(*prompt)
+    )]
+    NoRoom {
+        asked: usize,
+        prompt: usize,
+        positions: usize,
+    },
 }
 
 impl From<candle_core::Error> for Error {

@@ -7,7 +7,8 @@
 //! Rooms beside the pipeline: `cascade` (the two model families, `c3/` and
 //! `lclm/`, behind one interface), `model` (the Qwen forward and checkpoint
 //! tensors every family runs on), `kernels` (CPU products and fused ops),
-//! `generate` (token choice), `serve` (HTTP), `merge`, `hub`, `eval`.
+//! `generate` (token choice), `serve` (HTTP), `merge`, `hub`, `eval`, and
+//! `term` (escaping what reaches a terminal).
 //! ARCHITECTURE.md at the repository root is the map.
 pub mod cascade;
 pub mod chunk;
@@ -26,6 +27,7 @@ pub mod retrieve;
 pub mod runtime;
 pub mod serve;
 pub mod store;
+pub mod term;
 pub mod tokenize;
 
 pub use error::{Error, Result};

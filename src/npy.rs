@@ -35,11 +35,14 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     parse_f32(&bytes).map_err(|msg| Error::Input(format!("{}: {msg}", path.display())))
 }
 
-fn parse_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
+/// Parses `.npy` bytes. The header's numbers are checked against the bytes
+/// there are before anything is allocated: a shape whose element count
+/// overflows or disagrees with the data is an error, not an allocation.
+pub fn parse_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not an .npy file".into());
     }
-    let (hlen, hstart) = match bytes[6] {
+    let (hlen, hstart): (usize, usize) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
@@ -48,7 +51,7 @@ fn parse_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String
         v => return Err(format!("unsupported .npy version {v}")),
     };
     let header = bytes
-        .get(hstart..hstart + hlen)
+        .get(hstart..hstart.saturating_add(hlen))
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or("truncated header")?;
     if !header.contains("'descr': '<f4'") {
@@ -70,12 +73,14 @@ fn parse_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String
                 .map_err(|_| format!("bad dimension {d:?}"))
         })
         .collect::<std::result::Result<_, _>>()?;
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(4usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
     let body = &bytes[hstart + hlen..];
-    if body.len() != n * 4 {
+    if body.len() != n {
         return Err(format!(
-            "expected {} data bytes, found {}",
-            n * 4,
+            "shape {shape:?} needs {n} data bytes, found {}",
             body.len()
         ));
     }
@@ -97,6 +102,20 @@ mod tests {
         let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
         assert_eq!((10 + hlen) % 64, 0);
         assert_eq!(parse_f32(&bytes).unwrap(), (vec![2, 3], data));
+    }
+
+    // Issue 21: a shape whose element count overflows panicked (in a
+    // build with overflow checks) instead of being refused.
+    #[test]
+    fn an_overflowing_shape_is_refused() {
+        let mut bytes = to_npy_bytes(&[1], &[1.0]);
+        let pos = bytes.windows(4).position(|w| w == b"(1,)").unwrap();
+        let huge = b"(4611686018427387904, 8)";
+        bytes.splice(pos..pos + 4, huge.iter().copied());
+        let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize + huge.len() - 4;
+        bytes[8..10].copy_from_slice(&(hlen as u16).to_le_bytes());
+        let e = parse_f32(&bytes).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
     }
 
     #[test]

@@ -143,3 +143,27 @@ fn a_missing_memory_token_is_named() {
     std::fs::write(&path, v.to_string()).unwrap();
     expect_err(d.path(), &["decoder/tokenizer.json", "<|memory|>"]);
 }
+
+// Issue 21, point 10: numbers out of range in any LCLM config are refused
+// with the file and key named. Before the fix each of these loaded.
+#[test]
+fn out_of_range_numbers_in_every_config_name_file_and_key() {
+    for (file, key, value) in [
+        ("encoder/config.json", "rope_theta", "0"),
+        ("decoder/config.json", "rms_norm_eps", "-1"),
+        (
+            "decoder/config.json",
+            "max_position_embeddings",
+            "1099511627776",
+        ),
+        ("model_config.json", "encoder_window_size", "65536"),
+    ] {
+        let d = lclm_copy();
+        let path = d.path().join(file);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v[key] = serde_json::from_str(value).unwrap();
+        std::fs::write(&path, v.to_string()).unwrap();
+        expect_err(d.path(), &[file, key]);
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use serve_support::{delete, get, post_json, request, Server, SseStream};
+use serve_support::{delete, get, open_conn, post_json, raw, request, Server, SseStream};
 
 /// The tests share two cores: one server at a time keeps timings honest.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -70,12 +70,13 @@ fn documents_ask_expand_delete_and_the_cli_agree() {
     assert_eq!(again["result"]["action"], "unchanged", "{again}");
     let doc = job["result"]["document"].as_u64().unwrap();
 
-    // A raw body with ?name= works too.
+    // A raw body with ?name= works too (text/plain with the header no
+    // browser form can send).
     let r = request(
         &a,
         "POST",
         "/v1/documents?name=raw.md",
-        &[("Content-Type", "text/plain")],
+        &[("Content-Type", "text/plain"), ("X-C3-Raw-Text", "1")],
         b"# Notes\n\nA short markdown note about the zyxquaffle.\n",
     );
     assert_eq!(r.status, 202, "{}", r.text());
@@ -643,21 +644,29 @@ fn bad_input_is_a_clear_4xx_and_the_store_stays_clean() {
             "{method} {path}: message {msg:?} lacks {needle:?}"
         );
     }
-    // Raw bodies: invalid UTF-8, no name, NUL bytes.
-    let r = request(&a, "POST", "/v1/documents?name=x.txt", &[], b"ab\xff\xfecd");
+    // Raw bodies (text/plain with the raw-text header): invalid UTF-8, no
+    // name, NUL bytes.
+    let raw_hdr = [("Content-Type", "text/plain"), ("X-C3-Raw-Text", "1")];
+    let r = request(
+        &a,
+        "POST",
+        "/v1/documents?name=x.txt",
+        &raw_hdr,
+        b"ab\xff\xfecd",
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.json()["error"]["message"]
         .as_str()
         .unwrap()
         .contains("UTF-8"));
-    let r = request(&a, "POST", "/v1/documents", &[], b"text");
+    let r = request(&a, "POST", "/v1/documents", &raw_hdr, b"text");
     assert_eq!(r.status, 400);
     assert!(r.text().contains("name"));
-    let r = request(&a, "POST", "/v1/documents?name=bin", &[], b"a\0b");
+    let r = request(&a, "POST", "/v1/documents?name=bin", &raw_hdr, b"a\0b");
     assert_eq!(r.status, 400);
     // Oversized bodies: 413 with the JSON error, raw and JSON.
     let big = vec![b'a'; 10_000];
-    let r = request(&a, "POST", "/v1/documents?name=big.txt", &[], &big);
+    let r = request(&a, "POST", "/v1/documents?name=big.txt", &raw_hdr, &big);
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(r.error_type(), "body_too_large");
     let big_json = json!({"question": "x".repeat(10_000)}).to_string();
@@ -699,6 +708,7 @@ fn bad_input_is_a_clear_4xx_and_the_store_stays_clean() {
         b"",
     );
     assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(r.status, 403, "{}", r.text());
     let r = request(
         &a,
         "OPTIONS",
@@ -1298,5 +1308,370 @@ fn long_prefills_keep_streams_alive_and_slow_or_abandoned_requests_free_the_work
     assert!(freed < bound, "{freed:.2?} (a whole answer: {full:.2?})");
     assert_eq!(cancelled(&a), before + 1);
     assert_eq!(post_json(&a, "/v1/ask", &short).status, 200);
+    assert!(srv.terminate().success());
+}
+
+/// A request as a browser would send it: `Host`, optional `Origin` and
+/// `Content-Type`, and a body.
+fn browser_post(
+    addr: &str,
+    host: &str,
+    origin: Option<&str>,
+    ctype: &str,
+    path: &str,
+    body: &str,
+) -> serve_support::Resp {
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(o) = origin {
+        head.push_str(&format!("Origin: {o}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    raw(addr, head.as_bytes())
+}
+
+fn browser_get(addr: &str, host: &str, extra: &str, path: &str) -> serve_support::Resp {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+// Issue 21, point 1: a page the user opens could write to a keyless server
+// (a cross-origin text/plain POST needs no preflight) and, through DNS
+// rebinding (a foreign Host), read it. Before the fix the foreign-Host,
+// foreign-Origin and text/plain requests below were all answered 202/200.
+#[test]
+fn a_web_page_cannot_drive_the_server_with_or_without_a_key() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let srv = Server::start(&store, &["--cors-origin", "http://localhost:3000"]);
+    let a = srv.addr.clone();
+    let port = a.rsplit(':').next().unwrap().to_string();
+    let evil_host = format!("evil.example:{port}");
+    let doc = r#"{"name": "planted.txt", "text": "planted by a web page"}"#;
+
+    // DNS rebinding: the page's own name, resolving to 127.0.0.1.
+    let r = browser_post(
+        &a,
+        &evil_host,
+        None,
+        "application/json",
+        "/v1/documents",
+        doc,
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error_type(), "forbidden_host");
+    let r = browser_get(&a, &evil_host, "", "/v1/documents");
+    assert_eq!(r.status, 403, "{}", r.text());
+    // CSRF: a foreign Origin with the right Host.
+    let r = browser_post(
+        &a,
+        &a,
+        Some("http://evil.example"),
+        "application/json",
+        "/v1/documents",
+        doc,
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error_type(), "forbidden_origin");
+    let r = browser_get(&a, &a, "Origin: http://evil.example\r\n", "/v1/documents");
+    assert_eq!(r.status, 403, "{}", r.text());
+    // A form's body types, even with no Origin at all.
+    for ctype in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = browser_post(
+            &a,
+            &a,
+            None,
+            ctype,
+            "/v1/documents?name=planted.txt",
+            "planted",
+        );
+        assert_eq!(r.status, 415, "{ctype}: {}", r.text());
+        assert_eq!(r.error_type(), "unsupported_media_type");
+        let r = browser_post(&a, &a, None, ctype, "/v1/ask", r#"{"question": "what?"}"#);
+        assert_eq!(r.status, 415, "{ctype}: {}", r.text());
+    }
+    // Nothing was planted.
+    assert_eq!(get(&a, "/v1/documents").json()["data"], json!([]));
+
+    // Legitimate clients: loopback names, the allowed origin (with its CORS
+    // headers), raw text with the header a form cannot send.
+    let localhost = format!("localhost:{port}");
+    assert_eq!(browser_get(&a, &localhost, "", "/v1/stats").status, 200);
+    assert_eq!(
+        browser_get(&a, &format!("[::1]:{port}"), "", "/v1/stats").status,
+        200
+    );
+    let r = browser_get(&a, &a, "Origin: http://localhost:3000\r\n", "/v1/stats");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    let r = request(
+        &a,
+        "POST",
+        "/v1/documents?name=ok.txt",
+        &[
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("X-C3-Raw-Text", "1"),
+        ],
+        b"a note sent by a script",
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        srv.wait_job(r.json()["id"].as_u64().unwrap())["state"],
+        "done"
+    );
+    assert!(srv.terminate().success());
+
+    // With a key: the Host is not checked (a proxy may name the server
+    // anything, and a rebinding page has no key), the Origin and the body
+    // type still are.
+    let srv = Server::start_env(&store, &[], &[("C3_API_KEY", KEY)]);
+    let a = srv.addr.clone();
+    let bearer = format!("Authorization: Bearer {KEY}\r\n");
+    let r = browser_get(&a, "evil.example", "", "/v1/documents");
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = browser_get(&a, "c3.behind.a.proxy", &bearer, "/v1/documents");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = browser_get(
+        &a,
+        &a,
+        &format!("{bearer}Origin: http://evil.example\r\n"),
+        "/v1/documents",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error_type(), "forbidden_origin");
+    let r = request(
+        &a,
+        "POST",
+        "/v1/ask",
+        &[
+            ("Authorization", &format!("Bearer {KEY}")),
+            ("Content-Type", "text/plain"),
+        ],
+        br#"{"question": "what?"}"#,
+    );
+    assert_eq!(r.status, 415, "{}", r.text());
+    assert!(srv.terminate().success());
+}
+
+// Issue 21, point 4: request metrics were labelled with the raw method, so
+// made-up methods (an 8 KB one included) added series without end, no key
+// needed. Before the fix /metrics grew by a line per method (over 1,000
+// lines and 8 KB here).
+#[test]
+fn made_up_methods_leave_the_metrics_bounded() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(&tmp.path().join("store"), &[]);
+    let a = srv.addr.clone();
+    let before = get(&a, "/metrics").text().len();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..1000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = if i == 500 {
+            8192
+        } else {
+            1 + (state % 12) as usize
+        };
+        let method: String = (0..len)
+            .map(|k| (b'A' + ((state >> (k % 60)) % 26) as u8) as char)
+            .collect();
+        let r = raw(
+            &a,
+            format!("{method} /v1/stats HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert!(r.status >= 400, "{method}: {}", r.status);
+    }
+    let m = get(&a, "/metrics").text();
+    let series = m
+        .lines()
+        .filter(|l| l.starts_with("c3_http_requests_total{"))
+        .count();
+    assert!(series <= 8, "{series} request series:\n{m}");
+    assert!(
+        m.len() < before + 2048,
+        "/metrics grew from {before} to {} bytes",
+        m.len()
+    );
+    assert!(m.contains("method=\"other\""), "{m}");
+    assert!(srv.terminate().success());
+}
+
+// Issue 21, point 5: with no header-read timeout, connections that sent half
+// a request stayed open indefinitely, and a body trickled at 1 byte/s was held
+// until the 600 s request timeout. Relies on timing only in one direction: the
+// server must act within its limits plus a generous margin.
+#[test]
+fn slow_clients_are_cut_off_and_health_keeps_answering() {
+    use std::io::{Read, Write};
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Server::start(
+        &tmp.path().join("store"),
+        &[
+            "--header-timeout",
+            "1",
+            "--body-timeout",
+            "2",
+            "--max-connections",
+            "16",
+        ],
+    );
+    let a = srv.addr.clone();
+
+    // Half a request head on 12 connections; /health still answers.
+    let opened = Instant::now();
+    let mut slow: Vec<std::net::TcpStream> = (0..12)
+        .map(|_| {
+            let mut s = open_conn(&a);
+            s.write_all(format!("GET /health HTTP/1.1\r\nHost: {a}\r\n").as_bytes())
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            s
+        })
+        .collect();
+    assert_eq!(get(&a, "/health").status, 200);
+    // Each half request is closed once its head is late.
+    for s in &mut slow {
+        let mut buf = [0u8; 256];
+        match s.read(&mut buf) {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset) => {}
+            Err(e) => panic!(
+                "a half request was still open after {:?}: {e}",
+                opened.elapsed()
+            ),
+        }
+    }
+    assert!(
+        opened.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        opened.elapsed()
+    );
+
+    // A body trickled a byte a second is cut off by the body timeout (408).
+    let mut s = open_conn(&a);
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(
+        format!("POST /v1/ask HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{")
+            .as_bytes(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut sent = 1;
+    s.set_nonblocking(true).unwrap();
+    let mut answer = Vec::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        let mut buf = [0u8; 1024];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        if String::from_utf8_lossy(&answer).contains("body_timeout") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed().as_secs() >= sent && sent < 99 && s.write_all(b" ").is_ok() {
+            sent += 1;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {:?}, {sent} bytes: {answer:?}",
+        started.elapsed()
+    );
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The connection limit: 16 idle connections fill it; the 17th request
+    // waits until the header timeout frees a slot, then is answered.
+    let idle: Vec<std::net::TcpStream> = (0..16).map(|_| open_conn(&a)).collect();
+    let t = Instant::now();
+    assert_eq!(get(&a, "/health").status, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "answered after {:?}: the limit did not hold",
+        t.elapsed()
+    );
+    drop(idle);
+    assert!(srv.terminate().success());
+}
+
+// Issue 21, point 7: /v1/expand took `max_new_tokens: 1e12` and held the
+// model worker for the whole position range. Before the fix both requests
+// below were answered 200 after generating to the position limit.
+#[test]
+fn expand_refuses_more_new_tokens_than_the_limits_allow() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let srv = Server::start(&store, &[]);
+    let a = srv.addr.clone();
+    assert_eq!(srv.add("book.txt", &book_text())["state"], "done");
+    let t = Instant::now();
+    let r = post_json(
+        &a,
+        "/v1/expand",
+        &json!({"doc": 0, "chunk": 0, "max_new_tokens": 1_000_000_000_000u64}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("--max-new-tokens"), "{}", r.text());
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert!(srv.terminate().success());
+    // Under the server's cap but past the decoder's 32768 positions.
+    let srv = Server::start(&store, &["--max-new-tokens", "100000"]);
+    let a = srv.addr.clone();
+    let t = Instant::now();
+    let r = post_json(
+        &a,
+        "/v1/expand",
+        &json!({"doc": 0, "chunk": 0, "max_new_tokens": 40000}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("no room for 40000 new tokens"),
+        "{}",
+        r.text()
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    // The answers say why they stopped.
+    let r = post_json(
+        &a,
+        "/v1/expand",
+        &json!({"doc": 0, "chunk": 0, "max_new_tokens": 3}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stop = r.json()["chunks"][0]["stop"].as_str().unwrap().to_string();
+    assert!(stop == "max_new_tokens" || stop == "end", "{stop}");
+    let r = post_json(
+        &a,
+        "/v1/ask",
+        &json!({"question": "Who?", "max_new_tokens": 3}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stop = r.json()["stop"].as_str().unwrap().to_string();
+    assert!(stop == "max_new_tokens" || stop == "end", "{stop}");
     assert!(srv.terminate().success());
 }

@@ -5,12 +5,13 @@
 //! Invariant: this file imports no other `cli` module, so every subcommand
 //! file can use it without a circle.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use c3::cascade::{AnyDecoder, AnyEncoder, Compressor, Family};
-use c3::generate::{GenOptions, Sampling};
+use c3::generate::{GenOptions, GenRequest, StopReason};
 use c3::retrieve::ChunkIndex;
 use c3::store::{export, DocRecord, Store};
 use candle_core::{DType, Device};
@@ -170,34 +171,114 @@ pub fn load_reader(ctx: &ModelCtx, store: Option<&Store>) -> anyhow::Result<AnyD
 /// only costs ranking until the next query rebuilds it, so it is a warning.
 pub fn refresh_index(store: &Store, progress: bool) {
     if let Err(e) = ChunkIndex::open_synced(store, progress) {
-        eprintln!("c3: warning: search index not updated ({e}); the next `c3 ask` rebuilds it");
+        c3::note!("c3: warning: search index not updated ({e}); the next `c3 ask` rebuilds it");
     }
 }
 
-pub fn gen_options(max_new_tokens: usize, s: &SampleArgs) -> GenOptions {
-    GenOptions {
-        max_new_tokens,
-        sampling: sampling(s.temperature, s.top_p, s.sample_top_k, s.seed),
-        ..GenOptions::default()
+/// The generation options of a command: the library's one validation
+/// ([`GenRequest::options`], as `c3 serve` and the TUI use), its refusals
+/// worded with the flag.
+pub fn gen_options(
+    max_new_tokens: usize,
+    s: &SampleArgs,
+    repetition_penalty: Option<f32>,
+) -> Result<GenOptions> {
+    GenRequest {
+        max_new_tokens: Some(max_new_tokens),
+        temperature: s.temperature,
+        top_p: Some(s.top_p),
+        top_k: s.sample_top_k.map(|k| k as usize),
+        seed: Some(s.seed),
+        repetition_penalty,
+    }
+    .options(max_new_tokens)
+    .map_err(|e| match e {
+        c3::Error::GenSetting {
+            knob,
+            value,
+            expected,
+        } => anyhow::anyhow!("{} {value}: {expected}", knob.flag()),
+        e => e.into(),
+    })
+}
+
+/// Says on stderr when a generation ended because the prompt and the
+/// generated ids filled the model's positions (`what` names it).
+pub fn note_stop(what: &str, stop: StopReason) {
+    if stop == StopReason::PositionLimit {
+        c3::note!("c3: note: {what} stopped at the model's position limit (the prompt and the generated tokens fill its positions)");
     }
 }
 
 /// Writes a streamed piece and flushes so it shows at once.
-pub fn print_piece(out: &mut impl Write, piece: &str) -> bool {
+pub fn print_piece(out: &mut Out, piece: &str) -> bool {
+    let piece = out.text(piece);
     out.write_all(piece.as_bytes())
         .and_then(|_| out.flush())
         .is_ok()
 }
 
-pub fn sampling(temperature: Option<f32>, top_p: f32, top_k: Option<u64>, seed: u64) -> Sampling {
-    match temperature {
-        Some(t) if t > 0.0 => Sampling::TopP {
-            temperature: t,
-            top_p: top_p.clamp(f32::MIN_POSITIVE, 1.0),
-            top_k: top_k.map(|k| k as usize),
-            seed,
-        },
-        _ => Sampling::Greedy,
+/// Set when a write to standard output failed because its reader went
+/// away (`c3 ls | head`): `main` then ends quietly with exit 0.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether standard output's reader went away.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Standard output for a command's results. A write the reader refused
+/// is recorded ([`stdout_closed`]) and returned as an error, which stops
+/// the command. `text` escapes what goes to a terminal; a pipe or a file
+/// gets the exact bytes.
+pub struct Out {
+    inner: std::io::StdoutLock<'static>,
+    pub tty: bool,
+}
+
+impl Out {
+    pub fn new() -> Self {
+        let inner = std::io::stdout().lock();
+        let tty = inner.is_terminal();
+        Out { inner, tty }
+    }
+
+    /// A document's text or a generated answer: control characters
+    /// escaped on a terminal (line feeds and tabs kept), exact elsewhere.
+    pub fn text<'a>(&self, s: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.tty {
+            c3::term::text(s)
+        } else {
+            std::borrow::Cow::Borrowed(s)
+        }
+    }
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        if let Err(e) = &r {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        if let Err(e) = &r {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            }
+        }
+        r
     }
 }
 

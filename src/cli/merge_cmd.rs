@@ -22,20 +22,25 @@ pub struct MergeArgs {
 pub fn run(args: &MergeArgs) -> anyhow::Result<i32> {
     let r = merge::merge(&args.out, &args.inputs, !args.json)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        use std::io::Write;
+        writeln!(
+            super::common::Out::new(),
+            "{}",
+            serde_json::to_string_pretty(&r)?
+        )?;
         return Ok(0);
     }
     for x in &r.replaced {
-        eprintln!(
+        c3::note!(
             "c3: {}: kept the newer document from {} (ingested at {}), dropped the one from {} ({})",
-            x.source,
+            c3::term::name(&x.source),
             x.kept,
             super::common::rfc3339(x.kept_ingested_at_ms),
             x.dropped,
             super::common::rfc3339(x.dropped_ingested_at_ms)
         );
     }
-    eprintln!(
+    c3::note!(
         "c3: merged {} inputs into {}: {} documents, {} chunks ({} replaced, {} duplicates{}) in {:.1}s, {:.0} chunks/s",
         r.inputs.len(),
         r.out,

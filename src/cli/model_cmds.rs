@@ -1,15 +1,15 @@
 //! `c3 tokenize`, `c3 encode`, `c3 repeat`: the model on one chunk of text.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use c3::cascade::AnyDecoder;
-use c3::generate::GenOptions;
 use candle_core::DType;
 use clap::Args;
 
-use super::common::{sampling, ModelCtx};
+use super::common::{gen_options, note_stop, ModelCtx, Out, SampleArgs};
 use super::input::read_text;
 
 #[derive(Args, Debug)]
@@ -62,7 +62,7 @@ pub struct RepeatArgs {
 pub fn tokenize(ctx: &ModelCtx, a: &TokenizeArgs) -> Result<i32> {
     let dir = ctx.model_dir()?;
     let ids = c3::cascade::tokenize(dir, &read_text(&a.text)?)?;
-    println!("{}", serde_json::to_string(&ids)?);
+    writeln!(Out::new(), "{}", serde_json::to_string(&ids)?)?;
     Ok(0)
 }
 
@@ -72,7 +72,7 @@ fn encode_text(enc: &c3::cascade::AnyEncoder, text: &str) -> Result<c3::cascade:
     let t0 = Instant::now();
     let e = enc.encode_text(text)?;
     if let Some(limit) = enc.trained_tokens().filter(|&n| e.tokens > n) {
-        eprintln!(
+        c3::note!(
             "warning: {} tokens in one chunk; C3 was trained on up to ~{limit} \
              and loses the end of longer chunks (use `c3 ingest` to chunk long input)",
             e.tokens
@@ -82,7 +82,7 @@ fn encode_text(enc: &c3::cascade::AnyEncoder, text: &str) -> Result<c3::cascade:
         .windows
         .map(|w| format!(" ({w} windows)"))
         .unwrap_or_default();
-    eprintln!(
+    c3::note!(
         "encoded {} tokens{windows} into {} latents in {:.2?}",
         e.tokens,
         e.raw.dims()[0],
@@ -108,6 +108,14 @@ pub fn encode(ctx: &ModelCtx, a: &EncodeArgs) -> Result<i32> {
 
 pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
     ctx.check_reconstruct()?;
+    let sample = SampleArgs {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        sample_top_k: a.sample_top_k,
+        seed: a.seed,
+    };
+    // Every setting is checked before a model loads.
+    let opts = gen_options(a.max_new_tokens, &sample, None)?;
     let enc = ctx.load_encoder()?;
     let raw = encode_text(&enc, &read_text(&a.text)?)?.raw;
     // One path for `repeat` and `expand`: the raw states rounded to the
@@ -122,18 +130,15 @@ pub fn repeat(ctx: &ModelCtx, a: &RepeatArgs) -> Result<i32> {
         &ctx.device()?,
         ctx.decoder_quant,
     )?;
-    let opts = GenOptions {
-        max_new_tokens: a.max_new_tokens,
-        sampling: sampling(a.temperature, a.top_p, a.sample_top_k, a.seed),
-        ..GenOptions::default()
-    };
     let t0 = Instant::now();
     let gen = dec.reader().reconstruct(&raw, &opts, &mut |_| true)?;
-    eprintln!("generated {} tokens in {:.2?}", gen.ids.len(), t0.elapsed());
+    c3::note!("generated {} tokens in {:.2?}", gen.ids.len(), t0.elapsed());
+    note_stop("the reconstruction", gen.stop);
+    let mut out = Out::new();
     if a.ids {
-        println!("{}", serde_json::to_string(&gen.ids)?);
+        writeln!(out, "{}", serde_json::to_string(&gen.ids)?)?;
     } else {
-        println!("{}", gen.text);
+        writeln!(out, "{}", out.text(&gen.text))?;
     }
     Ok(0)
 }

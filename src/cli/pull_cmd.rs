@@ -1,8 +1,12 @@
 //! `c3 pull`: a checkpoint from the Hugging Face hub into the local cache.
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 use c3::hub::{HubEnv, RepoSpec};
 use clap::Args;
+
+use super::common::Out;
 
 #[derive(Args, Debug)]
 pub struct PullArgs {
@@ -23,8 +27,9 @@ pub fn run(a: &PullArgs) -> Result<i32> {
     })?;
     let env = HubEnv::from_env()?;
     let report = c3::hub::pull(&env, &spec, true)?;
+    let mut out = Out::new();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(0);
     }
     for f in &report.files {
@@ -32,18 +37,26 @@ pub fn run(a: &PullArgs) -> Result<i32> {
             c3::hub::pull::FileStatus::Cached => "cached",
             c3::hub::pull::FileStatus::Downloaded => "downloaded",
         };
-        println!("{status:>10}  {:>12}  {}", f.bytes, f.path);
+        // File names come from the hub: shown escaped.
+        writeln!(
+            out,
+            "{status:>10}  {:>12}  {}",
+            f.bytes,
+            c3::term::name(&f.path)
+        )?;
     }
     let total: u64 = report.files.iter().map(|f| f.bytes).sum();
-    println!(
+    writeln!(
+        out,
         "{} at commit {}: {} files, {} bytes, checksums verified{}",
         spec,
-        report.commit,
+        c3::term::name(&report.commit),
         report.files.len(),
         total,
         if report.offline { " (offline)" } else { "" }
-    );
-    println!("snapshot: {}", report.snapshot.display());
-    println!("use it:   c3 --model {} ...", a.repo);
+    )?;
+    let snapshot = report.snapshot.display().to_string();
+    writeln!(out, "snapshot: {}", c3::term::name(&snapshot))?;
+    writeln!(out, "use it:   c3 --model {} ...", c3::term::name(&a.repo))?;
     Ok(0)
 }

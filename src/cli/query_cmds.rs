@@ -12,7 +12,8 @@ use c3::store::Store;
 use serde_json::json;
 
 use super::common::{
-    gen_options, load_reader, open, print_piece, AskArgs, ModeArg, ModelCtx, SampleArgs,
+    gen_options, load_reader, note_stop, open, print_piece, AskArgs, ModeArg, ModelCtx, Out,
+    SampleArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -72,13 +73,10 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     if a.question.trim().is_empty() {
         bail!("the question is empty");
     }
-    if let Some(p) = a.repetition_penalty {
-        if !(p.is_finite() && p > 0.0) {
-            bail!("--repetition-penalty must be a positive number, got {p}");
-        }
-    }
+    // Every setting is checked before a model loads.
+    let gen = gen_options(a.max_new_tokens, &a.sample, a.repetition_penalty)?;
     if let Some(file) = &a.text {
-        return super::oneshot::run(ctx, file, a);
+        return super::oneshot::run(ctx, file, a, &gen);
     }
     let mode = match (a.mode, &a.answer_model) {
         (Some(ModeArg::Latent), Some(_)) => {
@@ -89,8 +87,6 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     };
     let store = open(store_dir)?;
     let docs = resolve_docs(&store, &a.docs)?;
-    let mut gen = gen_options(a.max_new_tokens, &a.sample);
-    gen.repetition_penalty = a.repetition_penalty;
     let req = AskRequest {
         question: a.question.clone(),
         docs,
@@ -115,10 +111,10 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     };
     let prepared = query::prepare(&store, reader, &req)?;
     if let Some(w) = &prepared.warning {
-        eprintln!("c3: warning: {w}");
+        c3::note!("c3: warning: {w}");
     }
     if prepared.dropped > 0 {
-        eprintln!(
+        c3::note!(
             "c3: the selection does not fit the model's positions with --max-new-tokens {}: \
              using the {} best-scoring chunks, {} left out",
             a.max_new_tokens,
@@ -126,7 +122,7 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
             prepared.dropped
         );
     }
-    eprintln!(
+    c3::note!(
         "c3: {} chunks, prompt of {} positions ({} mode)",
         prepared.chunks.len(),
         prepared.prompt_tokens(),
@@ -136,11 +132,12 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
             "text"
         }
     );
-    let mut out = std::io::stdout().lock();
+    let mut out = Out::new();
     let streaming = !a.json && !a.ids;
     let res = prepared.run(reader, &gen, |piece| {
         !streaming || print_piece(&mut out, piece)
     })?;
+    note_stop("the answer", res.stop);
     if a.ids {
         writeln!(out, "{}", serde_json::to_string(&res.ids)?)?;
     } else if a.json {
@@ -148,7 +145,7 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
     } else {
         writeln!(out)?;
         let t = &res.timings;
-        eprintln!(
+        c3::note!(
             "c3: {} tokens; first token after {:.0} ms ({:.0} ms prefill), {:.1} tokens/s; \
              {} latent positions for {} text tokens",
             t.generated_tokens,
@@ -179,18 +176,19 @@ pub fn run_expand(store_dir: &Path, ctx: &ModelCtx, a: &ExpandArgs) -> anyhow::R
         }
         .into());
     }
+    let opts = gen_options(a.max_new_tokens, &a.sample, None)?;
     let dec = load_reader(ctx, Some(&store))?;
-    let opts = gen_options(a.max_new_tokens, &a.sample);
-    let mut out = std::io::stdout().lock();
+    let mut out = Out::new();
     let stream_text = !a.json && !a.ids && !a.diff;
     let mut rows = Vec::new();
     for (i, &c) in chunks.iter().enumerate() {
         if chunks.len() > 1 {
-            eprintln!("c3: doc {} chunk {c} ({}/{})", doc.id, i + 1, chunks.len());
+            c3::note!("c3: doc {} chunk {c} ({}/{})", doc.id, i + 1, chunks.len());
         }
         let g = query::expand_chunk(&store, dec.reader(), doc.id, c, &opts, |piece| {
             !stream_text || print_piece(&mut out, piece)
         })?;
+        note_stop(&format!("doc {} chunk {c}", doc.id), g.stop);
         if stream_text {
             writeln!(out)?;
             continue;
@@ -206,14 +204,12 @@ pub fn run_expand(store_dir: &Path, ctx: &ModelCtx, a: &ExpandArgs) -> anyhow::R
         if a.json {
             rows.push(json!({
                 "doc": doc.id, "chunk": c, "text": g.text, "text_tokens": rec.tokens,
-                "generated_tokens": g.ids.len(), "precision": p, "edit_similarity": e,
+                "generated_tokens": g.ids.len(), "stop": g.stop, "precision": p,
+                "edit_similarity": e,
             }));
         } else {
-            writeln!(
-                out,
-                "{}",
-                diff::render(&diff::word_diff(&original, &g.text))
-            )?;
+            let shown = diff::render(&diff::word_diff(&original, &g.text));
+            writeln!(out, "{}", out.text(&shown))?;
             writeln!(
                 out,
                 "-- doc {} chunk {c}: precision {:.1}%, edit similarity {:.1}% ({} text tokens)",
@@ -260,19 +256,22 @@ pub fn run_eval(store_dir: &Path, ctx: &ModelCtx, a: &EvalArgs) -> anyhow::Resul
             sample_top_k: None,
             seed: 0,
         },
-    );
+        None,
+    )?;
     let samples = match &a.texts {
         Some(dir) => eval_texts(ctx, dir, a, &opts)?,
         None => eval_store(store_dir, ctx, a, &opts)?,
     };
     let rows = eval::table(&samples);
+    let mut out = Out::new();
     if a.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&json!({ "rows": rows, "samples": samples }))?
-        );
+        )?;
     } else {
-        print!("{}", eval::render_table(&rows));
+        write!(out, "{}", eval::render_table(&rows))?;
     }
     Ok(0)
 }
@@ -306,10 +305,11 @@ fn eval_store(
     let dec = load_reader(ctx, Some(&store))?;
     let mut samples = Vec::with_capacity(picked.len());
     for (i, &(doc, c)) in picked.iter().enumerate() {
-        eprintln!("c3: eval {}/{}: doc {doc} chunk {c}", i + 1, picked.len());
+        c3::note!("c3: eval {}/{}: doc {doc} chunk {c}", i + 1, picked.len());
         let rec = store.chunk_record(doc, c)?;
         let original = store.chunk_text(&rec)?;
         let g = query::expand_chunk(&store, dec.reader(), doc, c, opts, |_| true)?;
+        note_stop(&format!("doc {doc} chunk {c}"), g.stop);
         samples.push(Sample {
             label: format!("doc {doc} chunk {c}"),
             text_tokens: rec.tokens as usize,
@@ -344,11 +344,19 @@ fn eval_texts(
     let enc = ctx.load_encoder()?;
     let mut encoded = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        eprintln!("c3: compress {}/{}: {}", i + 1, files.len(), f.display());
+        c3::note!(
+            "c3: compress {}/{}: {}",
+            i + 1,
+            files.len(),
+            c3::term::name(&f.display().to_string())
+        );
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         if text.trim().is_empty() {
-            eprintln!("c3: warning: {} is empty, skipped", f.display());
+            c3::note!(
+                "c3: warning: {} is empty, skipped",
+                c3::term::name(&f.display().to_string())
+            );
             continue;
         }
         let tokens = enc.tokenizer().encode_text(&text)?.len();
@@ -363,8 +371,14 @@ fn eval_texts(
     let dec = load_reader(ctx, None)?;
     let mut samples = Vec::new();
     for (i, (label, text, tokens, raw)) in encoded.iter().enumerate() {
-        eprintln!("c3: reconstruct {}/{}: {label}", i + 1, encoded.len());
+        c3::note!(
+            "c3: reconstruct {}/{}: {}",
+            i + 1,
+            encoded.len(),
+            c3::term::name(label)
+        );
         let g = dec.reader().reconstruct(raw, opts, &mut |_| true)?;
+        note_stop(label, g.stop);
         samples.push(Sample {
             label: label.clone(),
             text_tokens: *tokens,

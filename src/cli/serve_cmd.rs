@@ -33,11 +33,32 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     pub max_body: usize,
     /// Allow browsers from these origins (CORS), e.g. http://localhost:3000.
+    /// A request from any other origin is refused (403).
     #[arg(long = "cors-origin", value_name = "ORIGIN", num_args = 1..)]
     pub cors_origins: Vec<String>,
+    /// Without a key, answer to these host names too (the `Host` header),
+    /// besides loopback names and the listening address.
+    #[arg(long = "allow-host", value_name = "NAME", num_args = 1..)]
+    pub allow_hosts: Vec<String>,
     /// Longest a request may wait for its answer to start, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     pub timeout: u64,
+    /// Longest a client may take to send a request's head, in seconds (an
+    /// idle keep-alive connection is closed after as long).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_secs)]
+    pub header_timeout: f64,
+    /// Longest a client may take to send a request's body, in seconds (408).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = parse_secs)]
+    pub body_timeout: f64,
+    /// Connections served at once; more wait until one ends.
+    #[arg(long, default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Most tokens one request may ask to generate (ask, chat; expand per
+    /// chunk); a larger `max_new_tokens` is refused (400).
+    #[arg(long, default_value_t = c3::generate::DEFAULT_MAX_NEW_TOKENS, value_name = "N",
+          value_parser = parse_max_new)]
+    pub max_new_tokens: usize,
     /// Seconds between `:` keep-alive comments in event streams (fractions
     /// allowed, at least 0.01).
     #[arg(long, default_value_t = 10.0, value_name = "SECS", hide = true,
@@ -98,6 +119,28 @@ fn parse_keep_alive(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--header-timeout`, `--body-timeout`: seconds from 0.1 to a day.
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: expected seconds from 0.1 to 86400")),
+    }
+}
+
+/// `--max-new-tokens`: the library's rule for the value.
+fn parse_max_new(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a whole number"))?;
+    c3::generate::GenRequest {
+        max_new_tokens: Some(n),
+        ..Default::default()
+    }
+    .options(n)
+    .map(|o| o.max_new_tokens)
+    .map_err(|e| e.to_string())
+}
+
 /// `c3 serve`.
 pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32> {
     if ctx.model.is_none() {
@@ -122,7 +165,12 @@ pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32
         queue: a.queue as usize,
         max_body: a.max_body,
         cors_origins: a.cors_origins.clone(),
+        allow_hosts: a.allow_hosts.clone(),
         timeout: Duration::from_secs(a.timeout.max(1)),
+        header_timeout: Duration::from_secs_f64(a.header_timeout),
+        body_timeout: Duration::from_secs_f64(a.body_timeout),
+        max_connections: a.max_connections as usize,
+        max_new_tokens: a.max_new_tokens,
         keep_alive: Duration::from_secs_f64(a.keep_alive),
         model_id,
         json: a.json,

@@ -15,7 +15,7 @@ use serde_json::json;
 use text_splitter::ChunkSizer;
 
 use super::common::{
-    default_batch, doc_json, load_encoder, open, open_or_create, refresh_index, ModelCtx,
+    default_batch, doc_json, load_encoder, open, open_or_create, refresh_index, ModelCtx, Out,
 };
 
 #[derive(clap::Args, Debug)]
@@ -95,10 +95,21 @@ pub struct ImportArgs {
 
 /// `c3 ingest`.
 pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
-    // A bad --shard is reported before the model loads.
+    // A bad --shard or --name is reported before the model loads.
     shard_arg(args)?;
+    name_arg(args)?;
     let (enc, n) = load_encoder(ctx, args.chunk_tokens)?;
     ingest_with(store_dir, enc.compressor(), enc.tokenizer(), n, args)
+}
+
+/// `--name` follows the server's rule for names (no control characters:
+/// it is stored as the source and printed by `ls` and `show`).
+fn name_arg(args: &IngestArgs) -> anyhow::Result<()> {
+    if args.paths.iter().any(|p| p == "-") {
+        ingest::check_name(&args.name)
+            .map_err(|e| anyhow::anyhow!("--name {}: {e}", c3::term::name(&args.name)))?;
+    }
+    Ok(())
 }
 
 /// `--shard` parsed, `auto` resolved from the environment.
@@ -124,8 +135,9 @@ pub fn ingest_with<S: ChunkSizer>(
     chunk_tokens: usize,
     args: &IngestArgs,
 ) -> anyhow::Result<i32> {
+    name_arg(args)?;
     if model.family() == Family::C3 && chunk_tokens > WARN_CHUNK_TOKENS {
-        eprintln!(
+        c3::note!(
             "c3: warning: --chunk-tokens {chunk_tokens} is above {WARN_CHUNK_TOKENS}: C3 loses the end of longer chunks"
         );
     }
@@ -178,15 +190,18 @@ pub fn ingest_with<S: ChunkSizer>(
             Some(c3::model::Quant::I16) => c3::model::quant::i16_kernel_name().unwrap_or("dense"),
             _ => "dense",
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(Out::new(), "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         if let Some(s) = &report.shard {
-            eprintln!(
+            c3::note!(
                 "c3: shard {}/{}: {} of {} files",
-                s.index, s.count, s.files, s.files_total
+                s.index,
+                s.count,
+                s.files,
+                s.files_total
             );
         }
-        eprintln!(
+        c3::note!(
             "c3: {} added, {} replaced, {} unchanged, {} pruned, {} failed; {} chunks, {} tokens in {:.1}s",
             report.added,
             report.replaced,
@@ -204,7 +219,7 @@ pub fn ingest_with<S: ChunkSizer>(
 /// `c3 ls`.
 pub fn run_ls(store_dir: &Path, args: &LsArgs) -> anyhow::Result<i32> {
     let store = open(store_dir)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = Out::new();
     if args.json {
         let docs = store
             .documents()
@@ -223,7 +238,12 @@ pub fn run_ls(store_dir: &Path, args: &LsArgs) -> anyhow::Result<i32> {
         writeln!(
             out,
             "{:>6} {:>7} {:>9} {:>10}  {:<12} {}",
-            d.id, d.chunk_count, d.token_count, d.size, d.kind, d.source
+            d.id,
+            d.chunk_count,
+            d.token_count,
+            d.size,
+            c3::term::name(&d.kind),
+            c3::term::name(&d.source)
         )?;
     }
     Ok(0)
@@ -237,7 +257,7 @@ pub fn run_rm(store_dir: &Path, args: &RmArgs) -> anyhow::Result<i32> {
         store
             .remove(d.id)
             .with_context(|| format!("removing doc {}", d.id))?;
-        eprintln!("c3: removed doc {} ({})", d.id, d.source);
+        c3::note!("c3: removed doc {} ({})", d.id, c3::term::name(&d.source));
     }
     refresh_index(&store, true);
     Ok(0)
@@ -248,25 +268,29 @@ pub fn run_stats(store_dir: &Path, args: &StatsArgs) -> anyhow::Result<i32> {
     let store = open(store_dir)?;
     let s = store.stats()?;
     let model = store.meta()?.model;
+    let mut out = Out::new();
     if args.json {
         let mut v = serde_json::to_value(&s)?;
         v["model"] = json!(model.map(|m| json!({
             "fingerprint": m.fingerprint, "latent_len": m.latent_len, "hidden_size": m.hidden_size
         })));
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!("documents          {}", s.documents);
-        println!("chunks             {}", s.chunks);
-        println!("text bytes         {}", s.text_bytes);
-        println!("text tokens        {}", s.text_tokens);
-        println!("latent tokens      {}", s.latent_tokens);
-        println!("compression ratio  {:.2}x", s.compression_ratio);
-        println!("bytes on disk      {}", s.bytes_on_disk);
+        writeln!(out, "documents          {}", s.documents)?;
+        writeln!(out, "chunks             {}", s.chunks)?;
+        writeln!(out, "text bytes         {}", s.text_bytes)?;
+        writeln!(out, "text tokens        {}", s.text_tokens)?;
+        writeln!(out, "latent tokens      {}", s.latent_tokens)?;
+        writeln!(out, "compression ratio  {:.2}x", s.compression_ratio)?;
+        writeln!(out, "bytes on disk      {}", s.bytes_on_disk)?;
         if let Some(m) = model {
-            println!(
+            writeln!(
+                out,
                 "model              {} ({} x {})",
-                m.fingerprint, m.latent_len, m.hidden_size
-            );
+                c3::term::name(&m.fingerprint),
+                m.latent_len,
+                m.hidden_size
+            )?;
         }
     }
     Ok(0)
@@ -278,16 +302,17 @@ pub fn run_check(store_dir: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
     let r = store.check()?;
     let index = c3::retrieve::index::check(&store)?;
     let ok = r.ok() && index.problems.is_empty();
+    let mut out = Out::new();
     if args.json {
         let mut v = serde_json::to_value(&r)?;
         v["index"] = serde_json::to_value(&index)?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         for p in r.problems.iter().chain(&index.problems) {
-            println!("{p}");
+            writeln!(out, "{}", c3::term::name(&p.to_string()))?;
         }
-        eprintln!("c3: search index: {}", index.status);
-        eprintln!(
+        c3::note!("c3: search index: {}", index.status);
+        c3::note!(
             "c3: checked {} documents, {} chunks, {} latents: {}",
             r.documents,
             r.chunks,
@@ -306,12 +331,12 @@ pub fn run_check(store_dir: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
 pub fn run_export(store_dir: &Path, args: &ExportArgs) -> anyhow::Result<i32> {
     let store = open(store_dir)?;
     let t = export::export(&store, &args.file)?;
-    eprintln!(
+    c3::note!(
         "c3: exported {} documents, {} chunks ({} bytes) to {}",
         t.documents,
         t.chunks,
         t.bytes,
-        args.file.display()
+        c3::term::name(&args.file.display().to_string())
     );
     Ok(0)
 }
@@ -322,11 +347,13 @@ pub fn run_import(store_dir: &Path, args: &ImportArgs) -> anyhow::Result<i32> {
     let t = export::import(&store, &args.file)?;
     refresh_index(&store, !args.json);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        writeln!(Out::new(), "{}", serde_json::to_string_pretty(&t)?)?;
     } else {
-        eprintln!(
+        c3::note!(
             "c3: imported {} documents, {} chunks; {} unchanged",
-            t.documents, t.chunks, t.skipped_unchanged
+            t.documents,
+            t.chunks,
+            t.skipped_unchanged
         );
     }
     Ok(0)

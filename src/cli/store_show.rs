@@ -11,7 +11,7 @@ use candle_core::{DType, Tensor};
 use serde::Serialize;
 use serde_json::json;
 
-use super::common::{doc_json, open, rfc3339};
+use super::common::{doc_json, open, rfc3339, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
@@ -91,13 +91,13 @@ fn show_stats(s: &Option<LatentStats>) -> String {
 pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
     let store = open(store_dir)?;
     let d = store.resolve(&args.doc)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = Out::new();
+    let source = c3::term::name(&d.source);
     if let Some(n) = args.chunk {
         if n >= d.chunk_count {
             bail!(
-                "doc {} ({}) has {} chunks; there is no chunk {n}",
+                "doc {} ({source}) has {} chunks; there is no chunk {n}",
                 d.id,
-                d.source,
                 d.chunk_count
             );
         }
@@ -117,9 +117,10 @@ pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
                 "doc {} chunk {n} of {}: bytes {}..{}, {} tokens",
                 d.id, d.chunk_count, c.start, c.end, c.tokens
             )?;
-            writeln!(out, "source   {}", d.source)?;
+            writeln!(out, "source   {source}")?;
             writeln!(out, "latents  {}", show_stats(&stats))?;
             writeln!(out, "---")?;
+            let text = out.text(&text).into_owned();
             out.write_all(text.as_bytes())?;
             writeln!(out)?;
         }
@@ -153,11 +154,15 @@ pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
-    writeln!(out, "doc {}  {}", d.id, d.source)?;
+    writeln!(out, "doc {}  {source}", d.id)?;
     writeln!(
         out,
         "kind {}, {} bytes, {} tokens, {} chunks (window {})",
-        d.kind, d.size, d.token_count, d.chunk_count, d.chunk_tokens
+        c3::term::name(&d.kind),
+        d.size,
+        d.token_count,
+        d.chunk_count,
+        d.chunk_tokens
     )?;
     writeln!(out, "blake3   {}", export::hex(&d.content_hash))?;
     writeln!(out, "ingested {}", rfc3339(d.ingested_at_ms))?;
@@ -171,6 +176,7 @@ pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
     }
     if let Some(t) = text {
         writeln!(out, "---")?;
+        let t = out.text(&t).into_owned();
         out.write_all(t.as_bytes())?;
     }
     Ok(0)

@@ -7,12 +7,16 @@
 //! - `token_loop`: prefill, then one id at a time through the KV cache.
 //! - `sampling`: greedy or seeded temperature / top-k / top-p.
 //! - `ngram`: the no-repeat n-gram ban.
+//! - `limits`: the one validation of `max_new_tokens` and sampling values
+//!   (CLI, HTTP and TUI alike), the room check and why a generation stopped.
 //! - this file: the options and result every decoder shares, and the text
 //!   clean-up rule of a finished answer.
+pub mod limits;
 pub mod ngram;
 pub mod sampling;
 pub mod token_loop;
 
+pub use limits::{check_room, GenRequest, Knob, StopReason};
 pub use sampling::Sampling;
 
 /// Default most tokens to generate (the release's `max_new_tokens`).
@@ -50,6 +54,8 @@ pub struct Generation {
     /// Cleaned text (see [`clean_text`]).
     pub text: String,
     pub prompt_tokens: usize,
+    /// Why it ended (a stop id, the limits, the caller).
+    pub stop: StopReason,
 }
 
 /// The control text the release strips from the end of an answer.

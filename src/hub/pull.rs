@@ -75,7 +75,7 @@ pub fn pull(env: &HubEnv, spec: &RepoSpec, progress: bool) -> Result<PullReport>
                     continue;
                 }
                 Err(why) => {
-                    eprintln!("c3: {spec}: cached {} {why}: downloading it again", f.path);
+                    crate::note!("c3: {spec}: cached {} {why}: downloading it again", f.path);
                     remove_cached(&local)?;
                 }
             }
@@ -129,7 +129,7 @@ fn download(
                 }
                 last = err.to_string();
                 if attempt < ATTEMPTS {
-                    eprintln!("c3: {err}; resuming");
+                    crate::note!("c3: {err}; resuming");
                     continue;
                 }
                 break;
@@ -138,7 +138,7 @@ fn download(
         match check(&path, f) {
             Ok(bytes) => {
                 if progress {
-                    eprintln!("c3: {tag}: {} downloaded", indicatif::HumanBytes(bytes));
+                    crate::note!("c3: {tag}: {} downloaded", indicatif::HumanBytes(bytes));
                 }
                 return Ok(bytes);
             }
@@ -152,7 +152,7 @@ fn download(
                         let part = b.with_extension("part");
                         std::fs::rename(b, &part).map_err(|e| io_err(b, e))?;
                         std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-                        eprintln!(
+                        crate::note!(
                             "c3: {spec}: {}: connection ended at {len} of {} bytes; resuming",
                             f.path,
                             f.size.unwrap_or(0)

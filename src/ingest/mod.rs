@@ -27,6 +27,26 @@ use sections::Sections;
 pub use shard::{Shard, INDEX_ENV};
 pub use walk::{discover, Candidate, Input};
 
+/// The rule for a document name given by a person or a client (`POST
+/// /v1/documents`, `c3 ingest - --name`): 1–1024 bytes, not blank, no
+/// control characters (it is stored as the document's source and printed).
+/// File names found on disk are kept as they are and escaped when printed.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the document name is empty".into());
+    }
+    if name.len() > 1024 {
+        return Err(format!(
+            "the document name is {} bytes long; at most 1024",
+            name.len()
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("the document name contains a control character".into());
+    }
+    Ok(())
+}
+
 /// Knobs of one ingest run.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -319,7 +339,8 @@ impl From<Error> for Stop {
 
 impl<S: ChunkSizer> Run<'_, S> {
     fn fail(&mut self, source: String, error: String) {
-        self.bar.println(&format!("c3: {source}: {error}"));
+        self.bar
+            .println(&format!("c3: {}: {error}", crate::term::name(&source)));
         self.report.failed.push(Problem { source, error });
     }
 

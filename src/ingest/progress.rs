@@ -76,8 +76,8 @@ impl Progress {
     /// Print a line without tearing the bar.
     pub fn println(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(bar) => bar.suspend(|| crate::note!("{line}")),
+            None => crate::note!("{line}"),
         }
     }
 

@@ -95,7 +95,7 @@ fn blas() -> Option<&'static Blas> {
             Ok(b) => Some(b),
             Err(e) => {
                 // An explicit request that fails is worth saying once.
-                eprintln!("c3: C3_BLAS={path} could not be used ({e}); using the built-in GEMM");
+                crate::note!("c3: C3_BLAS={path} could not be used ({e}); using the built-in GEMM");
                 None
             }
         },
@@ -192,7 +192,7 @@ mod tests {
                 "C3_REQUIRE_BLAS=1 but no OpenBLAS could be loaded (C3_BLAS={:?})",
                 std::env::var("C3_BLAS").ok()
             );
-            eprintln!("no OpenBLAS on this machine: only the built-in product is in use");
+            crate::note!("no OpenBLAS on this machine: only the built-in product is in use");
             return;
         }
         let dev = Device::Cpu;

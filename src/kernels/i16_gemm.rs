@@ -182,7 +182,7 @@ pub fn kernel() -> Option<Kernel> {
         Ok(v) => match v.parse::<Kernel>() {
             Ok(k) if k.runs_here() => k,
             Ok(k) => {
-                eprintln!(
+                crate::note!(
                     "c3: C3_I16_KERNEL={v}: this CPU lacks {}; using {}",
                     k.features(),
                     best.name()
@@ -190,7 +190,7 @@ pub fn kernel() -> Option<Kernel> {
                 best
             }
             Err(e) => {
-                eprintln!("c3: C3_I16_KERNEL: {e}; using {}", best.name());
+                crate::note!("c3: C3_I16_KERNEL: {e}; using {}", best.name());
                 best
             }
         },
@@ -223,7 +223,7 @@ pub fn prefill_i16() -> bool {
                 Ok("1") => true,
                 Ok("0") => false,
                 Ok(v) => {
-                    eprintln!(
+                    crate::note!(
                         "c3: C3_PREFILL_I16={v:?}: expected 1 or 0; using {}",
                         PREFILL_I16_DEFAULT as u8
                     );
@@ -945,7 +945,7 @@ mod tests {
             .filter(|k| {
                 let ok = k.runs_here();
                 if !ok {
-                    eprintln!(
+                    crate::note!(
                         "{test}: SKIPPED for {}: this CPU lacks {}",
                         k.name(),
                         k.features()
@@ -1119,7 +1119,7 @@ mod tests {
     #[test]
     fn rounding_saturates_and_ties_to_even() {
         if !available() {
-            eprintln!("rounding_saturates_and_ties_to_even: SKIPPED: this CPU lacks avx2");
+            crate::note!("rounding_saturates_and_ties_to_even: SKIPPED: this CPU lacks avx2");
             return;
         }
         let x = [1e12f32, -1e12, 3e9, -3e9, 8191.4, 2.5, -3.5, 0.49];
@@ -1378,7 +1378,7 @@ mod tests {
     fn kernels_agree_bit_for_bit() {
         let kernels = kernels_here("kernels_agree_bit_for_bit");
         if kernels.len() < 2 {
-            eprintln!(
+            crate::note!(
                 "kernels_agree_bit_for_bit: SKIPPED: one kernel runs here, nothing to compare"
             );
             return;

@@ -32,7 +32,7 @@ impl Progress {
             bar
         });
         if enabled && done > 0 {
-            eprintln!("c3: merge resumes: {done} of {total} chunks already merged");
+            crate::note!("c3: merge resumes: {done} of {total} chunks already merged");
         }
         let now = Instant::now();
         Progress {
@@ -55,7 +55,7 @@ impl Progress {
         } else if self.enabled && self.last_line.elapsed() >= LOG_EVERY {
             self.last_line = Instant::now();
             let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-            eprintln!(
+            crate::note!(
                 "c3: merge: {}/{} chunks, {docs}/{docs_total} documents, {:.0} chunks/s",
                 self.done,
                 self.total,

@@ -41,6 +41,17 @@ pub struct Qwen2Config {
     pub attention_bias: Option<bool>,
 }
 
+/// Bounds of the counts in a config: far above every released model, low
+/// enough that a damaged value cannot ask for absurd memory.
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_WIDTH: usize = 1 << 16;
+const MAX_LAYERS: usize = 1024;
+const MAX_HEADS: usize = 1024;
+const MAX_HEAD_DIM: usize = 1024;
+const MAX_POSITIONS: usize = 1 << 24;
+/// Latent rows per C3 chunk (the release has 32).
+const MAX_LATENTS: usize = 4096;
+
 /// The Qwen `model_type`s this forward pass implements.
 pub const QWEN2: &str = "qwen2";
 pub const QWEN3: &str = "qwen3";
@@ -99,22 +110,47 @@ impl Qwen2Config {
         if self.use_sliding_window {
             return bad("unsupported `use_sliding_window: true`".into());
         }
-        let positive = [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_key_value_heads),
-            ("max_position_embeddings", self.max_position_embeddings),
+        // Every count from 1 to a bound far above any released model, so a
+        // damaged value is named here instead of failing (or allocating)
+        // somewhere in the forward pass.
+        let counts = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH * 16),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("num_key_value_heads", self.num_key_value_heads, MAX_HEADS),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
         ];
-        for (name, v) in positive {
-            if v == 0 {
-                return bad(format!("`{name}` must be positive"));
+        for (name, v, max) in counts {
+            if v == 0 || v > max {
+                return bad(format!("`{name}` must be from 1 to {max}, found {v}"));
             }
         }
-        if self.head_dim == Some(0) {
-            return bad("`head_dim` must be positive".into());
+        if let Some(d) = self.head_dim.filter(|&d| d == 0 || d > MAX_HEAD_DIM) {
+            return bad(format!(
+                "`head_dim` must be from 1 to {MAX_HEAD_DIM}, found {d}"
+            ));
+        }
+        // A negative or zero epsilon divides by zero or by a negative
+        // variance (NaN everywhere); one of 1 or more drowns the signal.
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0) {
+            return bad(format!(
+                "`rms_norm_eps` must be a number in (0, 1), found {}",
+                self.rms_norm_eps
+            ));
+        }
+        // theta <= 1 gives no rotation (1) or growing frequencies (< 1);
+        // 0 or a negative one gives NaN or infinite angles.
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            return bad(format!(
+                "`rope_theta` must be a finite number > 1, found {}",
+                self.rope_theta
+            ));
         }
         if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
@@ -141,9 +177,8 @@ impl Qwen2Config {
     }
 }
 
-pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+fn parse_json<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         msg: format!("invalid config: {e}"),
     })
@@ -156,7 +191,13 @@ pub fn read_qwen2_config(path: &Path) -> Result<Qwen2Config> {
 
 /// Reads a plain Qwen config whose `model_type` is one of `allowed`.
 pub fn read_qwen_config(path: &Path, allowed: &[&str]) -> Result<Qwen2Config> {
-    let cfg: Qwen2Config = read_json(path)?;
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    parse_qwen_config(&text, path, allowed)
+}
+
+/// [`read_qwen_config`] on the file's text; `path` names it in errors.
+pub fn parse_qwen_config(text: &str, path: &Path, allowed: &[&str]) -> Result<Qwen2Config> {
+    let cfg: Qwen2Config = parse_json(text, path)?;
     if !allowed.contains(&cfg.model_type.as_str()) {
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),
@@ -177,7 +218,13 @@ pub fn read_qwen_config(path: &Path, allowed: &[&str]) -> Result<Qwen2Config> {
 
 /// Reads the decoder config (`config.json`, model_type "C3").
 pub fn read_c3_config(path: &Path) -> Result<C3Config> {
-    let cfg: C3Config = read_json(path)?;
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    parse_c3_config(&text, path)
+}
+
+/// [`read_c3_config`] on the file's text; `path` names it in errors.
+pub fn parse_c3_config(text: &str, path: &Path) -> Result<C3Config> {
+    let cfg: C3Config = parse_json(text, path)?;
     if cfg.llm.model_type != "C3" {
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),
@@ -188,11 +235,20 @@ pub fn read_c3_config(path: &Path) -> Result<C3Config> {
         });
     }
     cfg.llm.validate(path)?;
-    if cfg.latent_token_len == 0 {
-        return Err(Error::Checkpoint {
-            path: path.to_path_buf(),
-            msg: "`latent_token_len` must be positive".into(),
-        });
+    for (name, v, max) in [
+        ("latent_token_len", cfg.latent_token_len, MAX_LATENTS),
+        (
+            "contexts_compression_llm_hidden_size",
+            cfg.contexts_compression_llm_hidden_size,
+            MAX_WIDTH,
+        ),
+    ] {
+        if v == 0 || v > max {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: format!("`{name}` must be from 1 to {max}, found {v}"),
+            });
+        }
     }
     for (name, id) in [
         ("im_patch_token", cfg.im_patch_token),

@@ -260,6 +260,9 @@ fn release_mapped(data: &[u8]) {
     let _ = (data, MIN);
 }
 
+/// The largest safetensors header read (the format's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
 /// Reads the safetensors header alone so a truncated or garbled file is
 /// reported by name before anything is mapped.
 fn check_header(path: &Path) -> Result<()> {
@@ -274,6 +277,14 @@ fn check_header(path: &Path) -> Result<()> {
         ));
     }
     let header = u64::from_le_bytes(n);
+    // Bound the header before anything reads it (the safetensors format
+    // allows 100 MB); a damaged length is named here.
+    if header > MAX_HEADER {
+        return Err(ckpt_err(
+            path,
+            format!("safetensors header of {header} bytes is larger than the {MAX_HEADER} allowed"),
+        ));
+    }
     if header.saturating_add(8) > len {
         return Err(ckpt_err(
             path,

@@ -12,7 +12,7 @@ use candle_core::{DType, Device, IndexOp};
 use super::stream::AnswerStream;
 use crate::generate::clean_text;
 use crate::generate::token_loop::{choose_ids, generate_ids};
-use crate::generate::{GenOptions, Generation};
+use crate::generate::{check_room, GenOptions, Generation, StopReason};
 use crate::model::config::{read_qwen_config, QWEN2, QWEN3};
 use crate::model::gguf::GgufLm;
 use crate::model::weights::Weights;
@@ -253,9 +253,12 @@ impl AnswerModel {
                 prompt.len()
             )));
         }
-        let max_new = opts.max_new_tokens.min(limit - prompt.len());
+        // More new ids than the positions leave is refused, not clamped.
+        let max_new = opts.max_new_tokens;
+        check_room(max_new, prompt.len(), limit)?;
         let mut decoder = StreamDecoder::new(self.tok.bytes());
         let mut stream = AnswerStream::new();
+        let (mut ended, mut cancelled) = (false, false);
         let on_token = |tok: u32, _| {
             let stop = tok == self.endoftext || tok == self.im_end;
             let go_on = if tok == self.endoftext {
@@ -264,6 +267,8 @@ impl AnswerModel {
                 let piece = stream.push(&decoder.push(tok));
                 piece.is_empty() || on_text(&piece)
             };
+            ended |= stop;
+            cancelled |= !go_on && !stop;
             Ok(go_on && !stop)
         };
         let ids = match &self.backend {
@@ -288,10 +293,12 @@ impl AnswerModel {
         if !rest.is_empty() {
             on_text(&rest);
         }
+        let stop = StopReason::of(ended, cancelled, ids.len(), max_new, prompt.len(), limit);
         Ok(Generation {
             text: clean_text(stream.printed()).to_string(),
             ids,
             prompt_tokens: prompt.len(),
+            stop,
         })
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::stream::stream_generation;
 use super::AnswerModel;
 use crate::cascade::{text_budget, text_prompt, Frame, LatentReader, Prompt, C3_FRAME};
-use crate::generate::GenOptions;
+use crate::generate::{check_room, GenOptions, StopReason};
 use crate::retrieve::select::{apply_scores, plan};
 use crate::retrieve::{Candidate, ChunkIndex, Pick, SyncAction};
 use crate::store::LatentLayout;
@@ -94,6 +94,9 @@ pub struct AskResult {
     pub text_tokens_replaced: u64,
     /// Chunks the selection wanted but the position budget left out.
     pub dropped: usize,
+    /// Why the answer ended: `end`, `max_new_tokens`, `position_limit`
+    /// or `cancelled`.
+    pub stop: StopReason,
     pub timings: Timings,
     #[serde(skip)]
     pub ids: Vec<u32>,
@@ -146,15 +149,9 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
         Reader::Latent(d) => (d.max_positions(), Box::new(|t| d.encode_text(t))),
         Reader::Plain(m) => (m.max_positions(), Box::new(|t| m.encode_text(t))),
     };
-    let limit = max_positions
-        .checked_sub(req.gen.max_new_tokens)
-        .filter(|&l| l > 0)
-        .ok_or_else(|| {
-            Error::Input(format!(
-                "--max-new-tokens {} leaves no room for a prompt in the model's {max_positions} positions",
-                req.gen.max_new_tokens
-            ))
-        })?;
+    // The prompt may take what the new tokens leave; a question that does
+    // not fit even without chunks is refused below, naming the room.
+    let limit = max_positions.saturating_sub(req.gen.max_new_tokens);
 
     // Candidates in document order, with what each block costs.
     let mut texts: HashMap<(u64, u32), Vec<u32>> = HashMap::new();
@@ -177,6 +174,7 @@ pub fn prepare(store: &Store, reader: Reader, req: &AskRequest) -> Result<Prepar
             (text_budget(&*encode, frame, question, limit)?, None)
         }
     };
+    check_room(req.gen.max_new_tokens, budget.base, max_positions)?;
     for d in &docs {
         for ord in 0..d.chunk_count {
             let cost = match latent_cost {
@@ -447,6 +445,7 @@ impl Prepared {
             latent_tokens,
             text_tokens_replaced: self.text_tokens_replaced,
             dropped: self.dropped,
+            stop: gen.stop,
             timings,
             ids: gen.ids,
         })

@@ -225,7 +225,7 @@ impl ChunkIndex {
         commit(w, &payload)?;
         this.reader.reload().map_err(|e| ix_err("reload", e))?;
         if progress && (chunks > 0 || !removed.is_empty()) {
-            eprintln!(
+            crate::note!(
                 "c3: index updated: {} documents ({chunks} chunks) added, {} removed",
                 added.len(),
                 removed.len()
@@ -259,7 +259,7 @@ impl ChunkIndex {
         let want = store_docs(store)?;
         let total: u64 = want.values().map(|v| v.0 as u64).sum();
         if progress {
-            eprintln!("c3: building the search index ({reason}): {total} chunks");
+            crate::note!("c3: building the search index ({reason}): {total} chunks");
         }
         {
             let index = Index::create_in_dir(&tmp, schema().0).map_err(|e| ix_err("create", e))?;
@@ -319,7 +319,7 @@ impl ChunkIndex {
                 n += 1;
             }
             if progress && ids.len() > 1 && (i + 1) % 50 == 0 {
-                eprintln!("c3: indexed {}/{} documents", i + 1, ids.len());
+                crate::note!("c3: indexed {}/{} documents", i + 1, ids.len());
             }
         }
         Ok(n)

@@ -120,7 +120,10 @@ impl From<crate::Error> for ApiError {
             }
             E::NoChunk { .. } => Self::not_found(message),
             E::Input(m) => Self::bad_request(m),
-            E::NoReconstruction { .. } | E::ModelMismatch { .. } => Self::bad_request(message),
+            E::NoReconstruction { .. }
+            | E::ModelMismatch { .. }
+            | E::GenSetting { .. }
+            | E::NoRoom { .. } => Self::bad_request(message),
             ref l if l.is_store_locked() => Self::unavailable("store_locked", message),
             _ => Self::internal(message),
         }

@@ -1,23 +1,27 @@
-//! The router and its layers: the API key check, per-route request metrics,
-//! JSON error bodies for every error answer, body limit, timeout, tracing
-//! and CORS.
+//! The router and its layers, outermost first: tracing; request metrics
+//! and JSON error bodies for every error answer (`track`); CORS for the
+//! `--cors-origin` list; the browser guard (Host, Origin, Content-Type,
+//! [`super::guard`]); reading the body under its own deadline and size limit
+//! (`read_body`); the time limit until the answer starts; the API key
+//! (protected routes only).
 
 use std::time::Duration;
 
-use axum::body::to_bytes;
+use axum::body::{to_bytes, Body};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::error::{kind_for, ApiError};
-use super::{openai, routes, AppState};
+use super::guard::RAW_TEXT_HEADER;
+use super::{metrics, openai, routes, AppState};
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
@@ -59,13 +63,12 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics)
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(cfg.max_body))
-        .layer(RequestBodyLimitLayer::new(cfg.max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             cfg.timeout,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(TraceLayer::new_for_http());
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), guard));
     if !cfg.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = cfg
             .cors_origins
@@ -76,11 +79,81 @@ pub fn app(state: AppState) -> Router {
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::POST, Method::DELETE])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static(RAW_TEXT_HEADER),
+                ])
                 .max_age(Duration::from_secs(3600)),
         );
     }
-    app.with_state(state)
+    app.layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Refuses what a web page could send ([`super::guard`]) before any body
+/// is read or any key compared.
+async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match s.guard.check(req.method(), req.uri().path(), req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Reads the whole body before the handler runs, within `--body-timeout`
+/// (a body trickled a byte at a time cannot hold a connection) and
+/// `--max-body`; the handler gets it from memory.
+async fn read_body(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = s.cfg.max_body;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    let (parts, body) = req.into_parts();
+    let read = Limited::new(body, limit).collect();
+    let bytes = match tokio::time::timeout(s.cfg.body_timeout, read).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(limit),
+        Ok(Err(e)) => {
+            return ApiError::bad_request(format!("the request body could not be read: {e}"))
+                .into_response()
+        }
+        Err(_) => {
+            let mut r = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within the server's limit of {:.1} s \
+                     (--body-timeout)",
+                    s.cfg.body_timeout.as_secs_f64()
+                ),
+            )
+            .into_response();
+            // What is left of the body is never read: the connection ends.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn too_large(limit: usize) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        kind_for(StatusCode::PAYLOAD_TOO_LARGE),
+        format!("the request body is larger than the server's limit of {limit} bytes (--max-body)"),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 async fn unknown_route(req: Request) -> ApiError {
@@ -134,7 +207,9 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let method = req.method().to_string();
+    // Unknown methods share one label: a client may invent them without end.
+    let method = metrics::method_label(req.method());
+    let method_name: String = req.method().as_str().chars().take(40).collect();
     let path = req.uri().path().to_string();
     let res = next.run(req).await;
     let status = res.status();
@@ -145,7 +220,7 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
             "other".into()
         }
     });
-    s.shared.metrics.request(&route, &method, status.as_u16());
+    s.shared.metrics.request(&route, method, status.as_u16());
     let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
@@ -166,7 +241,7 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
             "the request took longer than the server's limit of {} s",
             s.cfg.timeout.as_secs()
         ),
-        StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("method {method_name} is not allowed on {path}"),
         _ if !text.is_empty() => text,
         _ => status
             .canonical_reason()

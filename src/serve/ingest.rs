@@ -46,23 +46,7 @@ impl From<Error> for Stopped {
     }
 }
 
-/// Checks a name for `POST /v1/documents`: 1–1024 bytes, no control
-/// characters (it is stored as the document's source).
-pub fn check_name(name: &str) -> std::result::Result<(), String> {
-    if name.trim().is_empty() {
-        return Err("the document name is empty".into());
-    }
-    if name.len() > 1024 {
-        return Err(format!(
-            "the document name is {} bytes long; at most 1024",
-            name.len()
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("the document name contains a control character".into());
-    }
-    Ok(())
-}
+pub use crate::ingest::check_name;
 
 /// Checks a text for `POST /v1/documents` (what `c3 ingest` refuses for a
 /// file named on its command line).

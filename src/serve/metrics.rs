@@ -133,6 +133,25 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The `method` label: the methods HTTP defines by name, every other one
+/// `other`, so made-up methods cannot add series without end. (Routes are
+/// already bounded: the matched route pattern, or `unmatched`.)
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *m {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::OPTIONS => "OPTIONS",
+        M::PATCH => "PATCH",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 impl Metrics {
     pub fn request(&self, route: &str, method: &str, status: u16) {
         *lock(&self.requests)
@@ -279,5 +298,19 @@ mod tests {
             "c3_http_requests_total{route=\"/v1/documents\",method=\"GET\",status=\"200\"} 2"
         ));
         assert!(t.contains("route=\"/a\\\"b\""));
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let long = "X".repeat(8192);
+        for m in ["FOO", "get", long.as_str()] {
+            assert_eq!(
+                method_label(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "other"
+            );
+        }
     }
 }

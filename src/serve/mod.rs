@@ -6,13 +6,18 @@
 //!   [`openai`]: `/v1/models` and `/v1/chat/completions`.
 //! - [`http`]: the key check, request metrics and the rule that every error
 //!   answer carries `{"error":{"code","type","message"}}`.
+//! - [`guard`]: what a web page must not do (foreign `Host`, foreign
+//!   `Origin`, bodies a form can send), [`conn`]: connection limits and
+//!   the request-head deadline.
 //! - [`metrics`]: `/metrics` in Prometheus text, [`jobs`]: ingest jobs.
 //!
 //! Store reads run on tokio's blocking pool straight against the shared
 //! [`Store`] (sled is safe to read from many threads), so they never wait for
 //! the model.
 
+pub mod conn;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
@@ -48,8 +53,19 @@ pub struct ServeConfig {
     pub queue: usize,
     pub max_body: usize,
     pub cors_origins: Vec<String>,
+    /// More names the server answers to without a key (`--allow-host`).
+    pub allow_hosts: Vec<String>,
     /// Longest a request may take until its answer starts (streams are not cut).
     pub timeout: Duration,
+    /// Longest a client may take to send a request head (and longest an
+    /// idle keep-alive connection stays open).
+    pub header_timeout: Duration,
+    /// Longest a client may take to send a request body.
+    pub body_timeout: Duration,
+    /// Connections served at once; more wait until one ends.
+    pub max_connections: usize,
+    /// Most tokens one request may ask to generate (per chunk for expand).
+    pub max_new_tokens: usize,
     /// Interval of `:` keep-alive comments in event streams.
     pub keep_alive: Duration,
     /// Model name for `/v1/models` and chat completions.
@@ -68,7 +84,12 @@ impl Default for ServeConfig {
             queue: 16,
             max_body: 16 << 20,
             cors_origins: Vec::new(),
+            allow_hosts: Vec::new(),
             timeout: Duration::from_secs(600),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            max_connections: 256,
+            max_new_tokens: crate::generate::DEFAULT_MAX_NEW_TOKENS,
             keep_alive: Duration::from_secs(10),
             model_id: "c3".into(),
             json: false,
@@ -139,6 +160,8 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     pub worker: worker::WorkerHandle,
     pub cfg: Arc<ServeConfig>,
+    /// The browser guard, with the address the server listens on.
+    pub guard: Arc<guard::Policy>,
 }
 
 /// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
@@ -228,10 +251,21 @@ async fn serve(cfg: ServeConfig, store: Store, loader: Loader) -> Result<(), Ser
 
     let shared = Arc::new(Shared::new(store.clone()));
     let (worker, join) = worker::spawn(shared.clone(), loader, cfg.queue)?;
+    let policy = guard::Policy::new(
+        cfg.api_key.is_some(),
+        vec![addr.ip()],
+        &cfg.allow_hosts,
+        &cfg.cors_origins,
+    );
+    let limits = conn::Limits {
+        max_connections: cfg.max_connections,
+        header_timeout: cfg.header_timeout,
+    };
     let state = AppState {
         shared: shared.clone(),
         worker,
         cfg: Arc::new(cfg),
+        guard: Arc::new(policy),
     };
     let app = http::app(state);
     let stopping = shared.clone();
@@ -242,9 +276,7 @@ async fn serve(cfg: ServeConfig, store: Store, loader: Loader) -> Result<(), Ser
         }
         stopping.begin_shutdown();
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    conn::serve(listener, app, limits, shutdown).await;
     // Every queue sender is gone with the router: the worker drains the
     // queue (cancelling what waits) and ends.
     shared.begin_shutdown();

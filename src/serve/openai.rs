@@ -22,8 +22,8 @@ use super::routes::{
 };
 use super::worker::Event;
 use super::AppState;
+use crate::generate::StopReason;
 use crate::query::AskResult;
-use crate::tokenize::special;
 
 /// Numbers completion ids within this process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -134,11 +134,12 @@ fn question(messages: &[Message]) -> Result<String, ApiError> {
     Ok(text)
 }
 
-fn finish_reason(r: &AskResult, max_new_tokens: usize) -> &'static str {
-    match r.ids.last() {
-        Some(&special::ENDOFTEXT | &special::IM_END) => "stop",
-        _ if r.ids.len() >= max_new_tokens => "length",
-        _ => "stop",
+/// OpenAI's `finish_reason`: `length` when a limit (the new tokens or the
+/// positions) cut the answer.
+fn finish_reason(r: &AskResult) -> &'static str {
+    match r.stop {
+        StopReason::MaxNewTokens | StopReason::PositionLimit => "length",
+        StopReason::End | StopReason::Cancelled => "stop",
     }
 }
 
@@ -173,8 +174,7 @@ pub async fn chat_completions(
         top_p: b.top_p,
         seed: b.seed,
     }
-    .gen(ASK_MAX_NEW_TOKENS)?;
-    let max_new = gen.max_new_tokens;
+    .gen(ASK_MAX_NEW_TOKENS, s.cfg.max_new_tokens)?;
     let req = ask_request(
         &s,
         q,
@@ -206,7 +206,7 @@ pub async fn chat_completions(
             "choices": [{
                 "index": 0,
                 "message": {"role": "assistant", "content": r.answer},
-                "finish_reason": finish_reason(&r, max_new),
+                "finish_reason": finish_reason(&r),
                 "logprobs": null,
             }],
             "usage": usage(&r),
@@ -240,7 +240,7 @@ pub async fn chat_completions(
             Event::Chunks(_) => vec![chunk(json!({"role": "assistant", "content": ""}), None)],
             Event::Token(t) => vec![chunk(json!({"content": t}), None)],
             Event::AskDone(r) => {
-                let mut v = vec![chunk(json!({}), Some(finish_reason(&r, max_new)))];
+                let mut v = vec![chunk(json!({}), Some(finish_reason(&r)))];
                 if include_usage {
                     let mut last = base.clone();
                     last["choices"] = json!([]);
@@ -262,4 +262,41 @@ pub async fn chat_completions(
         Some(SseEvent::default().data("[DONE]")),
     );
     Ok(sse_response(&s, stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CHAT: &str = r#"{"model": "c3", "messages": [{"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Who?"}]}], "max_tokens": 24,
+        "temperature": 0.2, "top_p": 0.9, "seed": 1, "n": 1, "stream": true,
+        "stream_options": {"include_usage": true}, "c3": {"top_k": 2, "doc": [0], "mode": "text"}}"#;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        // Issue 21: a mangled chat body is parsed or refused, never a panic.
+        #[test]
+        fn mangled_chat_bodies_are_parsed_or_refused(
+            seed in prop::collection::vec((any::<u16>(), any::<u8>()), 1..6),
+        ) {
+            let m = crate::serve::routes::tests::mutate(CHAT, &seed);
+            if let Ok(b) = parse_json::<ChatBody>(Ok(Bytes::from(m))) {
+                let _ = question(&b.messages);
+                let _ = Knobs {
+                    max_new_tokens: b.max_completion_tokens.or(b.max_tokens),
+                    temperature: b.temperature,
+                    top_p: b.top_p,
+                    seed: b.seed,
+                }
+                .gen(ASK_MAX_NEW_TOKENS, 4096);
+                if let Some(ext) = b.c3 {
+                    let _ = parse_pick(ext.all, ext.top_k);
+                    let _ = parse_mode(ext.mode.as_deref());
+                }
+            }
+        }
+    }
 }

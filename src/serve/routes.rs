@@ -22,7 +22,7 @@ use super::ingest::{check_name, check_text};
 use super::jobs::JobState;
 use super::worker::{Cancel, CancelOnDrop, Event, Job};
 use super::AppState;
-use crate::generate::{GenOptions, Sampling};
+use crate::generate::{GenOptions, GenRequest};
 use crate::query::{AskRequest, Mode};
 use crate::retrieve::Pick;
 use crate::store::{DocRecord, Store};
@@ -398,38 +398,25 @@ pub struct Knobs {
 }
 
 impl Knobs {
-    pub fn gen(&self, default_max: usize) -> ApiResult<GenOptions> {
-        let max_new_tokens = self.max_new_tokens.unwrap_or(default_max);
-        if max_new_tokens == 0 {
-            return Err(ApiError::bad_request("max_new_tokens must be at least 1"));
-        }
-        if let Some(t) = self.temperature {
-            if !t.is_finite() || t < 0.0 {
-                return Err(ApiError::bad_request(format!(
-                    "temperature {t} must be a number >= 0"
-                )));
-            }
-        }
-        let top_p = self.top_p.unwrap_or(1.0);
-        if !(top_p.is_finite() && top_p > 0.0 && top_p <= 1.0) {
+    /// The request's options: the library's one validation
+    /// ([`GenRequest::options`], as the CLI and the TUI use), after this
+    /// server's `--max-new-tokens` cap, which keeps one request from
+    /// holding the model for long (a default above the cap is lowered to it).
+    pub fn gen(&self, default_max: usize, cap: usize) -> ApiResult<GenOptions> {
+        if let Some(n) = self.max_new_tokens.filter(|&n| n > cap) {
             return Err(ApiError::bad_request(format!(
-                "top_p {top_p} must be in (0, 1]"
+                "max_new_tokens {n} is above this server's limit of {cap} (c3 serve \
+                 --max-new-tokens)"
             )));
         }
-        let sampling = match self.temperature {
-            Some(t) if t > 0.0 => Sampling::TopP {
-                temperature: t,
-                top_p,
-                top_k: None,
-                seed: self.seed.unwrap_or(0),
-            },
-            _ => Sampling::Greedy,
-        };
-        Ok(GenOptions {
-            max_new_tokens,
-            sampling,
-            ..GenOptions::default()
-        })
+        Ok(GenRequest {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            ..GenRequest::default()
+        }
+        .options(default_max.min(cap))?)
     }
 }
 
@@ -647,7 +634,7 @@ pub async fn ask(
         top_p: b.top_p,
         seed: b.seed,
     }
-    .gen(ASK_MAX_NEW_TOKENS)?;
+    .gen(ASK_MAX_NEW_TOKENS, s.cfg.max_new_tokens)?;
     let req = ask_request(
         &s,
         b.question,
@@ -696,7 +683,10 @@ pub async fn expand(
         top_p: b.top_p,
         seed: b.seed,
     }
-    .gen(crate::generate::DEFAULT_MAX_NEW_TOKENS)?;
+    .gen(
+        crate::generate::DEFAULT_MAX_NEW_TOKENS,
+        s.cfg.max_new_tokens,
+    )?;
     let spec = b.doc.clone();
     let chunk = b.chunk;
     let doc = blocking(&s, move |store| {
@@ -733,4 +723,138 @@ pub async fn expand(
     let first = first_event(&s, &mut rx).await?;
     let stream = event_stream(first, rx, guard, Box::new(api_sse), None);
     Ok(sse_response(&s, stream))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Numbers a hostile client may send.
+    const NUMBERS: &[&str] = &[
+        "0",
+        "-1",
+        "1e12",
+        "1e400",
+        "18446744073709551616",
+        "4294967296",
+        "NaN",
+        "0.5",
+        "null",
+        "\"x\"",
+        "[]",
+        "{}",
+    ];
+
+    /// `base` with byte edits, a truncation and digit runs swapped for
+    /// [`NUMBERS`], driven by `seed`.
+    pub(crate) fn mutate(base: &str, seed: &[(u16, u8)]) -> Vec<u8> {
+        let mut b = base.as_bytes().to_vec();
+        for &(at, v) in seed {
+            if b.is_empty() {
+                break;
+            }
+            let i = at as usize % b.len();
+            match v % 4 {
+                0 => b[i] = v,
+                1 => {
+                    b.truncate(i);
+                }
+                2 => {
+                    let n = NUMBERS[v as usize % NUMBERS.len()];
+                    match b[i..].iter().position(u8::is_ascii_digit) {
+                        Some(s) => {
+                            let s = i + s;
+                            let e = s + b[s..].iter().take_while(|c| c.is_ascii_digit()).count();
+                            b.splice(s..e, n.bytes());
+                        }
+                        None => b.splice(i..i, n.bytes()).for_each(drop),
+                    }
+                }
+                _ => b.insert(i, v),
+            }
+        }
+        b
+    }
+
+    fn body(b: Vec<u8>) -> Result<Bytes, BytesRejection> {
+        Ok(Bytes::from(b))
+    }
+
+    const ASK: &str = r#"{"question": "Who was never seen again?", "doc": [1, "book.txt"],
+        "top_k": 4, "mode": "latent", "max_new_tokens": 24, "temperature": 0.7, "top_p": 0.9,
+        "seed": 3, "stream": true}"#;
+    const EXPAND: &str = r#"{"doc": "book.txt", "chunk": 1, "max_new_tokens": 40,
+        "temperature": 0.5, "top_p": 1, "seed": 9, "stream": false}"#;
+    const ADD: &str = r#"{"name": "notes.md", "text": "Some words.\nMore words."}"#;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        // Issue 21: any body, however mangled, is an answer or a JSON error
+        // naming what is wrong; the generation values go through the one
+        // validation. (The body is already bounded by --max-body.)
+        #[test]
+        fn mangled_bodies_are_parsed_or_refused(
+            seed in prop::collection::vec((any::<u16>(), any::<u8>()), 1..6),
+        ) {
+            if let Ok(b) = parse_json::<AskBody>(body(mutate(ASK, &seed))) {
+                let _ = Knobs {
+                    max_new_tokens: b.max_new_tokens,
+                    temperature: b.temperature,
+                    top_p: b.top_p,
+                    seed: b.seed,
+                }
+                .gen(ASK_MAX_NEW_TOKENS, 4096);
+                let _ = parse_pick(b.all, b.top_k);
+                let _ = parse_mode(b.mode.as_deref());
+            }
+            if let Ok(b) = parse_json::<ExpandBody>(body(mutate(EXPAND, &seed))) {
+                let _ = Knobs {
+                    max_new_tokens: b.max_new_tokens,
+                    temperature: b.temperature,
+                    top_p: b.top_p,
+                    seed: b.seed,
+                }
+                .gen(crate::generate::DEFAULT_MAX_NEW_TOKENS, 4096);
+            }
+            if let Ok(b) = parse_json::<AddBody>(body(mutate(ADD, &seed))) {
+                let _ = check_name(&b.name);
+                let _ = check_text(b.text.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_generation_values_are_refused() {
+        let k = |max: Option<usize>, t: Option<f32>, p: Option<f32>| {
+            Knobs {
+                max_new_tokens: max,
+                temperature: t,
+                top_p: p,
+                seed: None,
+            }
+            .gen(512, 4096)
+        };
+        assert!(k(None, None, None).is_ok());
+        let e = k(Some(1_000_000_000_000), None, None).unwrap_err();
+        assert!(e.message.contains("--max-new-tokens"), "{e}");
+        for (t, p) in [
+            (Some(f32::NAN), None),
+            (Some(-1.0), None),
+            (None, Some(5.0)),
+        ] {
+            assert_eq!(k(None, t, p).unwrap_err().status, StatusCode::BAD_REQUEST);
+        }
+        // A default above the server's cap is lowered to it.
+        let o = Knobs {
+            max_new_tokens: None,
+            temperature: None,
+            top_p: None,
+            seed: None,
+        }
+        .gen(4096, 100)
+        .unwrap();
+        assert_eq!(o.max_new_tokens, 100);
+    }
 }

@@ -444,7 +444,7 @@ fn expand(
         };
         rows.push(json!({
             "doc": doc, "chunk": c, "text": g.text, "ids": g.ids, "text_tokens": tokens,
-            "generated_tokens": g.ids.len(),
+            "generated_tokens": g.ids.len(), "stop": g.stop,
             "precision": crate::eval::precision(&g.text, &original),
             "edit_similarity": crate::eval::edit_similarity(&g.text, &original),
         }));

@@ -14,6 +14,33 @@ use super::bytemap::byte_to_char;
 use super::stream::TokenBytes;
 use crate::{Error, Result};
 
+/// Parses `tokenizer.json` text. The `tokenizers` crate panics on some
+/// damaged sections (its decoder reader `expect`s its helper, issue 21's
+/// property test found it with one NUL byte): the JSON's syntax is checked
+/// first, and a panic left in the library becomes an error naming the file.
+fn parse_tokenizer(json: &str, origin: &Path) -> Result<tokenizers::Tokenizer> {
+    let err = |msg: String| Error::Checkpoint {
+        path: origin.to_path_buf(),
+        msg: format!("tokenizer: {msg}"),
+    };
+    serde_json::from_str::<serde::de::IgnoredAny>(json)
+        .map_err(|e| err(format!("not valid JSON: {e}")))?;
+    match std::panic::catch_unwind(|| json.parse::<tokenizers::Tokenizer>()) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(err(e.to_string())),
+        Err(p) => {
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a malformed section".into());
+            Err(err(format!(
+                "the tokenizers library could not read it ({why})"
+            )))
+        }
+    }
+}
+
 pub struct HfTokenizer {
     tok: tokenizers::Tokenizer,
     path: PathBuf,
@@ -29,24 +56,20 @@ pub struct HfTokenizer {
 impl HfTokenizer {
     /// Loads `tokenizer.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let err = |msg: String| Error::Checkpoint {
-            path: path.to_path_buf(),
-            msg,
-        };
         if !path.is_file() {
-            return Err(err("missing tokenizer file".into()));
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: "missing tokenizer file".into(),
+            });
         }
-        let tok = tokenizers::Tokenizer::from_file(path).map_err(|e| err(format!("{e}")))?;
-        Ok(Self::from_tokenizer(tok, path))
+        let json = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        Self::from_json(&json, path)
     }
 
     /// A tokenizer given as `tokenizer.json` text (e.g. rebuilt from a GGUF
     /// file's metadata); `origin` names it in errors.
     pub fn from_json(json: &str, origin: &Path) -> Result<Self> {
-        let tok: tokenizers::Tokenizer = json.parse().map_err(|e| Error::Checkpoint {
-            path: origin.to_path_buf(),
-            msg: format!("tokenizer: {e}"),
-        })?;
+        let tok = parse_tokenizer(json, origin)?;
         Ok(Self::from_tokenizer(tok, origin))
     }
 

@@ -171,6 +171,23 @@ pub fn request(
     // The server may answer (413) before reading a large body: a failed
     // write is fine when an answer follows.
     let _ = send_request(&mut s, addr, method, path, headers, body);
+    read_response(s)
+}
+
+/// Sends `bytes` as they are (a request head and body written by the
+/// caller, e.g. with a foreign `Host`) and reads the answer.
+pub fn raw(addr: &str, bytes: &[u8]) -> Resp {
+    let mut s = connect(addr);
+    let _ = s.write_all(bytes).and_then(|_| s.flush());
+    read_response(s)
+}
+
+/// A connection to the server, for tests that write slowly or not at all.
+pub fn open_conn(addr: &str) -> TcpStream {
+    connect(addr)
+}
+
+fn read_response(s: TcpStream) -> Resp {
     let mut r = BufReader::new(s);
     let (status, headers) = read_head(&mut r);
     let chunked = headers.iter().any(|(k, v)| {

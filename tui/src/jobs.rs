@@ -6,7 +6,7 @@
 //! piece of text.
 
 use c3::cascade::{AnyDecoder, LatentReader};
-use c3::generate::GenOptions;
+use c3::generate::GenRequest;
 use c3::model::Quant;
 use c3::options::DeviceArg;
 use c3::query::{prepare, AskRequest, Mode, Reader};
@@ -160,14 +160,10 @@ fn run(
                     ordinal,
                     max_new_tokens,
                     ..
-                } => {
-                    let opts = GenOptions {
-                        max_new_tokens,
-                        ..GenOptions::default()
-                    };
+                } => gen_options(max_new_tokens).and_then(|opts| {
                     c3::query::expand_chunk(store, dec.reader(), doc, ordinal, &opts, on_text)
                         .map(|g| g.text)
-                }
+                }),
                 Request::Ask {
                     doc,
                     question,
@@ -197,6 +193,16 @@ fn run(
     }
 }
 
+/// Greedy generation of at most `max_new_tokens`, checked by the library's
+/// one validation (as `c3` and `c3 serve` check theirs).
+fn gen_options(max_new_tokens: usize) -> c3::Result<c3::generate::GenOptions> {
+    GenRequest {
+        max_new_tokens: Some(max_new_tokens),
+        ..GenRequest::default()
+    }
+    .options(max_new_tokens)
+}
+
 /// `c3 ask` over one document's latents: every chunk when they fit the
 /// decoder's positions, else the best-scoring ones.
 #[allow(clippy::too_many_arguments)]
@@ -215,10 +221,7 @@ fn ask(
         docs: vec![doc],
         pick: Pick::All,
         mode: Mode::Latent,
-        gen: GenOptions {
-            max_new_tokens,
-            ..GenOptions::default()
-        },
+        gen: gen_options(max_new_tokens)?,
         progress: false,
     };
     let reader = Reader::Latent(dec);

@@ -58,6 +58,22 @@ pub fn run(args: &cli::Args) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("c3-tui needs an interactive terminal (standard output is not one)");
     }
+    // The library's one validation of generation settings, before the screen.
+    if let Some(n) = args.max_new_tokens {
+        c3::generate::GenRequest {
+            max_new_tokens: Some(n),
+            ..Default::default()
+        }
+        .options(n)
+        .map_err(|e| match e {
+            c3::Error::GenSetting {
+                knob,
+                value,
+                expected,
+            } => anyhow::anyhow!("{} {value}: {expected}", knob.flag()),
+            e => e.into(),
+        })?;
+    }
     let mut app = build(args);
     let mut guard = terminal::Guard::enter()?;
     while !app.quit {

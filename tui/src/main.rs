@@ -6,7 +6,7 @@ fn main() -> ExitCode {
     match c3_tui::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("c3-tui: error: {e:#}");
+            c3::note!("c3-tui: error: {e:#}");
             ExitCode::FAILURE
         }
     }

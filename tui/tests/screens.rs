@@ -372,3 +372,56 @@ fn a_model_other_than_the_stores_is_refused() {
     assert!(app.recon.is_none());
     assert!(app.message.as_deref().unwrap().contains("not the one"));
 }
+
+// Issue 21, point 9: a document whose name held an escape sequence cleared
+// and garbled the screen. Before the fix the ESC characters reached the
+// rendered cells (and from there the terminal).
+#[test]
+fn control_characters_in_names_and_texts_never_reach_the_terminal() {
+    use c3::cascade::c3::{C3Checkpoint, C3Encoder};
+    use c3::chunk::Chunker;
+    use c3::ingest::{ingest, IngestOptions, Input};
+    use candle_core::{DType, Device};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("evil\x1b[2J\x1b]0;pwned\x07.txt");
+    std::fs::write(
+        &file,
+        "A line \x1b[31min red\x1b[0m and a \x1b[2J screen clear.\n",
+    )
+    .unwrap();
+    let ckpt = C3Checkpoint::open(&golden_model()).unwrap();
+    let enc = C3Encoder::load(&ckpt, DType::F32, &Device::Cpu).unwrap();
+    let chunker = Chunker::new(enc.tokenizer(), CHUNK_TOKENS).unwrap();
+    let store = c3::store::Store::open(&tmp.path().join("store")).unwrap();
+    let report = ingest(
+        &store,
+        &enc,
+        &chunker,
+        &[Input::Path(file)],
+        &IngestOptions::default(),
+    )
+    .unwrap();
+    assert!(report.ok(), "{:?}", report.failed);
+    let mut app = App::new(
+        StoreView::from_store(Arc::new(store)),
+        ModelState::Absent,
+        None,
+    );
+    app.select_doc(0);
+    key(&mut app, KeyCode::Enter);
+    let buf = render(&mut app, 140, 44);
+    let a = buf.area;
+    for y in a.y..a.bottom() {
+        for x in a.x..a.right() {
+            let sym = buf[(x, y)].symbol();
+            assert!(
+                !sym.chars().any(char::is_control),
+                "cell ({x}, {y}) holds {sym:?}"
+            );
+        }
+    }
+    let s = screen(&buf);
+    assert!(s.contains("evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}.txt"), "{s}");
+    assert!(s.contains("\\u{1b}[31min"), "{s}");
+}

@@ -8,7 +8,7 @@ use crate::cascade::interface::{Family, LatentReader};
 use crate::cascade::prompt::Prompt;
 use crate::cascade::text_frame::{text_prompt, C3_FRAME};
 use crate::generate::token_loop::generate_ids;
-use crate::generate::{clean_text, GenOptions, Generation};
+use crate::generate::{check_room, clean_text, GenOptions, Generation, StopReason};
 use crate::model::config::Qwen2Config;
 use crate::model::weights::Weights;
 use crate::model::{Quant, Qwen2};
@@ -135,18 +135,31 @@ impl C3Decoder {
                 prompt.ids.len()
             )));
         }
-        // Positions past the model's limit cannot be generated.
-        let max_new = opts.max_new_tokens.min(limit - prompt.ids.len());
+        // More new ids than the positions leave is refused, not clamped.
+        let max_new = opts.max_new_tokens;
+        check_room(max_new, prompt.ids.len(), limit)?;
+        let (mut ended, mut cancelled) = (false, false);
         let ids = generate_ids(&self.llm, &x, &prompt.ids, max_new, opts, |tok, step| {
             let go_on = on_token(tok);
             // The release stops on <|im_end|> only from the second id on.
             let stop = tok == special::ENDOFTEXT || (tok == special::IM_END && step >= 1);
+            ended |= stop;
+            cancelled |= !go_on && !stop;
             Ok(go_on && !stop)
         })?;
+        let stop = StopReason::of(
+            ended,
+            cancelled,
+            ids.len(),
+            max_new,
+            prompt.ids.len(),
+            limit,
+        );
         Ok(Generation {
             text: clean_output(&self.tokenizer, &ids)?,
             ids,
             prompt_tokens: prompt.ids.len(),
+            stop,
         })
     }
 

@@ -71,6 +71,17 @@ impl LclmCheckpoint {
             read_qwen_config(&dir.join(ENCODER_DIR).join("config.json"), &[QWEN3])?;
         let decoder_config =
             read_qwen_config(&dir.join(DECODER_DIR).join("config.json"), &[QWEN3])?;
+        // A window is one encoder forward: it must fit the encoder.
+        if config.encoder_window_size > encoder_config.max_position_embeddings {
+            return Err(err(
+                &dir.join(MODEL_CONFIG),
+                format!(
+                    "`encoder_window_size` {} exceeds the encoder's `max_position_embeddings` {} \
+                     ({ENCODER_DIR}/config.json)",
+                    config.encoder_window_size, encoder_config.max_position_embeddings
+                ),
+            ));
+        }
         let adapter = dir.join(ADAPTER_FILE);
         if !adapter.is_file() {
             return Err(err(&adapter, "missing adapter weights"));

@@ -10,7 +10,7 @@ use super::config::LclmConfig;
 use crate::cascade::interface::{Family, LatentReader};
 use crate::cascade::prompt::Prompt;
 use crate::generate::token_loop::generate_ids;
-use crate::generate::{clean_text, GenOptions, Generation};
+use crate::generate::{check_room, clean_text, GenOptions, Generation, StopReason};
 use crate::model::{Quant, Qwen2};
 use crate::retrieve::Budget;
 use crate::tokenize::HfTokenizer;
@@ -142,7 +142,9 @@ impl LclmDecoder {
                 prompt.ids.len()
             )));
         }
-        let max_new = opts.max_new_tokens.min(limit - prompt.ids.len());
+        // More new ids than the positions leave is refused, not clamped.
+        let max_new = opts.max_new_tokens;
+        check_room(max_new, prompt.ids.len(), limit)?;
         let opts = GenOptions {
             no_repeat_ngram: 0,
             repetition_penalty: Some(
@@ -151,14 +153,27 @@ impl LclmDecoder {
             ),
             ..opts.clone()
         };
-        let stop = self.ids.im_end;
+        let stop_id = self.ids.im_end;
+        let (mut ended, mut cancelled) = (false, false);
         let ids = generate_ids(&self.llm, &x, &prompt.ids, max_new, &opts, |tok, _| {
-            Ok(on_token(tok) && tok != stop)
+            let go_on = on_token(tok);
+            ended |= tok == stop_id;
+            cancelled |= !go_on && tok != stop_id;
+            Ok(go_on && tok != stop_id)
         })?;
+        let stop = StopReason::of(
+            ended,
+            cancelled,
+            ids.len(),
+            max_new,
+            prompt.ids.len(),
+            limit,
+        );
         Ok(Generation {
             text: clean_text(&self.tokenizer.decode(&ids)?).to_string(),
             ids,
             prompt_tokens: prompt.ids.len(),
+            stop,
         })
     }
 

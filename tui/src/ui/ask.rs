@@ -1,7 +1,7 @@
 //! The `a` box: the question being typed, then the streamed answer and the
 //! chunks it read.
 
-use super::util::spinner;
+use super::util::{name, spinner, text};
 use crate::app::App;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
@@ -32,11 +32,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     .areas(inner);
     let prompt = if ask.editing {
         Line::styled(
-            format!("? {}▏", ask.input),
+            format!("? {}▏", name(&ask.input)),
             Style::default().fg(Color::Yellow),
         )
     } else {
-        Line::raw(format!("? {}   (a asks again)", ask.question))
+        Line::raw(format!("? {}   (a asks again)", name(&ask.question)))
     };
     frame.render_widget(Paragraph::new(prompt), input);
     let used_text = if ask.chunks.is_empty() {
@@ -52,7 +52,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             format!(
                 "chunks used ({} of {}{left_out}): {}",
                 ask.chunks.len(),
-                ask.doc_label,
+                name(&ask.doc_label),
                 list.join(" ")
             )
         }
@@ -64,11 +64,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         used,
     );
     let body = if let Some(e) = &ask.error {
-        Line::styled(format!("failed: {e}"), Style::default().fg(Color::Red)).into()
+        ratatui::text::Text::styled(
+            format!("failed: {}", text(e)),
+            Style::default().fg(Color::Red),
+        )
     } else if ask.cancelled {
-        ratatui::text::Text::from(format!("{}\n[cancelled]", ask.answer))
+        ratatui::text::Text::from(format!("{}\n[cancelled]", text(&ask.answer)))
     } else {
-        ratatui::text::Text::from(ask.answer.clone())
+        ratatui::text::Text::from(text(&ask.answer))
     };
     frame.render_widget(Paragraph::new(body).wrap(Wrap { trim: false }), answer);
 }

@@ -1,6 +1,6 @@
 //! The chunk list of the selected document: ordinal, byte range, tokens.
 
-use super::util::{focused, pane};
+use super::util::{focused, name, pane};
 use crate::app::{App, Focus};
 use crate::data::short_source;
 use ratatui::layout::{Constraint, Rect};
@@ -12,7 +12,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let title = match app.selected_doc() {
         Some(d) => format!(
             " Chunks of {} ({}) ",
-            short_source(&d.source),
+            name(short_source(&d.source)),
             app.chunks.len()
         ),
         None => " Chunks ".into(),

@@ -1,6 +1,6 @@
 //! The document list (with the `/` filter in its title).
 
-use super::util::{focused, pane, thousands};
+use super::util::{focused, name, pane, thousands};
 use crate::app::{App, Focus};
 use crate::data::short_source;
 use ratatui::layout::Rect;
@@ -12,7 +12,7 @@ use ratatui::Frame;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let mut title = format!(" Documents {}/{} ", app.visible.len(), app.view.docs.len());
     if !app.filter.is_empty() || app.filter_editing {
-        title.push_str(&format!("/{} ", app.filter));
+        title.push_str(&format!("/{} ", name(&app.filter)));
     }
     let block = pane(title, focused(app, Focus::Documents));
     if app.visible.is_empty() {
@@ -36,7 +36,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .map(|&i| {
             let d = &app.view.docs[i];
             ListItem::new(Line::from(vec![
-                Span::raw(short_source(&d.source).to_string()),
+                Span::raw(name(short_source(&d.source))),
                 Span::styled(
                     format!("  {} ch · {} tok", d.chunk_count, thousands(d.token_count)),
                     Style::default().fg(Color::DarkGray),

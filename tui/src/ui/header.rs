@@ -1,6 +1,6 @@
 //! The header: store path, model, and the store's totals.
 
-use super::util::{human_bytes, spinner, thousands};
+use super::util::{human_bytes, name, spinner, thousands};
 use crate::app::{App, ModelState};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -19,11 +19,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             Some((kind, hex)) => {
                 let ratio = kind.trim_start_matches("lclm/r").split('/').next();
                 (
-                    super::util::head(hex, 12).to_string(),
-                    format!(" LCLM {}x", ratio.unwrap_or("?")),
+                    name(super::util::head(hex, 12)),
+                    format!(" LCLM {}x", name(ratio.unwrap_or("?"))),
                 )
             }
-            None => (super::util::head(f, 12).to_string(), " C3".to_string()),
+            None => (name(super::util::head(f, 12)), " C3".to_string()),
         },
         None => ("none yet".into(), String::new()),
     };
@@ -43,7 +43,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let line1 = Line::from(vec![
         Span::styled("store ", label),
-        Span::styled(h.store_dir.display().to_string(), value),
+        Span::styled(name(&h.store_dir.display().to_string()), value),
         Span::styled("  model ", label),
         Span::styled(fp, value),
         Span::styled(family, value),
@@ -52,7 +52,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled(")", label),
     ]);
     let line2 = if let Some(p) = &app.view.problem {
-        Line::from(Span::styled(p.clone(), Style::default().fg(Color::Red)))
+        Line::from(Span::styled(name(p), Style::default().fg(Color::Red)))
     } else {
         let s = &h.stats;
         let mut spans = Vec::new();

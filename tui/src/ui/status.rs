@@ -1,6 +1,6 @@
 //! The bottom line: the running job or the last message, and key hints.
 
-use super::util::spinner;
+use super::util::{name, spinner};
 use crate::app::{App, ModelState};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
@@ -12,12 +12,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let mut spans = Vec::new();
     if app.filter_editing {
         spans.push(Span::styled(
-            format!("filter: {}▏", app.filter),
+            format!("filter: {}▏", name(&app.filter)),
             Style::default().fg(Color::Yellow),
         ));
         spans.push(Span::raw("  (Enter keeps, Esc clears)"));
     } else if let Some(m) = &app.message {
-        spans.push(Span::styled(m.clone(), Style::default().fg(Color::Yellow)));
+        spans.push(Span::styled(name(m), Style::default().fg(Color::Yellow)));
     } else if app.recon.as_ref().is_some_and(|r| r.running) {
         spans.push(Span::raw(format!(
             "{} reconstructing… Esc cancels",

@@ -1,7 +1,7 @@
 //! The chunk's text, and during `r` the original beside its reconstruction
 //! with differing words highlighted.
 
-use super::util::{focused, pane, spinner};
+use super::util::{focused, name, pane, spinner, text};
 use crate::app::{App, Focus};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -83,7 +83,9 @@ pub fn draw_reconstruction(frame: &mut Frame, area: Rect, app: &App) {
     };
     let mut body = Text::default();
     if let Some(e) = &r.error {
-        body.push_line(Line::styled(e.clone(), Style::default().fg(Color::Red)));
+        for l in text(e).lines() {
+            body.push_line(Line::styled(l.to_string(), Style::default().fg(Color::Red)));
+        }
     }
     if let Some(f) = &r.fidelity {
         body.push_line(Line::styled(
@@ -114,7 +116,8 @@ pub fn draw_reconstruction(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// `text` as lines of spans, with whitespace-separated word `i` in `marked`
-/// when `flags[i]` is set.
+/// when `flags[i]` is set. Control characters are shown as `\u{…}` (a
+/// document's text is data, never a command to the terminal).
 pub fn styled_words<'a>(text: &'a str, flags: Option<&[bool]>, marked: Style) -> Text<'a> {
     let mut lines = Vec::new();
     let mut word = 0usize;
@@ -125,13 +128,14 @@ pub fn styled_words<'a>(text: &'a str, flags: Option<&[bool]>, marked: Style) ->
         while !rest.is_empty() {
             let ws_len = rest.len() - rest.trim_start().len();
             if ws_len > 0 {
-                spans.push(Span::raw(rest[..ws_len].replace('\t', "    ")));
+                spans.push(Span::raw(name(&rest[..ws_len].replace('\t', "    "))));
                 rest = &rest[ws_len..];
                 continue;
             }
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
             let w = &rest[..end];
             let flagged = flags.is_some_and(|f| f.get(word).copied().unwrap_or(false));
+            let w = c3::term::name(w);
             spans.push(if flagged {
                 Span::styled(w, marked)
             } else {

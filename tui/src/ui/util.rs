@@ -7,6 +7,18 @@ use ratatui::widgets::{Block, BorderType, Borders};
 
 const SPINNER: [&str; 8] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"];
 
+/// A name for the screen (a document's source, the store path, a message):
+/// control characters shown as `\u{…}`, never sent to the terminal.
+pub fn name(s: &str) -> String {
+    c3::term::name(s).into_owned()
+}
+
+/// A text for the screen (an answer, an error): as [`name`], line feeds
+/// and tabs kept.
+pub fn text(s: &str) -> String {
+    c3::term::text(s).into_owned()
+}
+
 pub fn spinner(tick: u64) -> &'static str {
     SPINNER[(tick % SPINNER.len() as u64) as usize]
 }
