@@ -679,14 +679,73 @@ fn decode_with(c: &mut Criterion, quant: Option<Quant>) {
     println!(
         "decoder {shown}: decode step after {n} positions: {:.1} ms/token median (min {:.1}), \
          reads {:.2} GB of weights/token = {bw:.1} GB/s = {:.0}% of read bandwidth ({:.1} GB/s; \
-         bound {:.0} ms/token) {}",
+         bound {:.0} ms/token); one-row kernel {} {}",
         med * 1e3,
         steps.min() * 1e3,
         bytes / 1e9,
         100.0 * bw / lim.read_gbs,
         lim.read_gbs,
         bytes / lim.read_gbs / 1e6,
+        c3::kernels::gemv::kernel().name(),
         steps.note()
+    );
+    if quant.is_some() {
+        gemv_kernels_in_turns(llm, &mut cache, &mut tok, n);
+    }
+}
+
+/// The decode step with each SIMD one-row kernel this CPU runs, in turns
+/// (AVX2 step, AVX-512 step, ...), so the two see the same state of a
+/// shared host: `C3_BENCH_GEMV_TURNS` pairs (default 8; 1 in quick mode).
+fn gemv_kernels_in_turns(llm: &c3::model::Qwen2, cache: &mut KvCache, tok: &mut u32, n: usize) {
+    use c3::kernels::gemv::{kernel, set_kernel, Kernel};
+    let here: Vec<Kernel> = [Kernel::Avx2, Kernel::Avx512]
+        .into_iter()
+        .filter(|k| k.runs_here())
+        .collect();
+    if here.len() < 2 {
+        println!(
+            "decode step, one-row kernels in turns: SKIPPED: this CPU lacks {}",
+            Kernel::Avx512.features()
+        );
+        return;
+    }
+    let chosen = kernel();
+    let pairs = if quick() {
+        1
+    } else {
+        std::env::var("C3_BENCH_GEMV_TURNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8)
+    };
+    let mut secs = vec![Vec::new(); here.len()];
+    let mut ratios = Vec::new();
+    for _ in 0..pairs {
+        for (i, &k) in here.iter().enumerate() {
+            set_kernel(k);
+            let t = Instant::now();
+            let e = llm.embed(&[*tok]).unwrap().unsqueeze(0).unwrap();
+            let h = llm.forward(&e, Some(cache)).unwrap();
+            *tok = argmax(&llm.logits(&h.squeeze(0).unwrap()).unwrap());
+            secs[i].push(t.elapsed().as_secs_f64());
+        }
+        ratios.push(secs[1].last().unwrap() / secs[0].last().unwrap());
+    }
+    set_kernel(chosen);
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "decode step after ~{n} positions, one-row kernels in turns ({pairs} pairs): {} {:.1} ms, \
+         {} {:.1} ms median; {} / {} per pair: median {:.3}, range {:.3}-{:.3}",
+        here[0].name(),
+        1e3 * median(secs[0].clone()),
+        here[1].name(),
+        1e3 * median(secs[1].clone()),
+        here[1].name(),
+        here[0].name(),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
     );
 }
 

@@ -104,9 +104,13 @@ fn encode(precision: &str, quant: Option<Quant>) {
     });
     let med = median(times.clone());
     let flops = encoder_flops(&cfg, window, window);
+    let kernel = match quant {
+        Some(Quant::I16) => c3::model::quant::i16_kernel_name().unwrap_or("dense"),
+        _ => "dense f32",
+    };
     println!(
         "{name}: one {window}-token window: {med:.2} s median (min {:.2}), {:.0} tokens/s, \
-         {:.1} GFLOP/s, {} latents at 4x",
+         {:.1} GFLOP/s, {} latents at 4x; products: {kernel}",
         times.iter().cloned().fold(f64::INFINITY, f64::min),
         window as f64 / med,
         flops / med / 1e9,
@@ -179,11 +183,13 @@ fn decode_q8_0() {
     let med = median(times.clone());
     println!(
         "{name}: decode step after {n} positions: {:.0} ms/token median (min {:.0}), \
-         {:.2} GB of weights/token = {:.1} GB/s",
+         {:.2} GB of weights/token = {:.1} GB/s; one-row kernel {}, prefill products {}",
         med * 1e3,
         times.iter().cloned().fold(f64::INFINITY, f64::min) * 1e3,
         bytes / 1e9,
-        bytes / med / 1e9
+        bytes / med / 1e9,
+        c3::kernels::gemv::kernel().name(),
+        c3::model::quant::prefill_kernel_name()
     );
 }
 

@@ -35,6 +35,7 @@ fn main() {
         }
     }
     i16_products(quick);
+    one_row_products(quick);
     let bytes = if quick { 64 << 20 } else { 1 << 30 };
     println!(
         "memory read bandwidth ({} MiB buffer): {:.1} GB/s",
@@ -44,8 +45,9 @@ fn main() {
 }
 
 /// The i16 product (`src/kernels/i16_gemm.rs`) with each kernel this CPU
-/// runs, on the encoder's product shapes (one chunk's 1066 rows), kernels
-/// in turns per repetition; the rate counts 2·m·n·k integer operations.
+/// runs (the bf16 one on its own bf16 packing), on the encoders' product
+/// shapes (one chunk's 1066 rows; LCLM's 1024-wide encoder too), kernels in
+/// turns per repetition; the rate counts 2·m·n·k multiply-adds.
 #[cfg(target_arch = "x86_64")]
 fn i16_products(quick: bool) {
     use c3::kernels::i16_gemm::{Kernel, PackedWeight};
@@ -64,6 +66,9 @@ fn i16_products(quick: bool) {
             ("encoder q/o  1066x1536x1536", 1066, 1536, 1536),
             ("encoder gate_up 1066x17920x1536", 1066, 17920, 1536),
             ("encoder down 1066x1536x8960", 1066, 1536, 8960),
+            ("lclm encoder qkv 1024x4096x1024", 1024, 4096, 1024),
+            ("lclm encoder gate_up 1024x6144x1024", 1024, 6144, 1024),
+            ("lclm encoder down 1024x1024x3072", 1024, 1024, 3072),
         ]
     };
     let reps = if quick { 1 } else { 5 };
@@ -77,12 +82,16 @@ fn i16_products(quick: bool) {
     for &(what, m, n, k) in shapes {
         let w: Vec<f32> = (0..n * k).map(|_| next() * 0.1).collect();
         let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
-        let packed = PackedWeight::pack(&w, n, k);
+        // The i16 kernels share one packing; the bf16 one has its own.
+        let packed: Vec<PackedWeight> = here
+            .iter()
+            .map(|&kn| PackedWeight::pack_for(kn, &w, n, k))
+            .collect();
         let mut secs = vec![Vec::new(); here.len()];
         for _ in 0..reps {
             for (i, &kn) in here.iter().enumerate() {
                 let t = std::time::Instant::now();
-                std::hint::black_box(packed.matmul_with(kn, &x, m));
+                std::hint::black_box(packed[i].matmul_with(kn, &x, m));
                 secs[i].push(t.elapsed().as_secs_f64());
             }
         }
@@ -100,3 +109,89 @@ fn i16_products(quick: bool) {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn i16_products(_: bool) {}
+
+/// The one-row products of a decode step (`src/kernels/gemv/`) with each
+/// kernel this CPU runs, over a Q8_0 and a Q4_K matrix of 1 GiB (rows of
+/// 2048, the 3B decoder's width; far past the caches), in turns with a plain
+/// read of the same bytes, so each kernel's GB/s is compared with the read
+/// bandwidth of the same minutes.
+fn one_row_products(quick: bool) {
+    use c3::kernels::gemv::{q4k_gemv_with, q8_0_gemv_with, Kernel};
+    for k in Kernel::ALL.iter().filter(|k| !k.runs_here()) {
+        println!(
+            "one-row product {}: SKIPPED, this CPU lacks {}",
+            k.name(),
+            k.features()
+        );
+    }
+    let here: Vec<Kernel> = Kernel::ALL
+        .into_iter()
+        .filter(|k| k.runs_here() && *k != Kernel::Scalar)
+        .collect();
+    let bytes: usize = if quick { 16 << 20 } else { 1 << 30 };
+    let reps = if quick { 1 } else { 5 };
+    let k = 2048;
+    let x: Vec<f32> = (0..k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    type Gemv = fn(Kernel, &[u8], usize, usize, &[f32], &mut [f32]);
+    let formats: [(&str, usize, Gemv); 2] = [
+        ("q8_0", 2048 / 32 * 34, q8_0_gemv_with),
+        ("q4k", 2048 / 256 * 144, q4k_gemv_with),
+    ];
+    for (name, row_bytes, gemv) in formats {
+        let n = bytes / row_bytes;
+        // Any bytes do for timing, but keep the f16 scales finite: 0x3c00
+        // (1.0) at the start of every 2-byte word.
+        let w: Vec<u8> = (0..n * row_bytes)
+            .map(|i| {
+                if i % 2 == 1 {
+                    0x3c
+                } else {
+                    (i * 131 % 251) as u8
+                }
+            })
+            .collect();
+        let mut y = vec![0f32; n];
+        let mut secs = vec![Vec::new(); here.len() + 1];
+        for _ in 0..reps {
+            for (i, &kern) in here.iter().enumerate() {
+                let t = std::time::Instant::now();
+                gemv(kern, &w, n, k, &x, &mut y);
+                secs[i].push(t.elapsed().as_secs_f64());
+                std::hint::black_box(&y);
+            }
+            let t = std::time::Instant::now();
+            std::hint::black_box(read_bytes(&w));
+            secs[here.len()].push(t.elapsed().as_secs_f64());
+        }
+        let gbs = |s: &[f64]| w.len() as f64 / median(s.to_vec()) / 1e9;
+        let read = gbs(&secs[here.len()]);
+        for (i, kern) in here.iter().enumerate() {
+            println!(
+                "one-row product {name} {} ({n}x{k}, {} MiB): {:.1} GB/s median of {reps} = {:.0}% of \
+                 the {read:.1} GB/s a plain read of the same bytes took in the same turns",
+                kern.name(),
+                w.len() >> 20,
+                gbs(&secs[i]),
+                100.0 * gbs(&secs[i]) / read
+            );
+        }
+    }
+}
+
+/// Sums `w` as u64 words over rayon's threads (a plain read at full speed).
+fn read_bytes(w: &[u8]) -> u64 {
+    use rayon::prelude::*;
+    w.par_chunks(1 << 20)
+        .map(|c| {
+            let mut acc = [0u64; 8];
+            for ch in c.chunks_exact(64) {
+                for (a, v) in acc.iter_mut().zip(ch.chunks_exact(8)) {
+                    *a = a.wrapping_add(u64::from_le_bytes(v.try_into().unwrap()));
+                }
+            }
+            acc.iter().fold(0u64, |s, v| s.wrapping_add(*v))
+        })
+        .reduce(|| 0, u64::wrapping_add)
+}

@@ -124,6 +124,10 @@ pub enum EncoderPrecision {
     /// i16 with the AVX-512 VNNI kernel (an error without it).
     #[value(name = "i16-avx512vnni")]
     I16Avx512vnni,
+    /// Weights packed to bf16 at load, products by AVX-512 BF16's
+    /// `vdpbf16ps` (an error without it; less accurate than i16).
+    #[value(name = "bf16-avx512")]
+    Bf16Avx512,
 }
 
 impl EncoderPrecision {
@@ -151,10 +155,16 @@ impl EncoderPrecision {
                     .into(),
             )),
             EncoderPrecision::I16 => Ok(Some(Quant::I16)),
-            EncoderPrecision::I16Avx2 | EncoderPrecision::I16Avx512vnni if !device.is_cpu() => {
+            EncoderPrecision::I16Avx2
+            | EncoderPrecision::I16Avx512vnni
+            | EncoderPrecision::Bf16Avx512
+                if !device.is_cpu() =>
+            {
                 Self::I16.quant(dtype, device)
             }
-            EncoderPrecision::I16Avx2 | EncoderPrecision::I16Avx512vnni => force_i16_kernel(self),
+            EncoderPrecision::I16Avx2
+            | EncoderPrecision::I16Avx512vnni
+            | EncoderPrecision::Bf16Avx512 => force_i16_kernel(self),
         }
     }
 }
@@ -166,6 +176,7 @@ fn force_i16_kernel(p: EncoderPrecision) -> crate::Result<Option<crate::model::Q
     use crate::kernels::i16_gemm::{set_kernel, Kernel};
     let k = match p {
         EncoderPrecision::I16Avx512vnni => Kernel::Avx512Vnni,
+        EncoderPrecision::Bf16Avx512 => Kernel::Avx512Bf16,
         _ => Kernel::Avx2,
     };
     if !k.runs_here() {

@@ -5,6 +5,8 @@
 #   benches/compare/alternate_lclm.sh [RUNS] [C3_KIND] [TORCH_DTYPE]
 #   benches/compare/alternate_lclm.sh 3 i16 bf16     # c3's default CPU encoder vs PyTorch bf16
 #   benches/compare/alternate_lclm.sh 3 f32 f32
+#   C3_I16_KERNEL=avx512bf16 benches/compare/alternate_lclm.sh 3 i16 bf16   # c3's bf16 products
+#   C3_PYTHON=PATH   the Python with torch and transformers (default python3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
@@ -15,7 +17,7 @@ echo none >"$dir/turns"
 bench=$(cargo bench --bench lclm --no-run 2>&1 | sed -n 's/.*Executable benches\/lclm.rs (\(.*\))/\1/p')
 C3_TURNS="$dir/turns" C3_BENCH_RUNS="$runs" "$bench" --bench "lclm/encode/$kind" >"$dir/c3.log" 2>&1 &
 c3_pid=$!
-C3_TURNS="$dir/turns" python3 benches/compare/pytorch_qwen3.py encoder --dtype "$dtype" \
+C3_TURNS="$dir/turns" "${C3_PYTHON:-python3}" benches/compare/pytorch_qwen3.py encoder --dtype "$dtype" \
   --runs "$runs" >"$dir/torch.log" 2>&1 &
 torch_pid=$!
 while [ ! -e "$dir/turns.c3.ready" ] || [ ! -e "$dir/turns.torch.ready" ]; do
@@ -25,6 +27,7 @@ while [ ! -e "$dir/turns.c3.ready" ] || [ ! -e "$dir/turns.torch.ready" ]; do
 done
 echo c3 >"$dir/turns"
 wait "$c3_pid" "$torch_pid"
+grep -h "^lclm/encode" "$dir/c3.log" || true
 python3 - "$dir/c3.log" "$dir/torch.log" "$kind" "$dtype" <<'PY'
 import re, statistics, sys
 c3 = [float(x) for x in re.findall(r"^encode run \d+: ([0-9.]+) s", open(sys.argv[1]).read(), re.M)]

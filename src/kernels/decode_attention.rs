@@ -6,7 +6,9 @@
 //! Accuracy: within 1e-5 of candle's product-softmax-product on cache views,
 //!   checked by `equals_softmax_product_on_cache_views`.
 //! Needs: AVX2 + FMA (the same loop compiled 8 wide, chosen when
-//!   `gemv::simd_ready`); without them the baseline (SSE2) build of it runs.
+//!   `gemv::Kernel::Avx2`); AVX-512F (compiled 16 wide, chosen with the
+//!   one-row products' AVX-512 kernel, `gemv::Kernel::Avx512`); without them
+//!   the baseline (SSE2) build of it runs.
 //! Why: through candle it took two products, a softmax and their temporaries
 //!   per layer, ~40 ms per generated token after a 1,149-position prompt on
 //!   the 3B decoder; the work itself is one read of the cache.
@@ -36,10 +38,10 @@ fn rows<'a>(
 }
 
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent sums, so the loop vectorizes.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+fn dot<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
+    // L independent sums, so the loop vectorizes L wide.
+    let mut acc = [0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
     let tail: f32 = ca
         .remainder()
         .iter()
@@ -47,7 +49,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..L {
             acc[i] += x[i] * y[i];
         }
     }
@@ -66,9 +68,10 @@ struct Group<'a> {
     d: usize,
 }
 
-/// softmax(q·kᵀ)·v for the group's query rows into `o` (zeroed, rep × d).
+/// softmax(q·kᵀ)·v for the group's query rows into `o` (zeroed, rep × d),
+/// the dot products in `L` lanes.
 #[inline(always)]
-fn attend(g: &Group, o: &mut [f32]) {
+fn attend<const L: usize>(g: &Group, o: &mut [f32]) {
     let (s, d) = (g.s, g.d);
     let rep = g.q.len() / d;
     // Scores [rep, s], each key row read once for all query rows.
@@ -76,18 +79,13 @@ fn attend(g: &Group, o: &mut [f32]) {
     for j in 0..s {
         let key = &g.k[j * g.k_row..][..d];
         for (r, q) in g.q.chunks_exact(d).enumerate() {
-            p[r * s + j] = dot(q, key);
+            p[r * s + j] = dot::<L>(q, key);
         }
     }
     let mut inv = vec![0f32; rep];
     for (row, inv) in p.chunks_exact_mut(s).zip(inv.iter_mut()) {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0f32;
-        for x in row.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
-        *inv = 1.0 / sum;
+        *inv = 1.0 / super::vexp::exp_sub_sum(row, max);
     }
     for j in 0..s {
         let value = &g.v[j * g.v_row..][..d];
@@ -108,7 +106,46 @@ fn attend(g: &Group, o: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn attend_avx2(g: &Group, o: &mut [f32]) {
-    attend(g, o)
+    attend::<8>(g, o)
+}
+
+/// [`attend`] compiled for AVX-512F: the dot products 16 wide in zmm
+/// registers, the row updates too.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f")]
+unsafe fn attend_avx512(g: &Group, o: &mut [f32]) {
+    attend::<16>(g, o)
+}
+
+/// Which build of [`attend`] runs.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum Build {
+    Baseline,
+    Avx2,
+    Avx512,
+}
+
+fn build() -> Build {
+    use super::gemv::{kernel, Kernel};
+    match kernel() {
+        Kernel::Avx512 => Build::Avx512,
+        Kernel::Avx2 => Build::Avx2,
+        Kernel::Scalar => Build::Baseline,
+    }
+}
+
+/// [`attend`] in the given build.
+fn run(build: Build, g: &Group, o: &mut [f32]) {
+    // SAFETY: `build()` names a SIMD build only where the one-row kernel of
+    // the same features runs here (`gemv::Kernel::runs_here`).
+    #[cfg(target_arch = "x86_64")]
+    match build {
+        Build::Avx512 => return unsafe { attend_avx512(g, o) },
+        Build::Avx2 => return unsafe { attend_avx2(g, o) },
+        Build::Baseline => {}
+    }
+    let _ = build;
+    attend::<8>(g, o)
 }
 
 impl CustomOp3 for DecodeAttention {
@@ -145,8 +182,7 @@ impl CustomOp3 for DecodeAttention {
             candle_core::bail!("decode attention: k/v layout runs past its storage");
         }
         let mut out = vec![0f32; b * kv_heads * rep * d];
-        #[cfg(target_arch = "x86_64")]
-        let simd = super::gemv::simd_ready();
+        let build = build();
         // One task per KV head: its `rep` query heads go through the keys
         // and values together, so the cache is read once per KV head rather
         // than once per query head.
@@ -163,12 +199,7 @@ impl CustomOp3 for DecodeAttention {
                     s,
                     d,
                 };
-                #[cfg(target_arch = "x86_64")]
-                if simd {
-                    // SAFETY: simd_ready checked for AVX2 and FMA.
-                    return unsafe { attend_avx2(&group, o) };
-                }
-                attend(&group, o);
+                run(build, &group, o);
             });
         Ok((CpuStorage::F32(out), Shape::from((b, kv_heads, rep, 1, d))))
     }
@@ -219,6 +250,53 @@ mod tests {
                 .unwrap();
             let diff = crate::kernels::max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "({b}, {kv}, {rep}, {s}, {cap}, {d}): {diff}");
+        }
+    }
+
+    /// Each build this CPU runs against the baseline one, on a long cache
+    /// and a head width that is not a multiple of 16.
+    #[test]
+    fn builds_agree() {
+        use crate::kernels::gemv::Kernel;
+        let mut seed = 1u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for &(rep, s, d) in &[(4usize, 1149usize, 128usize), (3, 37, 72)] {
+            let q: Vec<f32> = (0..rep * d).map(|_| next()).collect();
+            let k: Vec<f32> = (0..s * d).map(|_| 4.0 * next()).collect();
+            let v: Vec<f32> = (0..s * d).map(|_| next()).collect();
+            let g = Group {
+                q: &q,
+                k: &k,
+                k_row: d,
+                v: &v,
+                v_row: d,
+                s,
+                d,
+            };
+            let mut want = vec![0f32; rep * d];
+            run(Build::Baseline, &g, &mut want);
+            for (b, kern) in [(Build::Avx2, Kernel::Avx2), (Build::Avx512, Kernel::Avx512)] {
+                if !kern.runs_here() {
+                    eprintln!(
+                        "decode attention builds_agree: SKIPPED {b:?}: this CPU lacks {}",
+                        kern.features()
+                    );
+                    continue;
+                }
+                let mut got = vec![0f32; rep * d];
+                run(b, &g, &mut got);
+                let diff = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(diff < 1e-5, "{b:?} ({rep}, {s}, {d}): {diff}");
+            }
         }
     }
 

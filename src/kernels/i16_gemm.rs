@@ -11,6 +11,10 @@
 //!   The AVX2 and VNNI kernels give the same bits (`kernels_agree_bit_for_bit`).
 //! Needs: AVX2 (`vpmaddwd`); AVX-512F+BW+VNNI for the faster `vpdpwssd`
 //!   kernel ([`vnni`]). Without AVX2 the matrix stays dense (f32 products).
+//!   Beside them, where the CPU has AVX-512 BF16, a weight can be packed to
+//!   bf16 instead and multiplied by `vdpbf16ps` ([`bf16`]; chosen only when
+//!   asked for: `C3_I16_KERNEL=avx512bf16`, `--encoder-precision
+//!   bf16-avx512`; docs/performance.md says why it is not the default).
 //! Why: the encoder is GEMM-bound and f32 FMA is at its ceiling on an AVX2
 //!   CPU (figures in docs/performance.md).
 //!
@@ -42,6 +46,7 @@ use super::cpu_f32::OutPtr;
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+mod bf16;
 mod vnni;
 
 /// The quantization range: 14-bit symmetric.
@@ -84,16 +89,21 @@ pub enum Kernel {
     Avx2,
     /// `vpdpwssd`, 12 × 32 tiles (AVX-512 F + BW + VNNI).
     Avx512Vnni,
+    /// `vdpbf16ps` on weights packed to bf16 and activations rounded to
+    /// bf16, 12 × 32 tiles summed in f32 (AVX-512 F + BW + BF16). Not an
+    /// i16 kernel: a weight packed for it runs only with it.
+    Avx512Bf16,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 2] = [Kernel::Avx2, Kernel::Avx512Vnni];
+    pub const ALL: [Kernel; 3] = [Kernel::Avx2, Kernel::Avx512Vnni, Kernel::Avx512Bf16];
 
     /// The name reported (`c3 ingest --json`'s `encoder_kernel`).
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Avx2 => "i16-avx2",
             Kernel::Avx512Vnni => "i16-avx512vnni",
+            Kernel::Avx512Bf16 => "bf16-avx512",
         }
     }
 
@@ -102,6 +112,7 @@ impl Kernel {
         match self {
             Kernel::Avx2 => "avx2",
             Kernel::Avx512Vnni => "avx512f+avx512bw+avx512vnni",
+            Kernel::Avx512Bf16 => "avx512f+avx512bw+avx512bf16",
         }
     }
 
@@ -111,10 +122,19 @@ impl Kernel {
             && match self {
                 Kernel::Avx2 => true,
                 Kernel::Avx512Vnni => vnni::available(),
+                Kernel::Avx512Bf16 => bf16::available(),
             }
     }
 
-    /// The fastest kernel this CPU runs (`None` without AVX2).
+    /// Whether it multiplies bf16-packed weights (else 16-bit integers).
+    pub fn is_bf16(self) -> bool {
+        self == Kernel::Avx512Bf16
+    }
+
+    /// The fastest i16 kernel this CPU runs (`None` without AVX2): the
+    /// default. The bf16 one is not chosen unless asked for: at the golden
+    /// encoder's shapes its bf16-rounded activations put the raw states
+    /// past the bound the i16 ones meet (`tests/encoder_bf16.rs`).
     pub fn best() -> Option<Kernel> {
         [Kernel::Avx512Vnni, Kernel::Avx2]
             .into_iter()
@@ -136,8 +156,12 @@ impl std::str::FromStr for Kernel {
         let s = s.to_ascii_lowercase();
         Kernel::ALL
             .into_iter()
-            .find(|k| s == k.name() || s == k.name().trim_start_matches("i16-"))
-            .ok_or_else(|| format!("unknown i16 kernel `{s}` (avx2 or avx512vnni)"))
+            .find(|k| {
+                s == k.name()
+                    || s == k.name().trim_start_matches("i16-")
+                    || (k.is_bf16() && s == "avx512bf16")
+            })
+            .ok_or_else(|| format!("unknown i16 kernel `{s}` (avx2, avx512vnni or avx512bf16)"))
     }
 }
 
@@ -145,8 +169,9 @@ impl std::str::FromStr for Kernel {
 static SELECTED: AtomicU8 = AtomicU8::new(0);
 
 /// The kernel in use: [`Kernel::best`], unless `C3_I16_KERNEL` (`avx2`,
-/// `avx512vnni`) or [`set_kernel`] asked for another this CPU runs (a
-/// benchmark's comparison). `None` without AVX2.
+/// `avx512vnni`, `avx512bf16`) or [`set_kernel`] asked for another this CPU
+/// runs (a benchmark's comparison). `None` without AVX2. Weights packed
+/// while the bf16 kernel is selected are packed to bf16.
 pub fn kernel() -> Option<Kernel> {
     if let Some(k) = Kernel::from_code(SELECTED.load(Ordering::Relaxed)) {
         return Some(k);
@@ -172,6 +197,16 @@ pub fn kernel() -> Option<Kernel> {
     };
     SELECTED.store(k.code(), Ordering::Relaxed);
     Some(k)
+}
+
+/// The kernel a weight packed as 16-bit integers (every Q8_0 prefill
+/// product, and the encoder's unless the bf16 kernel is selected) runs
+/// with: [`kernel`], or the best i16 kernel when that is the bf16 one.
+pub fn int_kernel() -> Option<Kernel> {
+    match kernel()? {
+        Kernel::Avx512Bf16 => Kernel::best(),
+        k => Some(k),
+    }
 }
 
 /// Whether the decoder's many-row Q8_0 products (a prompt's prefill) go
@@ -244,6 +279,9 @@ pub struct PackedWeight {
     block_scales: Vec<f32>,
     /// The activations' quantization range for this weight.
     act_levels: f32,
+    /// Whether `panels` holds bf16 pairs (for [`Kernel::Avx512Bf16`]) rather
+    /// than i16 pairs; `scales` are then all 1.
+    bf16: bool,
 }
 
 /// Two i16 values as one i32 lane: `lo` at the even index.
@@ -350,6 +388,17 @@ unsafe fn round8(x: &[f32], inv: f32, levels: f32, q: &mut [i32; 8]) {
     _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, _mm256_cvtps_epi32(v));
 }
 
+/// `row` rounded to bf16 (to nearest even, NaN kept), two values per i32
+/// lane (even k low), written to `dst[j · stride]` for pair `j`; a missing
+/// last odd value is 0.
+fn bf16_pairs(row: &[f32], dst: &mut [i32], stride: usize) {
+    let b = |v: f32| half::bf16::from_f32(v).to_bits();
+    for (j, p) in row.chunks(2).enumerate() {
+        let hi = p.get(1).map_or(0, |&v| b(v));
+        dst[j * stride] = (b(p[0]) as u32 | (hi as u32) << 16) as i32;
+    }
+}
+
 /// One value quantized as [`round8`] does.
 fn round1(v: f32, inv: f32, levels: f32) -> i16 {
     (v * inv).round_ties_even().clamp(-levels, levels) as i16
@@ -357,9 +406,19 @@ fn round1(v: f32, inv: f32, levels: f32) -> i16 {
 
 impl PackedWeight {
     /// Packs `w`, row-major `[n, k]` (rows are outputs), a panel per task
-    /// on rayon's threads (the encoder's 1.3 G weights take seconds).
-    /// Panics without AVX2 (callers check [`available`]).
+    /// on rayon's threads (the encoder's 1.3 G weights take seconds), for
+    /// the kernel in use ([`kernel`]: bf16 pairs for the bf16 kernel, else
+    /// 14-bit integers). Panics without AVX2 (callers check [`available`]).
     pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
+        let kern = kernel().expect("i16 packing without AVX2");
+        Self::pack_for(kern, w, n, k)
+    }
+
+    /// [`Self::pack`] for the given kernel's operand format.
+    pub fn pack_for(kern: Kernel, w: &[f32], n: usize, k: usize) -> Self {
+        if kern.is_bf16() {
+            return Self::pack_bf16(w, n, k);
+        }
         use rayon::prelude::*;
         assert!(available(), "i16 packing without AVX2");
         assert_eq!(w.len(), n * k, "weight of {n}×{k} expected");
@@ -387,6 +446,43 @@ impl PackedWeight {
             scales,
             block_scales: Vec::new(),
             act_levels: LEVELS,
+            bf16: false,
+        }
+    }
+
+    /// `w` `[n, k]` rounded to bf16 (to nearest even; a bf16 checkpoint's
+    /// weights are exact) in the same panels, two k per 32-bit lane, low
+    /// half even, as `vdpbf16ps` pairs them.
+    fn pack_bf16(w: &[f32], n: usize, k: usize) -> Self {
+        use rayon::prelude::*;
+        assert_eq!(w.len(), n * k, "weight of {n}×{k} expected");
+        let pairs = k.div_ceil(2);
+        let n_panels = n.div_ceil(NR);
+        let mut panels = vec![0i32; n_panels * pairs * NR];
+        let mut scales = vec![0f32; n_panels * NR];
+        panels
+            .par_chunks_mut(pairs * NR)
+            .zip(scales.par_chunks_mut(NR))
+            .enumerate()
+            .for_each(|(p, (panel, scale))| {
+                for c in 0..NR.min(n - p * NR) {
+                    scale[c] = 1.0;
+                    bf16_pairs(
+                        &w[(p * NR + c) * k..(p * NR + c + 1) * k],
+                        &mut panel[c..],
+                        NR,
+                    );
+                }
+            });
+        Self {
+            n,
+            k,
+            pairs,
+            panels,
+            scales,
+            block_scales: Vec::new(),
+            act_levels: 0.0,
+            bf16: true,
         }
     }
 
@@ -439,6 +535,7 @@ impl PackedWeight {
             scales,
             block_scales,
             act_levels: Q8_ACT_LEVELS,
+            bf16: false,
         }
     }
 
@@ -465,11 +562,23 @@ impl PackedWeight {
     /// `x [m, k]` (row-major) `· wᵀ` → `[m, n]`, on rayon's threads, with
     /// [`kernel`]. Panics without AVX2 (callers check [`available`]).
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let k = kernel().expect("i16 product without AVX2");
+        let k = match self.bf16 {
+            true => Kernel::Avx512Bf16,
+            false => int_kernel().expect("i16 product without AVX2"),
+        };
         self.matmul_with(k, x, m)
     }
 
-    /// [`Self::matmul`] with the given kernel. Panics where it cannot run.
+    /// The kernel [`Self::matmul`] runs this weight with.
+    pub fn kernel(&self) -> Option<Kernel> {
+        match self.bf16 {
+            true => Some(Kernel::Avx512Bf16),
+            false => int_kernel(),
+        }
+    }
+
+    /// [`Self::matmul`] with the given kernel. Panics where it cannot run,
+    /// or when the weight was packed for the other operand format.
     pub fn matmul_with(&self, kernel: Kernel, x: &[f32], m: usize) -> Vec<f32> {
         assert!(
             kernel.runs_here(),
@@ -478,12 +587,21 @@ impl PackedWeight {
             kernel.features()
         );
         assert_eq!(
+            kernel.is_bf16(),
+            self.bf16,
+            "{}: the weight was packed for the other operand format",
+            kernel.name()
+        );
+        assert_eq!(
             x.len(),
             m * self.k,
             "activations of {m}×{} expected",
             self.k
         );
-        let a = QuantRows::new(x, m, self.k, self.act_levels);
+        let a = match self.bf16 {
+            true => QuantRows::bf16(x, m, self.k),
+            false => QuantRows::new(x, m, self.k, self.act_levels),
+        };
         let n = self.n;
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let c = OutPtr(out.as_mut_ptr());
@@ -580,6 +698,19 @@ impl PackedWeight {
                                 }
                             }
                         }
+                        Kernel::Avx512Bf16 => bf16::block(&vnni::Block {
+                            a: a.blocks.as_ptr().add((r0 * a.pairs + kb) * MR),
+                            a_stride: a.pairs * MR,
+                            rows: r1 - r0,
+                            b: self.panels.as_ptr().add((g0 * self.pairs + kb) * NR),
+                            b_stride: self.pairs * NR,
+                            panels: g1 - g0,
+                            pairs: kc,
+                            sums: sums.as_mut_ptr(),
+                            panel_stride: chunk,
+                            ws: std::ptr::null(),
+                            ws_stride: 0,
+                        }),
                         Kernel::Avx512Vnni => vnni::block(&vnni::Block {
                             a: a.blocks.as_ptr().add((r0 * a.pairs + kb) * MR),
                             a_stride: a.pairs * MR,
@@ -659,6 +790,31 @@ struct QuantRows {
 }
 
 impl QuantRows {
+    /// The rows rounded to bf16 (to nearest even) in the same blocks, for
+    /// the bf16 kernel: every scale 1, nothing clipped.
+    fn bf16(x: &[f32], m: usize, k: usize) -> Self {
+        use rayon::prelude::*;
+        let pairs = k.div_ceil(2);
+        let row_blocks = m.div_ceil(MR);
+        let mut blocks = vec![0i32; row_blocks * pairs * MR];
+        blocks
+            .par_chunks_mut(pairs * MR)
+            .enumerate()
+            .for_each(|(rb, block)| {
+                for r in 0..MR.min(m - rb * MR) {
+                    let row = &x[(rb * MR + r) * k..(rb * MR + r + 1) * k];
+                    bf16_pairs(row, &mut block[r..], MR);
+                }
+            });
+        Self {
+            m,
+            pairs,
+            blocks,
+            scales: vec![1.0; row_blocks * MR],
+            outliers: vec![Vec::new(); m],
+        }
+    }
+
     fn new(x: &[f32], m: usize, k: usize, levels: f32) -> Self {
         use rayon::prelude::*;
         let pairs = k.div_ceil(2);
@@ -780,11 +936,12 @@ mod tests {
         ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     }
 
-    /// The kernels this CPU runs, with a line for each it cannot (skipped,
-    /// not passed).
+    /// The i16 kernels this CPU runs, with a line for each it cannot
+    /// (skipped, not passed). The bf16 kernel has its own tests below.
     fn kernels_here(test: &str) -> Vec<Kernel> {
         Kernel::ALL
             .into_iter()
+            .filter(|k| !k.is_bf16())
             .filter(|k| {
                 let ok = k.runs_here();
                 if !ok {
@@ -1381,5 +1538,242 @@ mod tests {
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Whether the bf16 kernel runs here, with a line naming what is
+    /// missing where it does not.
+    fn bf16_here(test: &str) -> bool {
+        let k = Kernel::Avx512Bf16;
+        if !k.runs_here() {
+            eprintln!(
+                "{test}: SKIPPED for {}: this CPU lacks {}",
+                k.name(),
+                k.features()
+            );
+        }
+        k.runs_here()
+    }
+
+    /// A bf16 value as f32, denormals read as 0 (the instruction's DAZ).
+    fn bf16_daz(bits: u32) -> f32 {
+        let v = f32::from_bits(bits << 16);
+        if v.is_subnormal() {
+            0.0f32.copysign(v)
+        } else {
+            v
+        }
+    }
+
+    /// An f32 result with denormals flushed to 0 (the instruction's FTZ).
+    fn ftz(v: f32) -> f32 {
+        if v.is_subnormal() {
+            0.0f32.copysign(v)
+        } else {
+            v
+        }
+    }
+
+    /// What `vdpbf16ps` does to one lane (Intel SDM): the odd pair's
+    /// product, then the even pair's, each added to the f32 sum with one
+    /// rounding to nearest even (a product of two bf16 is exact in f32),
+    /// denormal inputs read as 0 and denormal results flushed to 0.
+    fn dpbf16_lane(acc: f32, a: i32, b: i32) -> f32 {
+        let (a, b) = (a as u32, b as u32);
+        let hi = bf16_daz(a >> 16) * bf16_daz(b >> 16);
+        let lo = bf16_daz(a & 0xffff) * bf16_daz(b & 0xffff);
+        ftz(ftz(ftz(acc) + hi) + lo)
+    }
+
+    fn bf16_bits(v: f32) -> u32 {
+        half::bf16::from_f32(v).to_bits() as u32
+    }
+
+    fn bf16_pair(lo: f32, hi: f32) -> i32 {
+        (bf16_bits(lo) | bf16_bits(hi) << 16) as i32
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn dpbf16_once(acc: f32, a: i32, b: i32) -> [f32; 16] {
+        let v = _mm512_dpbf16_ps(
+            _mm512_set1_ps(acc),
+            std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(a)),
+            std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(b)),
+        );
+        let mut out = [0f32; 16];
+        _mm512_storeu_ps(out.as_mut_ptr(), v);
+        out
+    }
+
+    /// The instruction against [`dpbf16_lane`] where the order of the two
+    /// additions, their rounding, DAZ and FTZ each show.
+    #[test]
+    fn vdpbf16ps_matches_the_scalar_lane() {
+        if !bf16_here("vdpbf16ps_matches_the_scalar_lane") {
+            return;
+        }
+        let tiny = f32::from_bits(1 << 16); // a bf16 denormal
+        let e = 2f32.powi(-24);
+        let cases = [
+            // 1 + 2^-24 + 2^-24: two roundings give 1, one would not.
+            (1.0, bf16_pair(e, e), bf16_pair(1.0, 1.0)),
+            // Order: (2^24 − 1 + 1) then − 2^24 or the other way round.
+            (16777215.0, bf16_pair(-1.0, 1.0), bf16_pair(16777216.0, 1.0)),
+            (
+                -16777215.0,
+                bf16_pair(1.0, -1.0),
+                bf16_pair(16777216.0, 1.0),
+            ),
+            (0.0, bf16_pair(tiny, 1.0), bf16_pair(1.0, 1.0)),
+            (
+                0.0,
+                bf16_pair(2f32.powi(-70), 0.0),
+                bf16_pair(2f32.powi(-70), 0.0),
+            ),
+            (1.5, bf16_pair(-3.0, 2.5), bf16_pair(0.5, -0.25)),
+            (f32::MAX, bf16_pair(f32::MAX, 1.0), bf16_pair(2.0, 1.0)),
+        ];
+        for (acc, a, b) in cases {
+            let want = dpbf16_lane(acc, a, b);
+            // SAFETY: AVX-512 BF16 checked above.
+            let got = unsafe { dpbf16_once(acc, a, b) };
+            for g in got {
+                assert_eq!(
+                    g.to_bits(),
+                    want.to_bits(),
+                    "vdpbf16ps({acc}, {a:#x}, {b:#x}) = {g}, model {want}"
+                );
+            }
+        }
+    }
+
+    /// Every bf16 tile shape against [`dpbf16_lane`] chained over the
+    /// pairs, bit for bit, on tiles that already hold sums, with run
+    /// lengths across any flush interval (there is none).
+    #[test]
+    // Tile, row and column indices into three operand arrays.
+    #[allow(clippy::needless_range_loop)]
+    fn bf16_kernel_matches_the_scalar_model() {
+        if !bf16_here("bf16_kernel_matches_the_scalar_model") {
+            return;
+        }
+        let mut seed = 41;
+        for &pairs in &[1usize, 7, 16, 17, 100, 256] {
+            let mut rand_pairs = |len: usize, scale: f32| -> Vec<i32> {
+                (0..len)
+                    .map(|_| bf16_pair(lcg(&mut seed) * scale, lcg(&mut seed) * scale))
+                    .collect()
+            };
+            let a: Vec<Vec<i32>> = (0..2).map(|_| rand_pairs(pairs * MR, 8.0)).collect();
+            let b: Vec<Vec<i32>> = (0..2).map(|_| rand_pairs(pairs * NR, 0.1)).collect();
+            let start: Vec<f32> = (0..4 * MR * NR).map(|_| lcg(&mut seed) * 10.0).collect();
+            let mut want = start.clone();
+            for i in 0..2 {
+                for j in 0..2 {
+                    let t = (i * 2 + j) * MR * NR;
+                    for r in 0..MR {
+                        for c in 0..NR {
+                            let v = &mut want[t + r * NR + c];
+                            for p in 0..pairs {
+                                *v = dpbf16_lane(*v, a[i][p * MR + r], b[j][p * NR + c]);
+                            }
+                        }
+                    }
+                }
+            }
+            let (a0, a1) = (a[0].as_ptr(), a[1].as_ptr());
+            let (b0, b1) = (b[0].as_ptr(), b[1].as_ptr());
+            for shape in ["2x2", "1x2", "2x1", "1x1"] {
+                let mut got = start.clone();
+                let t = |got: &mut Vec<f32>, i: usize, j: usize| -> *mut f32 {
+                    // SAFETY: within the 4 tiles.
+                    unsafe { got.as_mut_ptr().add((i * 2 + j) * MR * NR) }
+                };
+                // SAFETY: AVX-512 BF16 checked; sizes as the kernels need.
+                unsafe {
+                    match shape {
+                        "2x2" => {
+                            let acc = [
+                                [t(&mut got, 0, 0), t(&mut got, 0, 1)],
+                                [t(&mut got, 1, 0), t(&mut got, 1, 1)],
+                            ];
+                            bf16::kernel::<2, 2>([a0, a1], [b0, b1], pairs, acc);
+                        }
+                        "1x2" => {
+                            for (i, ap) in [a0, a1].into_iter().enumerate() {
+                                let acc = [[t(&mut got, i, 0), t(&mut got, i, 1)]];
+                                bf16::kernel::<1, 2>([ap], [b0, b1], pairs, acc);
+                            }
+                        }
+                        "2x1" => {
+                            for (j, bp) in [b0, b1].into_iter().enumerate() {
+                                let acc = [[t(&mut got, 0, j)], [t(&mut got, 1, j)]];
+                                bf16::kernel::<2, 1>([a0, a1], [bp], pairs, acc);
+                            }
+                        }
+                        _ => {
+                            for (i, ap) in [a0, a1].into_iter().enumerate() {
+                                for (j, bp) in [b0, b1].into_iter().enumerate() {
+                                    bf16::kernel::<1, 1>([ap], [bp], pairs, [[t(&mut got, i, j)]]);
+                                }
+                            }
+                        }
+                    }
+                }
+                assert_eq!(bits(&got), bits(&want), "bf16 {shape}, pairs {pairs}");
+            }
+        }
+    }
+
+    /// Whole bf16 products (odd sizes, odd k, several k blocks, panel
+    /// groups, two row passes) against the f64 product of the operands
+    /// rounded to bf16: only the f32 summation may differ. A packing, edge
+    /// or tiling mistake is off by whole terms.
+    #[test]
+    fn bf16_products_match_the_rounded_operands() {
+        if !bf16_here("bf16_products_match_the_rounded_operands") {
+            return;
+        }
+        let mut seed = 43;
+        let round = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|&x| half::bf16::from_f32(x).to_f32())
+                .collect()
+        };
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 33),
+            (13, 40, 301),
+            (1100, 20, 600),
+            (25, 100, 1513),
+        ] {
+            let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 4.0).collect();
+            let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed) * 0.1).collect();
+            let packed = PackedWeight::pack_for(Kernel::Avx512Bf16, &w, n, k);
+            let got = packed.matmul_with(Kernel::Avx512Bf16, &x, m);
+            let (xr, wr) = (round(&x), round(&w));
+            for i in 0..m {
+                for j in 0..n {
+                    let terms = (0..k).map(|t| xr[i * k + t] as f64 * wr[j * k + t] as f64);
+                    let want: f64 = terms.clone().sum();
+                    let size: f64 = terms.map(f64::abs).sum();
+                    let e = (got[i * n + j] as f64 - want).abs();
+                    assert!(
+                        e <= size * 1e-6 + 1e-30,
+                        "({m}, {n}, {k}) [{i}, {j}]: {} != {want}",
+                        got[i * n + j]
+                    );
+                }
+            }
+        }
+        // A NaN row stays NaN, an all-zero row gives zeros.
+        let (m, n, k) = (3, 5, 8);
+        let mut x = vec![1f32; m * k];
+        x[k + 2] = f32::NAN;
+        x[2 * k..].fill(0.0);
+        let packed = PackedWeight::pack_for(Kernel::Avx512Bf16, &vec![0.5f32; n * k], n, k);
+        let y = packed.matmul_with(Kernel::Avx512Bf16, &x, m);
+        assert!(y[..n].iter().all(|v| *v == 4.0), "{y:?}");
+        assert!(y[n..2 * n].iter().all(|v| v.is_nan()), "{y:?}");
+        assert!(y[2 * n..].iter().all(|v| *v == 0.0), "{y:?}");
     }
 }

@@ -9,14 +9,16 @@
 //! custom ops or plain slices): training goes through differentiable
 //! compositions instead.
 //!
-//! - `i16_gemm` (+ `i16_gemm/vnni.rs`): `x · wᵀ` in 16-bit integers (AVX2,
-//!   AVX-512 VNNI), the encoder's and prefill's many-row product.
+//! - `i16_gemm` (+ `i16_gemm/vnni.rs`, `i16_gemm/bf16.rs`): `x · wᵀ` in
+//!   16-bit integers (AVX2, AVX-512 VNNI) or bf16 (AVX-512 BF16), the
+//!   encoder's and prefill's many-row product.
 //! - `gemv/`: one-row products on GGML Q8_0 / Q4_K blocks (decode steps).
 //! - `blas`: the system OpenBLAS's f32 GEMM, opened at run time when present.
 //! - `causal_softmax`, `swiglu`, `decode_attention`: fused element-wise and
 //!   attention steps.
 //! - `inplace`: element-wise updates written into existing f32 tensors
 //!   (gradient sums, AdamW) for the trainer.
+//! - `vexp`: `exp` 16 lanes at a time (AVX-512F) for the softmaxes and SwiGLU.
 //! - `cpu_f32`: the f32 slice of a CPU tensor, for the ops above.
 pub mod blas;
 pub mod causal_softmax;
@@ -27,6 +29,7 @@ pub mod gemv;
 pub mod i16_gemm;
 pub mod inplace;
 pub mod swiglu;
+pub mod vexp;
 
 /// Largest |a - b| over two f32 tensors of one shape, for unit tests.
 #[cfg(test)]

@@ -84,10 +84,15 @@ pub fn set_prefill_i16(on: bool) {
 /// The kernel a Q8_0 prefill's products run with here: the i16 kernel's
 /// name where [`prefill_i16`] is on, else `f32-dequantized`.
 pub fn prefill_kernel_name() -> &'static str {
-    match (prefill_i16(), i16_kernel_name()) {
-        (true, Some(k)) => k,
-        _ => "f32-dequantized",
+    #[cfg(target_arch = "x86_64")]
+    if prefill_i16() {
+        // Q8_0 blocks are integers: they run with an i16 kernel even
+        // where the encoder's weights are packed to bf16.
+        if let Some(k) = crate::kernels::i16_gemm::int_kernel() {
+            return k.name();
+        }
     }
+    "f32-dequantized"
 }
 
 impl fmt::Display for Quant {

@@ -6,9 +6,10 @@
 //! integers per super-block, the second from per-32 sums of the activations.
 //!
 //! Computes / Accuracy / Needs: as the parent module states for Q4_K
-//!   (`exact_against_dequantized_weights_and_quantized_row`).
+//!   (`exact_against_dequantized_weights_and_quantized_row`,
+//!   `kernels_agree_bit_for_bit`).
 
-use super::{checked_row_bytes, quantize_blocks, simd_ready, split_rows};
+use super::{checked_row_bytes, kernel, quantize_blocks, split_rows, Kernel};
 use half::f16;
 
 /// Bytes of one Q4K super-block.
@@ -22,16 +23,47 @@ pub struct Q8KRow {
     qs: Vec<i8>,
     scales: Vec<f32>,
     sums: Vec<i32>,
+    /// For the AVX-512 kernel (else empty): `qs` with each 128 values
+    /// reordered as sub-blocks 0, 2, 1, 3 of 32, the order in which one
+    /// 64-byte load of 4-bit values yields them (low nibbles: sub-blocks
+    /// 0 and 2, high nibbles: 1 and 3).
+    qs_paired: Vec<i8>,
 }
 
 impl Q8KRow {
-    pub fn new(x: &[f32]) -> Self {
+    #[cfg(test)]
+    fn new(x: &[f32]) -> Self {
+        Self::for_kernel(x, Kernel::Scalar)
+    }
+
+    fn for_kernel(x: &[f32], kern: Kernel) -> Self {
         let (qs, scales) = quantize_blocks(x, QK);
         let sums = qs
             .chunks_exact(SUB)
             .map(|c| c.iter().map(|&v| v as i32).sum())
             .collect();
-        Self { qs, scales, sums }
+        let qs_paired = match kern {
+            Kernel::Avx512 => qs
+                .chunks_exact(4 * SUB)
+                .flat_map(|c| {
+                    [
+                        &c[..SUB],
+                        &c[2 * SUB..3 * SUB],
+                        &c[SUB..2 * SUB],
+                        &c[3 * SUB..],
+                    ]
+                })
+                .flatten()
+                .copied()
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            qs,
+            scales,
+            sums,
+            qs_paired,
+        }
     }
 }
 
@@ -58,23 +90,38 @@ fn scales_mins(p: &[u8]) -> ([u8; 8], [u8; 8]) {
 /// `y[r] = Σ_k W[r, k] x[k]` for the `n` rows of a Q4K matrix `w` whose rows
 /// hold `k` values (`k` a multiple of 256). `w` is the raw block bytes.
 pub fn q4k_gemv(w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
+    q4k_gemv_with(kernel(), w, n, k, x, y);
+}
+
+/// [`q4k_gemv`] with the given kernel (tests and benchmarks comparing
+/// them). Panics where this CPU cannot run it.
+pub fn q4k_gemv_with(kern: Kernel, w: &[u8], n: usize, k: usize, x: &[f32], y: &mut [f32]) {
+    assert!(
+        kern.runs_here(),
+        "{}: this CPU lacks {}",
+        kern.name(),
+        kern.features()
+    );
     let row_bytes = checked_row_bytes("Q4K", (QK, Q4K_BLOCK_BYTES), w, n, k, x, y);
-    let xq = Q8KRow::new(x);
-    let fast = simd_ready();
+    let xq = Q8KRow::for_kernel(x, kern);
     split_rows(w, row_bytes, y, |rows, out| {
         for (r, o) in out.iter_mut().enumerate() {
-            *o = row_dot(&rows[r * row_bytes..(r + 1) * row_bytes], &xq, fast);
+            *o = row_dot(&rows[r * row_bytes..(r + 1) * row_bytes], &xq, kern);
         }
     });
 }
 
-fn row_dot(row: &[u8], x: &Q8KRow, fast: bool) -> f32 {
+fn row_dot(row: &[u8], x: &Q8KRow, kern: Kernel) -> f32 {
+    // SAFETY (both): the caller checked that the CPU has the features the
+    // kernel is compiled for; `row` holds whole super-blocks matching `x`
+    // (and `x` was built for this kernel).
     #[cfg(target_arch = "x86_64")]
-    if fast {
-        // SAFETY: the CPU has the features the kernel is compiled for; `row`
-        // holds whole super-blocks matching `x` (checked by the caller).
-        return unsafe { avx2::row_dot(row, x) };
+    match kern {
+        Kernel::Avx2 => return unsafe { avx2::row_dot(row, x) },
+        Kernel::Avx512 => return unsafe { avx512::row_dot(row, x) },
+        Kernel::Scalar => {}
     }
+    let _ = kern;
     row_dot_scalar(row, x)
 }
 
@@ -194,9 +241,94 @@ mod avx2 {
     }
 }
 
+/// The AVX2 kernel's arithmetic on 512-bit vectors: one load takes 64
+/// bytes of 4-bit values (four sub-blocks), against activations reordered
+/// to match ([`Q8KRow::qs_paired`]); the 6-bit scales are picked per
+/// 128-bit lane by one byte shuffle. The i32 lane sums are the AVX2
+/// kernel's (integer additions in another order), and everything after
+/// them is the same code, so the result is the AVX2 kernel's bit for bit.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::super::simd::{f16_at, hsum};
+    use super::{scales_mins, Q8KRow, Q4K_BLOCK_BYTES, QK};
+    use std::arch::x86_64::*;
+
+    /// Shuffle indices that broadcast i16 lane `lo` of a 128-bit lane to
+    /// the low 256 bits and lane `hi` to the high 256 bits.
+    const fn pick(lo: u8, hi: u8) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        let mut i = 0;
+        while i < 64 {
+            let j = if i < 32 { lo } else { hi };
+            out[i] = 2 * j + (i % 2) as u8;
+            i += 1;
+        }
+        out
+    }
+    /// Per half of a super-block (`h`): the scales of its low nibbles
+    /// (sub-blocks 4h, 4h + 2) and of its high nibbles (4h + 1, 4h + 3).
+    const PICK: [[[u8; 64]; 2]; 2] = [[pick(0, 2), pick(1, 3)], [pick(4, 6), pick(5, 7)]];
+
+    const DIST: usize = 2048;
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    pub unsafe fn row_dot(row: &[u8], x: &Q8KRow) -> f32 {
+        let nb = row.len() / Q4K_BLOCK_BYTES;
+        let low = _mm512_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
+        let mut macc = _mm256_setzero_ps();
+        let base = row.as_ptr();
+        for b in 0..nb {
+            let blk = base.add(b * Q4K_BLOCK_BYTES);
+            // As the AVX2 kernel: one hint per 64-byte line, DIST ahead.
+            for line in 0..3 {
+                let ahead = blk.wrapping_add(DIST + 64 * line);
+                _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+            }
+            let dx = *x.scales.get_unchecked(b);
+            let d = f16_at(blk) * dx;
+            let dmin = f16_at(blk.add(2)) * dx;
+            let (sc, m) = scales_mins(std::slice::from_raw_parts(blk.add(4), 12));
+            let m32 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(m.as_ptr() as *const __m128i));
+            let s32 = _mm256_loadu_si256(x.sums.as_ptr().add(b * 8) as *const __m256i);
+            let ms = _mm256_cvtepi32_ps(_mm256_mullo_epi32(m32, s32));
+            macc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), ms, macc);
+            let sc16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_loadl_epi64(
+                sc.as_ptr() as *const __m128i
+            )));
+            let qs = blk.add(16);
+            let xq = x.qs_paired.as_ptr().add(b * QK);
+            let mut isum = _mm512_setzero_si512();
+            for (h, pick) in PICK.iter().enumerate() {
+                let q = _mm512_loadu_si512(qs.add(64 * h) as *const __m512i);
+                let lo = _mm512_and_si512(q, low);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
+                let xl = _mm512_loadu_si512(xq.add(128 * h) as *const __m512i);
+                let xh = _mm512_loadu_si512(xq.add(128 * h + 64) as *const __m512i);
+                let sl = _mm512_shuffle_epi8(sc16, load(&pick[0]));
+                let sh = _mm512_shuffle_epi8(sc16, load(&pick[1]));
+                let pl = _mm512_madd_epi16(_mm512_maddubs_epi16(lo, xl), sl);
+                let ph = _mm512_madd_epi16(_mm512_maddubs_epi16(hi, xh), sh);
+                isum = _mm512_add_epi32(isum, _mm512_add_epi32(pl, ph));
+            }
+            let isum = _mm256_add_epi32(
+                _mm512_castsi512_si256(isum),
+                _mm512_extracti64x4_epi64::<1>(isum),
+            );
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        }
+        hsum(_mm256_sub_ps(acc, macc))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load(v: &[u8; 64]) -> __m512i {
+        _mm512_loadu_si512(v.as_ptr() as *const __m512i)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::lcg;
+    use super::super::{kernels_here, lcg};
     use super::*;
     use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
     use candle_core::{Device, Module, Tensor};
@@ -218,6 +350,12 @@ mod tests {
 
     #[test]
     fn exact_against_dequantized_weights_and_quantized_row() {
+        for kern in kernels_here("q4k exact_against_dequantized_weights_and_quantized_row") {
+            exact_with(kern);
+        }
+    }
+
+    fn exact_with(kern: Kernel) {
         let mut seed = 3;
         for &(n, k) in &[(1usize, 256usize), (7, 512), (130, 2048)] {
             let q = quantized(n, k, &mut seed);
@@ -226,7 +364,7 @@ mod tests {
             let x: Vec<f32> = (0..k).map(|_| 2.0 * lcg(&mut seed)).collect();
             let xq = Q8KRow::new(&x);
             let mut y = vec![0f32; n];
-            q4k_gemv(&bytes, n, k, &x, &mut y);
+            q4k_gemv_with(kern, &bytes, n, k, &x, &mut y);
             let row_bytes = k / QK * Q4K_BLOCK_BYTES;
             for r in 0..n {
                 let want: f64 = (0..k)
@@ -237,7 +375,7 @@ mod tests {
                 let scalar = row_dot_scalar(&bytes[r * row_bytes..(r + 1) * row_bytes], &xq);
                 assert!(
                     (y[r] as f64 - want).abs() < tol,
-                    "n={n} k={k} row {r}: {} vs {want}",
+                    "{kern:?} n={n} k={k} row {r}: {} vs {want}",
                     y[r]
                 );
                 assert!(
@@ -280,5 +418,49 @@ mod tests {
             e_ours <= 1.5 * e_theirs,
             "rms error {e_ours} vs candle {e_theirs}"
         );
+    }
+
+    /// Every SIMD kernel gives the same bits on ragged shapes, with random
+    /// block bytes (every scale, min and nibble pattern, f16 scales of both
+    /// signs) rather than candle's quantizer output.
+    #[test]
+    fn kernels_agree_bit_for_bit() {
+        let simd: Vec<Kernel> = kernels_here("q4k kernels_agree_bit_for_bit")
+            .into_iter()
+            .filter(|&k| k != Kernel::Scalar)
+            .collect();
+        if simd.len() < 2 {
+            eprintln!(
+                "q4k kernels_agree_bit_for_bit: SKIPPED: fewer than two SIMD kernels run here"
+            );
+            return;
+        }
+        let mut seed = 19;
+        for &(n, k) in &[(1usize, 256usize), (3, 512), (17, 2048), (5, 11008)] {
+            let mut bytes = Vec::with_capacity(n * k / QK * Q4K_BLOCK_BYTES);
+            for _ in 0..n * k / QK {
+                bytes.extend_from_slice(&f16::from_f32(lcg(&mut seed) * 0.1).to_le_bytes());
+                bytes.extend_from_slice(&f16::from_f32(lcg(&mut seed) * 0.1).to_le_bytes());
+                bytes.extend(
+                    (0..Q4K_BLOCK_BYTES - 4).map(|_| ((lcg(&mut seed) + 0.5) * 256.0) as u8),
+                );
+            }
+            let x: Vec<f32> = (0..k).map(|_| 4.0 * lcg(&mut seed)).collect();
+            let outs: Vec<Vec<u32>> = simd
+                .iter()
+                .map(|&kern| {
+                    let mut y = vec![0f32; n];
+                    q4k_gemv_with(kern, &bytes, n, k, &x, &mut y);
+                    y.iter().map(|v| v.to_bits()).collect()
+                })
+                .collect();
+            for (kern, out) in simd.iter().zip(&outs) {
+                assert!(
+                    out == &outs[0],
+                    "({n}, {k}): {kern:?} differs from {:?}",
+                    simd[0]
+                );
+            }
+        }
     }
 }
