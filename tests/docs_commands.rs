@@ -97,6 +97,7 @@ const VALUE_OPTS: &[&str] = &[
     "--cors-origin",
     "--timeout",
     "--keep-alive",
+    "--from-export",
 ];
 
 fn root() -> PathBuf {

@@ -203,12 +203,27 @@ pub fn sampling(temperature: Option<f32>, top_p: f32, top_k: Option<u64>, seed: 
 
 /// Open an existing store (read, remove, export).
 pub fn open(store_dir: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open_existing(store_dir)?)
+    Ok(warn_damaged(Store::open_existing(store_dir)?))
 }
 
 /// Open or create a store (ingest, import).
 pub fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open(store_dir)?)
+    Ok(warn_damaged(Store::open(store_dir)?))
+}
+
+/// A damaged store still serves what it holds; say so once, on stderr.
+fn warn_damaged(store: Store) -> Store {
+    if let Some(d) = store.damage() {
+        eprintln!(
+            "c3: warning: store {} is damaged: {}. It is read-only until repaired: `c3 --store {} \
+             check` lists what is missing, `c3 --store {} recover` repairs it",
+            store.dir().display(),
+            d.summary(),
+            store.dir().display(),
+            store.dir().display()
+        );
+    }
+    store
 }
 
 pub fn rfc3339(ms: i64) -> String {
