@@ -132,6 +132,45 @@ pub enum Error {
         prompt: usize,
         positions: usize,
     },
+    /// A stored value failed its checksum or its validation.
+    #[error(
+        "corrupt record in tree `{tree}` at key {key}: {what} (`c3 check` lists all damage, \
+         `c3 recover` repairs the store)"
+    )]
+    CorruptRecord {
+        tree: String,
+        /// The key as messages show it (`doc 3 chunk 7`, `"next_doc_id"`).
+        key: String,
+        what: String,
+    },
+    /// The store does not hold what its manifest says it should (documents
+    /// lost, a rolled-back database, a missing manifest): it is read-only
+    /// until the user chooses how to repair it.
+    #[error(
+        "store {} is damaged: {summary}. It is refused for writing until you choose: `c3 --store \
+         {} check` lists what is missing, `c3 --store {} recover --dry-run` says what recovery \
+         would do",
+        dir.display(), dir.display(), dir.display()
+    )]
+    Damaged { dir: PathBuf, summary: String },
+    /// The store can be read but not written by this process.
+    #[error("store {} is read-only: {why}", dir.display())]
+    ReadOnly { dir: PathBuf, why: String },
+    /// sled or tantivy panicked on damaged files (caught at the boundary).
+    #[error(
+        "store {}: {} is damaged ({what}); `c3 --store {} check` says what is affected, `c3 \
+         --store {} recover` repairs the store",
+        dir.display(), file.display(), dir.display(), dir.display()
+    )]
+    DatabaseDamaged {
+        dir: PathBuf,
+        file: PathBuf,
+        what: String,
+    },
+    /// Latents holding NaN or an infinity (a broken encoder, a damaged
+    /// export): never stored.
+    #[error("{what}: latents hold a non-finite value (NaN or infinity) at element {index}")]
+    NonFinite { what: String, index: usize },
 }
 
 impl From<candle_core::Error> for Error {
@@ -151,6 +190,11 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |err| Error::Io { path, err }
+    }
+
+    /// The store refuses writes (damaged, or not writable by this user).
+    pub fn is_store_read_only(&self) -> bool {
+        matches!(self, Error::Damaged { .. } | Error::ReadOnly { .. })
     }
 
     /// The store is held by another process (the caller may say which).

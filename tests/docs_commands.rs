@@ -101,6 +101,7 @@ const VALUE_OPTS: &[&str] = &[
     "--kv-cache-size",
     "--kv-cache-dtype",
     "--kv-cache-memory",
+    "--from-export",
 ];
 
 fn root() -> PathBuf {

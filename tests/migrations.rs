@@ -136,5 +136,70 @@ fn new_store_gets_current_version() {
     let dir = tempfile::tempdir().unwrap();
     drop(c3::store::Store::open(dir.path()).unwrap());
     assert_eq!(version(dir.path()), c3_migrations::current_version());
-    assert_eq!(c3_migrations::current_version(), 1);
+    assert_eq!(c3_migrations::current_version(), 2);
+}
+
+/// Copy of `tests/fixtures/v1/store`: a store written by c3 before version
+/// 2 (bare integer counters and `sources` entries, no manifest), holding
+/// the golden `code.txt` (doc 0) and `chinese.txt` (doc 1).
+fn v1_store() -> tempfile::TempDir {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/store");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    for f in std::fs::read_dir(fixture.join("db")).unwrap() {
+        let f = f.unwrap();
+        // Files only: git keeps no empty `blobs/` (sled makes it).
+        if f.file_type().unwrap().is_file() {
+            std::fs::copy(f.path(), db.join(f.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn a_version_1_store_is_upgraded_with_a_backup_and_gets_a_manifest() {
+    let dir = v1_store();
+    assert_eq!(version(dir.path()), 1);
+    let store = c3::store::Store::open_existing(dir.path()).unwrap();
+    assert!(store.damage().is_none(), "{:?}", store.damage());
+    let docs: Vec<_> = store.documents().map(|d| d.unwrap()).collect();
+    assert_eq!(docs.len(), 2);
+    assert!(
+        docs[0].source.ends_with("golden/texts/code.txt"),
+        "{}",
+        docs[0].source
+    );
+    let d = store.find_source(&docs[1].source).unwrap().unwrap();
+    assert_eq!(d.id, 1);
+    assert_eq!(store.next_doc_id().unwrap(), 2);
+    assert!(
+        store.check().unwrap().ok(),
+        "{:?}",
+        store.check().unwrap().problems
+    );
+    let m = store.manifest_state().expect("a manifest was written");
+    assert_eq!(m.docs.len(), 2);
+    assert_eq!(m.generation, store.generation().unwrap());
+    drop(store);
+    assert_eq!(version(dir.path()), 2);
+    // The counters and `sources` entries now carry checksums.
+    let db = c3_migrations::open_db(dir.path()).unwrap();
+    let g = db
+        .open_tree(META_TREE)
+        .unwrap()
+        .get("generation")
+        .unwrap()
+        .unwrap();
+    assert_eq!(g.len(), 16);
+    assert!(c3_migrations::v2::unseal_u64(&g).is_some());
+    drop(db);
+    let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        backups.len() == 1 && backups[0].starts_with("schema-v1-"),
+        "{backups:?}"
+    );
 }

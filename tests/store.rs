@@ -305,3 +305,77 @@ fn import_rejects_damaged_exports() {
     std::fs::write(&f, b"not an export").unwrap();
     assert!(export::import(&s2, &f).is_err());
 }
+
+// Issue 21, point 6: non-finite latents are refused at ingest, import and
+// merge (all write through `DocWriter::put_raw`), and reported by `check`.
+#[test]
+fn non_finite_latents_are_refused_by_the_writer_and_reported_by_check() {
+    use c3::chunk::Chunker;
+    use c3::ingest::{ingest, IngestOptions, Input};
+    let dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let enc = FakeCompressor::new("fp");
+    let store = Store::open(dir.path()).unwrap();
+    // Ingest: the file whose latents are NaN fails, the others are stored.
+    std::fs::write(src.path().join("bad.txt"), "NAN_LATENT here").unwrap();
+    std::fs::write(src.path().join("good.txt"), "plain text").unwrap();
+    let chunker = Chunker::new(store_support::ByteSizer, 100).unwrap();
+    let r = ingest(
+        &store,
+        &enc,
+        &chunker,
+        &[Input::Path(src.path().to_path_buf())],
+        &IngestOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.failed.len(), 1, "{:?}", r.failed);
+    assert!(r.failed[0].error.contains("non-finite"), "{:?}", r.failed);
+    assert_eq!(store.documents().count(), 1);
+    // The writer itself (import and merge copy records through it).
+    let mut rec = c3::store::latent::to_record(&enc.compress(&["x"]).unwrap()[0]).unwrap();
+    rec.data[4..6].copy_from_slice(&half::bf16::INFINITY.to_le_bytes());
+    let chunk = c3::store::ChunkRecord {
+        doc_id: 9,
+        ordinal: 0,
+        start: 0,
+        end: 1,
+        tokens: 1,
+        text_zstd: c3::store::compress_text("x").unwrap(),
+    };
+    let mut w = store.begin(None).unwrap();
+    let e = w.put_raw(&chunk, &rec).unwrap_err();
+    assert!(matches!(e, c3::Error::NonFinite { index: 2, .. }), "{e}");
+    drop(w);
+    assert!(store.check().unwrap().ok());
+    drop(store);
+    // A NaN that got into the database some other way: check names it.
+    {
+        let db = c3_migrations::open_db(dir.path()).unwrap();
+        let t = db.open_tree("latents").unwrap();
+        let (k, v) = t.iter().next().unwrap().unwrap();
+        let mut bad: c3::store::LatentRecord =
+            rkyv::from_bytes::<_, rkyv::rancor::Error>(&aligned(&v[..v.len() - 8])).unwrap();
+        bad.data[0..2].copy_from_slice(&half::bf16::NAN.to_le_bytes());
+        let mut value = rkyv::to_bytes::<rkyv::rancor::Error>(&bad)
+            .unwrap()
+            .to_vec();
+        let sum = xxhash_rust::xxh3::xxh3_64(&value).to_le_bytes();
+        value.extend_from_slice(&sum);
+        t.insert(k, value).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let r = store.check().unwrap();
+    assert!(
+        r.problems.iter().any(|p| p.contains("non-finite")),
+        "{:?}",
+        r.problems
+    );
+    assert!(store.doc_latents(0).is_err());
+}
+
+fn aligned(b: &[u8]) -> rkyv::util::AlignedVec {
+    let mut v = rkyv::util::AlignedVec::<16>::new();
+    v.extend_from_slice(b);
+    v
+}

@@ -14,7 +14,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod guard;
 pub mod v1;
+pub mod v2;
 
 /// Tree holding the schema version and the store's meta records.
 pub const META_TREE: &str = "meta";
@@ -34,11 +36,18 @@ pub struct Migration {
 }
 
 /// The real history of the c3 store, oldest first.
-pub const HISTORY: &[Migration] = &[Migration {
-    to: 1,
-    name: "initial layout: meta, docs, sources, chunks, latents",
-    apply: v1::create,
-}];
+pub const HISTORY: &[Migration] = &[
+    Migration {
+        to: 1,
+        name: "initial layout: meta, docs, sources, chunks, latents",
+        apply: v1::create,
+    },
+    Migration {
+        to: 2,
+        name: "checksums on the raw values: counters and `sources` entries",
+        apply: v2::checksum_raw_values,
+    },
+];
 
 /// The schema version this program writes.
 pub fn current_version() -> u32 {
@@ -68,8 +77,20 @@ pub enum MigrateError {
     /// Another process holds the store (sled's file lock on `db/db`).
     #[error("store {dir} is in use by another c3 process")]
     Locked { dir: PathBuf },
-    #[error("store {dir}: could not open the database: {err}")]
-    Open { dir: PathBuf, err: sled::Error },
+    /// sled refused the database or panicked reading it: its files are
+    /// damaged (the lock was free, so no other process is involved).
+    #[error(
+        "store {dir}: the database {} is damaged and cannot be opened ({what}); `c3 --store {dir} \
+         check` lists the documents the store's manifest expects, `c3 --store {dir} recover` \
+         rebuilds the store from their sources or from an export",
+        db.display()
+    )]
+    Open {
+        dir: PathBuf,
+        /// The database file (`DIR/db/db`).
+        db: PathBuf,
+        what: String,
+    },
     #[error("store {dir}: could not clear a torn sled snapshot file in db/: {err}")]
     TornSnapshot { dir: PathBuf, err: std::io::Error },
     #[error("store {dir}: {err}")]
@@ -123,13 +144,38 @@ fn open_with_cache(
     history: &[Migration],
     cache_bytes: u64,
 ) -> Result<Opened, MigrateError> {
+    check_history(history)?;
+    let db = open_db_cached(dir, cache_bytes)?;
+    migrate_with(db, dir, history, cache_bytes)
+}
+
+fn check_history(history: &[Migration]) -> Result<(), MigrateError> {
     for (i, m) in history.iter().enumerate() {
         if m.to != i as u32 + 1 {
             return Err(MigrateError::BadHistory(m.to));
         }
     }
+    Ok(())
+}
+
+/// Brings an already opened store database up to the newest version of
+/// the real history ([`open`] is [`open_db`] then this). A caller that
+/// must look at the database before anything is written to it (c3 checks
+/// its store manifest first) opens it, looks, then calls this.
+pub fn migrate(db: sled::Db, dir: &Path, cache_bytes: u64) -> Result<Opened, MigrateError> {
+    migrate_with(db, dir, HISTORY, cache_bytes)
+}
+
+/// [`migrate`] through `history` (oldest first, consecutive versions
+/// starting at 1).
+pub fn migrate_with(
+    mut db: sled::Db,
+    dir: &Path,
+    history: &[Migration],
+    cache_bytes: u64,
+) -> Result<Opened, MigrateError> {
+    check_history(history)?;
     let supported = latest(history);
-    let mut db = open_db_cached(dir, cache_bytes)?;
     let from_version = read_version(&db, dir)?;
     if from_version > supported {
         return Err(MigrateError::Newer {
@@ -141,7 +187,7 @@ fn open_with_cache(
     let mut backup = None;
     if from_version < supported && from_version > 0 {
         // Close the database so the copy is a consistent on-disk image.
-        db.flush().map_err(|err| db_err(dir, err))?;
+        guarded(dir, "flush", || db.flush())?;
         drop(db);
         backup = Some(
             backup_store(dir, from_version).map_err(|err| MigrateError::Backup {
@@ -152,14 +198,20 @@ fn open_with_cache(
         db = open_db_cached(dir, cache_bytes)?;
     }
     for m in history.iter().filter(|m| m.to > from_version) {
-        (m.apply)(&db).map_err(|err| MigrateError::Step {
-            dir: dir.to_path_buf(),
-            to: m.to,
-            name: m.name,
-            err,
-        })?;
-        write_version(&db, m.to).map_err(|err| db_err(dir, err))?;
-        db.flush().map_err(|err| db_err(dir, err))?;
+        match guard::catch(|| (m.apply)(&db)) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                return Err(MigrateError::Step {
+                    dir: dir.to_path_buf(),
+                    to: m.to,
+                    name: m.name,
+                    err,
+                })
+            }
+            Err(what) => return Err(damaged(dir, what)),
+        }
+        guarded(dir, "write version", || write_version(&db, m.to))?;
+        guarded(dir, "flush", || db.flush())?;
     }
     Ok(Opened {
         db,
@@ -168,10 +220,35 @@ fn open_with_cache(
     })
 }
 
-fn db_err(dir: &Path, err: sled::Error) -> MigrateError {
-    MigrateError::Db {
+/// Runs one sled call, turning a panic (damaged files) into
+/// [`MigrateError::Open`] and an error into [`MigrateError::Db`].
+fn guarded<T>(
+    dir: &Path,
+    what: &str,
+    f: impl FnOnce() -> sled::Result<T>,
+) -> Result<T, MigrateError> {
+    match guard::catch(f) {
+        Ok(r) => r.map_err(|err| db_err(dir, err)),
+        Err(panic) => Err(damaged(dir, format!("{what}: {panic}"))),
+    }
+}
+
+fn damaged(dir: &Path, what: String) -> MigrateError {
+    MigrateError::Open {
         dir: dir.to_path_buf(),
-        err,
+        db: dir.join(DB_DIR).join("db"),
+        what,
+    }
+}
+
+fn db_err(dir: &Path, err: sled::Error) -> MigrateError {
+    match err {
+        // Damage found while reading: name the file and the way back.
+        sled::Error::Corruption { .. } => damaged(dir, err.to_string()),
+        err => MigrateError::Db {
+            dir: dir.to_path_buf(),
+            err,
+        },
     }
 }
 
@@ -185,36 +262,56 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, MigrateError> {
 }
 
 /// [`open_db`] with sled's page cache capped at `cache_bytes`.
+///
+/// A lock held by another process is told apart from damage by asking the
+/// lock itself before sled opens the files (sled reports both only as
+/// text, and a failed open of a damaged database may hold our own lock for
+/// a moment): a held lock is [`MigrateError::Locked`]; an open that fails
+/// or panics while the lock was free is [`MigrateError::Open`], naming
+/// the database file.
 pub fn open_db_cached(dir: &Path, cache_bytes: u64) -> Result<sled::Db, MigrateError> {
     let deadline = Instant::now() + Duration::from_secs(3);
-    clear_torn_snapshots(&dir.join(DB_DIR)).map_err(|err| MigrateError::TornSnapshot {
+    let db_dir = dir.join(DB_DIR);
+    clear_torn_snapshots(&db_dir).map_err(|err| MigrateError::TornSnapshot {
         dir: dir.to_path_buf(),
         err,
     })?;
     loop {
-        let res = sled::Config::new()
-            .path(dir.join(DB_DIR))
-            .cache_capacity(cache_bytes)
-            .open();
+        if held_elsewhere(&db_dir) {
+            if Instant::now() >= deadline {
+                return Err(MigrateError::Locked {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let res = guard::catch(|| {
+            sled::Config::new()
+                .path(&db_dir)
+                .cache_capacity(cache_bytes)
+                .open()
+        });
         match res {
-            Ok(db) => return Ok(db),
-            Err(err) => {
-                // sled reports a held lock only as text; ask the lock itself.
-                if !held_elsewhere(&dir.join(DB_DIR)) {
-                    return Err(MigrateError::Open {
-                        dir: dir.to_path_buf(),
-                        err,
-                    });
-                }
-                if Instant::now() >= deadline {
-                    return Err(MigrateError::Locked {
-                        dir: dir.to_path_buf(),
-                    });
-                }
+            Ok(Ok(db)) => return Ok(db),
+            // Taken between our look and sled's open: wait for it.
+            Ok(Err(err)) if is_lock_error(&err) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            Ok(Err(err)) if is_lock_error(&err) => {
+                return Err(MigrateError::Locked {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Ok(Err(err)) => return Err(damaged(dir, err.to_string())),
+            Err(panic) => return Err(damaged(dir, format!("the database panicked: {panic}"))),
         }
     }
+}
+
+/// sled's own lock failure (its only form is this text).
+fn is_lock_error(err: &sled::Error) -> bool {
+    matches!(err, sled::Error::Io(e) if e.to_string().contains("could not acquire lock"))
 }
 
 /// Whether another open file holds the lock sled takes on `db_dir/db`.
@@ -276,6 +373,11 @@ pub fn clear_torn_snapshots(db_dir: &Path) -> std::io::Result<()> {
 
 /// Version recorded in `db`; 0 for a database that was never initialised.
 pub fn read_version(db: &sled::Db, dir: &Path) -> Result<u32, MigrateError> {
+    guard::catch(|| read_version_unguarded(db, dir))
+        .unwrap_or_else(|panic| Err(damaged(dir, format!("reading the schema version: {panic}"))))
+}
+
+fn read_version_unguarded(db: &sled::Db, dir: &Path) -> Result<u32, MigrateError> {
     let meta = db.open_tree(META_TREE).map_err(|s| db_err(dir, s))?;
     match meta.get(VERSION_KEY).map_err(|s| db_err(dir, s))? {
         Some(v) => {

@@ -10,7 +10,8 @@
 //! | `chunks`  | doc id (u64 BE) ++ ordinal (u32 BE)  | rkyv `ChunkRecord` (zstd text)  |
 //! | `latents` | doc id (u64 BE) ++ ordinal (u32 BE)  | rkyv `LatentRecord` (raw states)|
 //!
-//! Every rkyv value carries an 8-byte XXH3-64 (little-endian) checksum trailer. Latents live in
+//! Every rkyv value carries an 8-byte XXH3-64 (little-endian) checksum trailer (version 2
+//! adds one to the counters and `sources` entries too: `v2.rs`). Latents live in
 //! their own tree so they can be loaded without touching chunk text.
 
 pub const META: &str = crate::META_TREE;

@@ -8,9 +8,11 @@
 //! and was trained to answer.
 //!
 //! Invariants:
-//! - Nothing outside this room names a family's types: front ends and the
-//!   library's other rooms go through [`Compressor`], [`LatentReader`],
-//!   [`AnyEncoder`] and [`AnyDecoder`].
+//! - Nothing outside this room names a family's encoder or decoder: front
+//!   ends and the library's other rooms go through [`Compressor`],
+//!   [`LatentReader`], [`AnyEncoder`] and [`AnyDecoder`]. The one exception is
+//!   `train/`, C3's trainer, which reads and writes C3's checkpoint layout
+//!   (`cascade::c3::checkpoint`) and never names `cascade::lclm`.
 //! - `c3/` and `lclm/` never import each other; what both use is here
 //!   (`interface`, `prompt`, `text_frame`, `batch`) or in `generate`,
 //!   `model` and `kernels`.

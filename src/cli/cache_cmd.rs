@@ -2,12 +2,13 @@
 //! Neither opens the store or loads a model, so both work while `c3 serve`
 //! holds the store.
 
+use std::io::Write;
 use std::path::Path;
 
 use c3::kvcache::Disk;
 use serde_json::json;
 
-use super::common::ModelCtx;
+use super::common::{ModelCtx, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct CacheArgs {
@@ -63,9 +64,10 @@ pub fn run(store_dir: &Path, ctx: &ModelCtx, a: &CacheArgs) -> anyhow::Result<i3
                     "temp_bytes": listing.temp_bytes,
                     "verified": checked.map(|(ok, bad)| json!({"sound": ok, "removed": bad})),
                 });
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                writeln!(Out::new(), "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                println!(
+                writeln!(
+                    Out::new(),
                     "{shown}: {} blocks, {:.1} MB of {:.1} MB{}",
                     listing.blocks,
                     listing.bytes as f64 / 1e6,
@@ -75,9 +77,9 @@ pub fn run(store_dir: &Path, ctx: &ModelCtx, a: &CacheArgs) -> anyhow::Result<i3
                     } else {
                         ""
                     }
-                );
+                )?;
                 if let Some((ok, bad)) = checked {
-                    println!("verified: {ok} sound, {bad} damaged (removed)");
+                    writeln!(Out::new(), "verified: {ok} sound, {bad} damaged (removed)")?;
                 }
             }
         }
@@ -89,12 +91,13 @@ pub fn run(store_dir: &Path, ctx: &ModelCtx, a: &CacheArgs) -> anyhow::Result<i3
             };
             if json {
                 let v = json!({"dir": dir, "removed_files": files, "removed_bytes": bytes});
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                writeln!(Out::new(), "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                println!(
+                writeln!(
+                    Out::new(),
                     "{shown}: removed {files} files ({:.1} MB)",
                     bytes as f64 / 1e6
-                );
+                )?;
             }
         }
     }

@@ -331,12 +331,27 @@ impl Write for Out {
 
 /// Open an existing store (read, remove, export).
 pub fn open(store_dir: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open_existing(store_dir)?)
+    Ok(warn_damaged(Store::open_existing(store_dir)?))
 }
 
 /// Open or create a store (ingest, import).
 pub fn open_or_create(store_dir: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open(store_dir)?)
+    Ok(warn_damaged(Store::open(store_dir)?))
+}
+
+/// A damaged store still serves what it holds; say so once, on stderr.
+fn warn_damaged(store: Store) -> Store {
+    if let Some(d) = store.damage() {
+        c3::note!(
+            "c3: warning: store {} is damaged: {}. It is read-only until repaired: `c3 --store {} \
+             check` lists what is missing, `c3 --store {} recover` repairs it",
+            store.dir().display(),
+            d.summary(),
+            store.dir().display(),
+            store.dir().display()
+        );
+    }
+    store
 }
 
 pub fn rfc3339(ms: i64) -> String {
@@ -416,13 +431,13 @@ pub fn warm_store(
     };
     let mut progress = |done: usize, total: usize| {
         if !quiet {
-            eprintln!("c3: warm: {done}/{total} blocks");
+            c3::note!("c3: warm: {done}/{total} blocks");
         }
         true
     };
     let report = c3::query::warm(&store, dec.reader(), &cache, &req, &mut progress)?;
     if !quiet {
-        eprintln!(
+        c3::note!(
             "c3: warm: {} chunks of {} documents, {} positions ({} were cached, {} prefilled), \
              {} blocks written ({:.1} MB) to {} in {:.1} s{}",
             report.chunks,

@@ -8,6 +8,7 @@ pub mod model_cmds;
 pub mod oneshot;
 pub mod pull_cmd;
 pub mod query_cmds;
+pub mod recover_cmd;
 pub mod serve_cmd;
 pub mod store_cmds;
 pub mod store_show;
@@ -49,8 +50,11 @@ pub enum Command {
     Rm(store_cmds::RmArgs),
     /// Store totals: documents, chunks, tokens, compression ratio, bytes on disk.
     Stats(store_cmds::StatsArgs),
-    /// Verify every record and index of the store.
+    /// Verify every record and index of the store, and that it holds what its manifest says.
     Check(store_cmds::CheckArgs),
+    /// Repair a damaged store: keep what is intact, re-ingest lost documents
+    /// from their sources (--model), or restore them from an export.
+    Recover(recover_cmd::RecoverArgs),
     /// Write the store to a portable file.
     Export(store_cmds::ExportArgs),
     /// Read a file written by `c3 export`.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rm(a) => store_cmds::run_rm(&store, &a),
         Command::Stats(a) => store_cmds::run_stats(&store, &a),
         Command::Check(a) => store_cmds::run_check(&store, &a),
+        Command::Recover(a) => recover_cmd::run(&store, &ctx, &a),
         Command::Export(a) => store_cmds::run_export(&store, &a),
         Command::Import(a) => store_cmds::run_import(&store, &a),
         Command::Merge(a) => merge_cmd::run(&a),

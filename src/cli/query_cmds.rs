@@ -114,7 +114,7 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
                 kv = ctx
                     .open_kv_cache(store_dir, &dec, &fp, 0)
                     .unwrap_or_else(|e| {
-                        eprintln!("c3: warning: prefix cache not used: {e:#}");
+                        c3::note!("c3: warning: prefix cache not used: {e:#}");
                         None
                     });
             }

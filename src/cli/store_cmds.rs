@@ -328,7 +328,10 @@ pub fn run_stats(store_dir: &Path, args: &StatsArgs) -> anyhow::Result<i32> {
 
 /// `c3 check`.
 pub fn run_check(store_dir: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
-    let store = open(store_dir)?;
+    let store = match open(store_dir) {
+        Ok(s) => s,
+        Err(e) => return check_unopenable(store_dir, e, args),
+    };
     let r = store.check()?;
     let index = c3::retrieve::index::check(&store)?;
     let ok = r.ok() && index.problems.is_empty();
@@ -338,8 +341,25 @@ pub fn run_check(store_dir: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
         v["index"] = serde_json::to_value(&index)?;
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
+        for l in &r.lost {
+            writeln!(
+                out,
+                "lost: doc {} {} ({}): {}",
+                l.doc.id,
+                c3::store::shown(&l.doc.source),
+                l.status,
+                l.detail
+            )?;
+        }
         for p in r.problems.iter().chain(&index.problems) {
             writeln!(out, "{}", c3::term::name(&p.to_string()))?;
+        }
+        if !r.ok() {
+            c3::note!(
+                "c3: the store is refused for writing until it is repaired: `c3 --store {} \
+                 recover --dry-run` says what recovery would do",
+                store_dir.display()
+            );
         }
         c3::note!("c3: search index: {}", index.status);
         c3::note!(
@@ -357,6 +377,59 @@ pub fn run_check(store_dir: &Path, args: &CheckArgs) -> anyhow::Result<i32> {
     Ok(if ok { 0 } else { 1 })
 }
 
+/// `c3 check` of a store whose database cannot be opened: what its
+/// manifest says was there is what is lost. Other errors (locked, no
+/// store, newer schema) stop the command as before.
+fn check_unopenable(store_dir: &Path, e: anyhow::Error, args: &CheckArgs) -> anyhow::Result<i32> {
+    let damaged = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<c3::Error>(),
+            Some(
+                c3::Error::DatabaseDamaged { .. }
+                    | c3::Error::Migrate(c3_migrations::MigrateError::Open { .. })
+            )
+        )
+    });
+    if !damaged {
+        return Err(e);
+    }
+    let problem = format!("{e:#}");
+    let lost: Vec<c3::store::manifest::ManifestDoc> = match c3::store::manifest::load(store_dir) {
+        c3::store::manifest::Loaded::Present(r) => r.state.docs.into_values().collect(),
+        _ => Vec::new(),
+    };
+    if args.json {
+        let v = json!({
+            "documents": 0, "chunks": 0, "latents": 0,
+            "manifest": "damaged",
+            "database": "unreadable",
+            "lost": lost.iter().map(|d| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                v["status"] = json!("unreadable");
+                v["detail"] = json!("the database cannot be opened");
+                v
+            }).collect::<Vec<_>>(),
+            "problems": [problem],
+        });
+        writeln!(Out::new(), "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        for d in &lost {
+            writeln!(
+                Out::new(),
+                "lost: doc {} {} (unreadable): the database cannot be opened",
+                d.id,
+                c3::store::shown(&d.source)
+            )?;
+        }
+        writeln!(Out::new(), "{problem}")?;
+        c3::note!(
+            "c3: the database cannot be opened; its manifest names {} documents",
+            lost.len()
+        );
+    }
+    Ok(1)
+}
+
 /// `c3 export`.
 pub fn run_export(store_dir: &Path, args: &ExportArgs) -> anyhow::Result<i32> {
     let store = open(store_dir)?;
@@ -371,10 +444,35 @@ pub fn run_export(store_dir: &Path, args: &ExportArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `c3 import`.
+/// `c3 import`: the whole file is checked before the store is opened (or
+/// created), so a damaged export changes nothing and creates nothing.
 pub fn run_import(store_dir: &Path, args: &ImportArgs) -> anyhow::Result<i32> {
-    let store = open_or_create(store_dir)?;
-    let t = export::import(&store, &args.file)?;
+    let mut file = export::verify(&args.file)?;
+    let existed = store_dir.join(c3_migrations::DB_DIR).exists();
+    let created_dir = !store_dir.exists();
+    let imported = open_or_create(store_dir).and_then(|store| {
+        let t = export::import_verified(&store, &mut file)?;
+        Ok((store, t))
+    });
+    let (store, t) = match imported {
+        Ok(x) => x,
+        Err(e) => {
+            // Leave nothing behind where there was nothing.
+            if !existed {
+                let _ = std::fs::remove_dir_all(store_dir.join(c3_migrations::DB_DIR));
+                for f in [
+                    c3::store::manifest::BASE_FILE,
+                    c3::store::manifest::LOG_FILE,
+                ] {
+                    let _ = std::fs::remove_file(store_dir.join(f));
+                }
+                if created_dir {
+                    let _ = std::fs::remove_dir_all(store_dir);
+                }
+            }
+            return Err(e);
+        }
+    };
     refresh_index(&store, !args.json);
     if args.json {
         writeln!(Out::new(), "{}", serde_json::to_string_pretty(&t)?)?;

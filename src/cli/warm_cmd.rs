@@ -1,8 +1,9 @@
 //! `c3 warm`: fill the prefix cache for documents before any question.
 
+use std::io::Write;
 use std::path::Path;
 
-use super::common::{warm_store, ModelCtx, ASK_MAX_NEW_TOKENS};
+use super::common::{warm_store, ModelCtx, Out, ASK_MAX_NEW_TOKENS};
 
 #[derive(clap::Args, Debug)]
 pub struct WarmArgs {
@@ -26,7 +27,7 @@ pub struct WarmArgs {
 pub fn run(store_dir: &Path, ctx: &ModelCtx, a: &WarmArgs) -> anyhow::Result<i32> {
     let report = warm_store(store_dir, ctx, &a.docs, a.max_new_tokens, a.json)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(Out::new(), "{}", serde_json::to_string_pretty(&report)?)?;
     }
     Ok(0)
 }

@@ -139,6 +139,9 @@ pub fn ingest<S: ChunkSizer>(
             "--shard partitions files by path: standard input (`-`) cannot be sharded".into(),
         ));
     }
+    // A damaged or read-only store is refused before anything is read or
+    // spooled into it.
+    store.check_writable()?;
     store.bind_model(&ModelRecord {
         fingerprint: model.fingerprint(),
         latent_len: model.latent_len() as u32,
@@ -250,6 +253,39 @@ pub fn ingest<S: ChunkSizer>(
     if opts.prune {
         prune(store, inputs, opts.shard.as_ref(), &mut report)?;
     }
+    bar.finish();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Store one document given as bytes (`c3 recover` re-ingesting a source
+/// the manifest names), asking for id `id` (kept when not below the
+/// store's next id). The model must already be bound. Like [`ingest`], a
+/// problem with the document lands in the report; a store failure is `Err`.
+#[allow(clippy::too_many_arguments)]
+pub fn ingest_bytes<S: ChunkSizer>(
+    store: &Store,
+    model: &dyn Compressor,
+    chunker: &Chunker<S>,
+    source: String,
+    bytes: Vec<u8>,
+    mtime_ms: Option<i64>,
+    id: Option<u64>,
+    opts: &IngestOptions,
+) -> Result<IngestReport> {
+    let started = Instant::now();
+    let mut report = IngestReport::default();
+    let mut bar = Progress::new(opts.progress, 1, bytes.len() as u64);
+    let kind = DocKind::from_path(Path::new(&source));
+    let mut run = Run {
+        store,
+        model,
+        chunker,
+        opts,
+        report: &mut report,
+        bar: &mut bar,
+    };
+    run.document(source, Body::Bytes(bytes), mtime_ms, kind, true, id)?;
     bar.finish();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -489,7 +525,16 @@ impl<S: ChunkSizer> Run<'_, S> {
             let t = Instant::now();
             for (c, l) in batch.iter().zip(&latents) {
                 let start = base + c.start as u64;
-                writer.put_chunk(start, c.tokens as u32, &text[c.start..c.end], l)?;
+                writer
+                    .put_chunk(start, c.tokens as u32, &text[c.start..c.end], l)
+                    .map_err(|e| match e {
+                        // The encoder's output, not the store, is at fault:
+                        // this file fails, the run goes on.
+                        e @ Error::NonFinite { .. } => {
+                            Stop::Failed(format!("encoding failed: {e}"))
+                        }
+                        e => Stop::Fatal(e),
+                    })?;
                 self.report.tokens += c.tokens as u64;
             }
             self.report.store_seconds += t.elapsed().as_secs_f64();

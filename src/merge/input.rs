@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 enum Source {
     /// A store, and the bytes read from it since it was (re)opened.
-    Store(Store, u64),
+    Store(Box<Store>, u64),
     Export(ExportFile),
     /// Between closing and reopening a store (only seen if the reopen
     /// failed, and then reported).
@@ -130,11 +130,17 @@ impl MergeInput {
             ))
         })?;
         let source = if canonical.is_dir() {
-            Source::Store(
-                Store::open_existing_with_cache(&canonical, SOURCE_CACHE_BYTES)
-                    .map_err(|e| Error::Input(format!("{label}: {e}")))?,
-                0,
-            )
+            let store = Store::open_existing_with_cache(&canonical, SOURCE_CACHE_BYTES)
+                .map_err(|e| Error::Input(format!("{label}: {e}")))?;
+            // Merging what is left of a damaged store would make its loss
+            // permanent in the output: repair it first.
+            if let Some(d) = store.damage() {
+                return Err(Error::Damaged {
+                    dir: canonical,
+                    summary: d.summary(),
+                });
+            }
+            Source::Store(Box::new(store), 0)
         } else {
             Source::Export(ExportFile::open(&canonical)?)
         };
@@ -192,8 +198,10 @@ impl MergeInput {
             // Drop the old handle first: sled allows one per database.
             self.source = Source::Closed;
             self.source = Source::Store(
-                Store::open_existing_with_cache(&self.canonical, SOURCE_CACHE_BYTES)
-                    .map_err(|e| Error::Input(format!("{}: reopening: {e}", self.label)))?,
+                Box::new(
+                    Store::open_existing_with_cache(&self.canonical, SOURCE_CACHE_BYTES)
+                        .map_err(|e| Error::Input(format!("{}: reopening: {e}", self.label)))?,
+                ),
                 0,
             );
         }

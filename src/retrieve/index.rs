@@ -4,9 +4,20 @@
 //! The index is derived data: sled stays the source of truth. Each commit
 //! records, in tantivy's commit payload, the store generation it reflects
 //! and the documents it holds. [`ChunkIndex::open_synced`] compares that to
-//! the store: equal generation → use as is; otherwise add and delete whole
-//! documents (ids are never reused, so a document's chunks never change
-//! under the same id); unreadable, missing or foreign → rebuild from sled.
+//! the store: equal generation → use as is (after checking every file's
+//! checksum); otherwise add and delete whole documents (ids are never
+//! reused, so a document's chunks never change under the same id);
+//! unreadable, damaged, missing or foreign → rebuild from sled, with a
+//! warning when it was damaged.
+//!
+//! Every call into tantivy runs behind the panic guard
+//! (`c3_migrations::guard`): damaged index files that make tantivy panic
+//! are treated like any other damage (rebuilt), never exit 101.
+//!
+//! A store that refuses writes (damaged, or opened read-only) never has
+//! its index directory written: its index is used only if it is current
+//! and intact, else one is built in memory for this process. A damaged
+//! store's index is evidence (it records the generation the store had).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,9 +32,10 @@ use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
 use crate::store::Store;
 use crate::{Error, Result};
+use c3_migrations::guard;
 
 /// Directory of the index inside the store directory.
-pub const INDEX_DIR: &str = "bm25";
+pub const INDEX_DIR: &str = crate::store::INDEX_DIR;
 /// Bumped when the schema or analyzer changes: an older index is rebuilt.
 const SCHEMA_VERSION: u32 = 1;
 /// Stemmed English words; other scripts are split on non-alphanumerics.
@@ -32,6 +44,21 @@ const WRITER_MEMORY: usize = 50 << 20;
 
 fn ix_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Store(format!("bm25 index: {what}: {e}"))
+}
+
+/// Run a tantivy call behind the panic guard.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    guard::catch(f).unwrap_or_else(|panic| Err(ix_err(what, format!("tantivy panicked: {panic}"))))
+}
+
+/// Files of the index whose checksum fails (tantivy's footer CRC).
+fn damaged_files(index: &Index) -> Result<Vec<String>> {
+    let bad = index
+        .validate_checksum()
+        .map_err(|e| ix_err("checksum", e))?;
+    let mut names: Vec<String> = bad.iter().map(|p| p.display().to_string()).collect();
+    names.sort();
+    Ok(names)
 }
 
 /// What the index's last commit says it holds.
@@ -123,6 +150,35 @@ fn open_dir(dir: &Path) -> Result<(Index, Payload)> {
         return Err(ix_err("open", "missing"));
     }
     let index = Index::open_in_dir(dir).map_err(|e| ix_err("open", e))?;
+    checked(index)
+}
+
+/// The index in `dir` read into memory: opening it there writes nothing
+/// (tantivy's reader takes a lock file in the index directory), for a store
+/// that refuses writes.
+fn open_dir_in_memory(dir: &Path) -> Result<(Index, Payload)> {
+    use tantivy::directory::{Directory, RamDirectory};
+    if !dir.join("meta.json").is_file() {
+        return Err(ix_err("open", "missing"));
+    }
+    let ram = RamDirectory::create();
+    let entries = std::fs::read_dir(dir).map_err(|e| ix_err("open", e))?;
+    for e in entries {
+        let e = e.map_err(|e| ix_err("open", e))?;
+        let name = e.file_name();
+        let is_lock = name.to_string_lossy().starts_with(".tantivy-");
+        if is_lock || !e.file_type().map_err(|e| ix_err("open", e))?.is_file() {
+            continue;
+        }
+        let data = std::fs::read(e.path()).map_err(|e| ix_err("open", e))?;
+        ram.atomic_write(Path::new(&name), &data)
+            .map_err(|e| ix_err("open", e))?;
+    }
+    checked(Index::open(ram).map_err(|e| ix_err("open", e))?)
+}
+
+/// An opened index that is ours, with its commit payload.
+fn checked(index: Index) -> Result<(Index, Payload)> {
     // A foreign or older layout is not ours to update.
     if index.schema() != schema().0 {
         return Err(ix_err("open", "schema differs"));
@@ -139,21 +195,79 @@ impl ChunkIndex {
     /// rebuilding it from sled when it is missing or unreadable. `progress`
     /// prints what happens on stderr.
     pub fn open_synced(store: &Store, progress: bool) -> Result<(Self, SyncAction)> {
+        if !store.writable() {
+            return Self::open_read_only(store, progress);
+        }
         let dir = dir_of(store);
-        match open_dir(&dir) {
-            Ok((index, payload)) => match Self::update(store, index, payload, progress) {
-                Ok(done) => Ok(done),
-                Err(e) => Self::rebuild(store, &format!("update failed ({e})"), progress),
-            },
+        match guarded("open", || open_dir(&dir)) {
+            Ok((index, payload)) => {
+                match guarded("update", || Self::update(store, index, payload, progress)) {
+                    Ok(done) => Ok(done),
+                    Err(e) => {
+                        if progress {
+                            eprintln!("c3: warning: search index damaged ({e}); rebuilding it from the store");
+                        }
+                        guarded("rebuild", || {
+                            Self::rebuild(store, &format!("damaged: {e}"), progress)
+                        })
+                    }
+                }
+            }
             Err(e) => {
                 let reason = if dir.exists() {
-                    e.to_string()
+                    if progress {
+                        eprintln!("c3: warning: search index unreadable ({e}); rebuilding it from the store");
+                    }
+                    format!("damaged: {e}")
                 } else {
                     "missing".to_string()
                 };
-                Self::rebuild(store, &reason, progress)
+                guarded("rebuild", || Self::rebuild(store, &reason, progress))
             }
         }
+    }
+
+    /// The index of a store that refuses writes: its own when current and
+    /// intact (read, never written), else one built in memory.
+    fn open_read_only(store: &Store, progress: bool) -> Result<(Self, SyncAction)> {
+        let dir = dir_of(store);
+        let current = guarded("open", || {
+            let (index, payload) = open_dir_in_memory(&dir)?;
+            if payload.generation != store.generation()? || payload.docs != store_docs(store)? {
+                return Err(ix_err("open", "not current"));
+            }
+            if !damaged_files(&index)?.is_empty() {
+                return Err(ix_err("open", "damaged"));
+            }
+            Self::with_index(index)
+        });
+        if let Ok(this) = current {
+            return Ok((this, SyncAction::Fresh));
+        }
+        let reason = "the store refuses writes: built in memory, its index directory untouched";
+        if progress {
+            eprintln!("c3: search index: {reason}");
+        }
+        guarded("build in memory", || {
+            let this = Self::with_index(Index::create_in_ram(schema().0))?;
+            let mut w = this.writer()?;
+            let want = store_docs(store)?;
+            let ids: Vec<u64> = want.keys().copied().collect();
+            this.add_docs(store, &mut w, &ids, false)?;
+            let payload = Payload {
+                schema: SCHEMA_VERSION,
+                generation: store.generation()?,
+                docs: want,
+            };
+            commit(w, &payload)?;
+            this.reader.reload().map_err(|e| ix_err("reload", e))?;
+            Ok((
+                this,
+                SyncAction::Rebuilt {
+                    reason: reason.to_string(),
+                },
+            ))
+        })
     }
 
     fn with_index(index: Index) -> Result<Self> {
@@ -197,10 +311,21 @@ impl ChunkIndex {
                 format!("{indexed} chunks indexed, its commit says {claimed}"),
             ));
         }
+        let want = store_docs(store)?;
         if old.generation == generation {
+            // The index claims to be current: make sure its files are what
+            // tantivy wrote (a flipped bit otherwise ranks silently wrong),
+            // and its commit (meta.json, which no checksum covers) lists
+            // the store's documents.
+            let bad = damaged_files(&this.index)?;
+            if !bad.is_empty() {
+                return Err(ix_err("checksum", format!("damaged files {bad:?}")));
+            }
+            if old.docs != want {
+                return Err(ix_err("open", "its document list differs from the store's"));
+            }
             return Ok((this, SyncAction::Fresh));
         }
-        let want = store_docs(store)?;
         let removed: Vec<u64> = old
             .docs
             .iter()
@@ -330,6 +455,10 @@ impl ChunkIndex {
     /// document order. The question is plain text: it is split by the
     /// index's analyzer, never parsed as query syntax.
     pub fn search(&self, question: &str, docs: &[u64], limit: usize) -> Result<Vec<Hit>> {
+        guarded("search", || self.search_unguarded(question, docs, limit))
+    }
+
+    fn search_unguarded(&self, question: &str, docs: &[u64], limit: usize) -> Result<Vec<Hit>> {
         let terms = self.terms(question)?;
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -438,6 +567,17 @@ pub struct IndexReport {
 /// one that claims the store's generation but holds other chunks, is.
 pub fn check(store: &Store) -> Result<IndexReport> {
     let store_generation = store.generation()?;
+    guarded("check", || check_unguarded(store, store_generation)).or_else(|e| {
+        Ok(IndexReport {
+            status: "damaged".into(),
+            generation: None,
+            store_generation,
+            problems: vec![format!("{e} (it will be rebuilt by the next query)")],
+        })
+    })
+}
+
+fn check_unguarded(store: &Store, store_generation: u64) -> Result<IndexReport> {
     let dir = dir_of(store);
     let mut r = IndexReport {
         status: "ok".into(),
@@ -449,7 +589,14 @@ pub fn check(store: &Store) -> Result<IndexReport> {
         r.status = "missing".into();
         return Ok(r);
     }
-    let (index, payload) = match open_dir(&dir) {
+    // A store that refuses writes gets its index read into memory: no
+    // lock file is made in its directory.
+    let opened = if store.writable() {
+        open_dir(&dir)
+    } else {
+        open_dir_in_memory(&dir)
+    };
+    let (index, payload) = match opened {
         Ok(x) => x,
         Err(e) => {
             r.status = "damaged".into();
@@ -462,6 +609,22 @@ pub fn check(store: &Store) -> Result<IndexReport> {
     if payload.generation != store_generation {
         r.status = "stale".into();
         return Ok(r);
+    }
+    match damaged_files(&index) {
+        Ok(bad) if bad.is_empty() => {}
+        Ok(bad) => {
+            r.status = "damaged".into();
+            r.problems.push(format!(
+                "bm25 index: files {bad:?} fail their checksum (it will be rebuilt by the next query)"
+            ));
+            return Ok(r);
+        }
+        Err(e) => {
+            r.status = "damaged".into();
+            r.problems
+                .push(format!("{e} (it will be rebuilt by the next query)"));
+            return Ok(r);
+        }
     }
     let this = match ChunkIndex::with_index(index) {
         Ok(t) => t,

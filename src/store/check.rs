@@ -1,31 +1,47 @@
-//! `c3 check`: every record decodes, and counts and indexes agree.
+//! `c3 check`: every record decodes, counts and indexes agree, latents are
+//! finite, and the database holds what its manifest says.
 
 use std::collections::HashMap;
 
 use c3_migrations::v1;
 
+use super::manifest::LostDoc;
 use super::records::{ChunkRecord, DocRecord, LatentRecord, MetaRecord};
 use super::{codec, keys, latent, LatentLayout, Store};
 use crate::Result;
 
 /// Outcome of a check: what was visited and every problem found, each naming
-/// its tree and key.
+/// its tree and key, and the documents the manifest names that the
+/// database lost.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct CheckReport {
     pub documents: u64,
     pub chunks: u64,
     pub latents: u64,
+    /// `ok`, or `damaged` when the database does not match its manifest
+    /// (then the store refuses writes until `c3 recover`).
+    pub manifest: &'static str,
+    /// Documents of the manifest missing from the database, or changed.
+    pub lost: Vec<LostDoc>,
     pub problems: Vec<String>,
 }
 
 impl CheckReport {
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.lost.is_empty()
     }
 }
 
 pub fn run(store: &Store) -> Result<CheckReport> {
-    let mut r = CheckReport::default();
+    let mut r = CheckReport {
+        manifest: "ok",
+        ..CheckReport::default()
+    };
+    if let Some(d) = store.damage() {
+        r.manifest = "damaged";
+        r.problems.extend(d.problems.iter().cloned());
+        r.lost = d.lost.clone();
+    }
     let model = check_meta(store, &mut r);
     // The shape every latent of an unreadable document must have, where
     // it does not depend on the chunk's tokens.
@@ -34,7 +50,7 @@ pub fn run(store: &Store) -> Result<CheckReport> {
         LatentLayout::Pooled { .. } => None,
     });
     let next_id = store.next_doc_id().unwrap_or_else(|e| {
-        r.problems.push(e.to_string());
+        r.problems.push(codec::problem(&e));
         u64::MAX
     });
     // doc id -> chunk count, for the orphan scan.
@@ -53,7 +69,7 @@ pub fn run(store: &Store) -> Result<CheckReport> {
         let doc: DocRecord = match codec::decode(v1::DOCS, &k, &v) {
             Ok(d) => d,
             Err(e) => {
-                r.problems.push(e.to_string());
+                r.problems.push(codec::problem(&e));
                 // Still vet the damaged document's chunks one by one.
                 if let Some(id) = keys::parse_doc_key(&k) {
                     damaged.push(id);
@@ -72,7 +88,9 @@ pub fn run(store: &Store) -> Result<CheckReport> {
                 .push(format!("{here}: id is not below next_doc_id {next_id}"));
         }
         match store.sources.get(doc.source.as_bytes()) {
-            Ok(Some(v)) if keys::parse_doc_key(&v) == Some(doc.id) => {}
+            Ok(Some(v))
+                if codec::decode_u64(v1::SOURCES, doc.source.as_bytes(), &v, store.legacy).ok()
+                    == Some(doc.id) => {}
             _ => r.problems.push(format!(
                 "{here}: tree `sources` has no entry {:?} pointing to it",
                 doc.source
@@ -83,36 +101,68 @@ pub fn run(store: &Store) -> Result<CheckReport> {
     }
     check_sources(store, &mut r);
     for (tree, name) in [(&store.chunks, v1::CHUNKS), (&store.latents, v1::LATENTS)] {
-        for item in tree.iter().keys() {
-            let Ok(k) = item else {
-                r.problems.push(format!("tree `{name}`: read failed"));
-                break;
+        // Orphans, grouped by the doc id their keys carry.
+        let mut orphans: std::collections::BTreeMap<Option<u64>, Vec<String>> = Default::default();
+        for item in tree.iter() {
+            let k = match item {
+                Ok((k, _)) => k,
+                Err(e) => {
+                    r.problems.push(format!("tree `{name}`: read failed: {e}"));
+                    break;
+                }
             };
-            let owned = keys::parse_chunk_key(&k)
+            let parsed = keys::parse_chunk_key(&k);
+            let owned = parsed
                 .is_some_and(|(d, o)| docs.get(&d).is_some_and(|&n| o < n) || damaged.contains(&d));
             if !owned {
-                r.problems.push(format!(
-                    "tree `{name}` key {}: belongs to no document",
-                    keys::describe(name, &k)
-                ));
+                orphans
+                    .entry(parsed.map(|(d, _)| d))
+                    .or_default()
+                    .push(keys::describe(name, &k));
             }
+        }
+        for (doc, keys) in orphans {
+            r.problems.push(match (doc, keys.as_slice()) {
+                (_, [one]) => format!("tree `{name}` key {one}: belongs to no document"),
+                (Some(d), many) => format!(
+                    "tree `{name}`: {} records of doc {d} ({} .. {}) belong to no document",
+                    many.len(),
+                    many[0],
+                    many[many.len() - 1]
+                ),
+                (None, many) => format!(
+                    "tree `{name}`: {} keys that are not chunk keys ({} ..)",
+                    many.len(),
+                    many[0]
+                ),
+            });
         }
     }
     Ok(r)
+}
+
+/// Every problem with one document's records (texts, their hash, latents,
+/// counts): empty when the document can be read back exactly.
+pub(super) fn doc_problems(store: &Store, doc: &DocRecord) -> Vec<String> {
+    let mut r = CheckReport::default();
+    let model = check_meta(store, &mut r);
+    r.problems.clear();
+    check_chunks(store, doc, model, &mut r);
+    r.problems
 }
 
 /// Decode the meta record; returns the latent layout and width of the bound model.
 fn check_meta(store: &Store, r: &mut CheckReport) -> Option<(LatentLayout, u32)> {
     for key in [v1::NEXT_DOC_ID_KEY, v1::GENERATION_KEY] {
         if let Err(e) = store.counter(key) {
-            r.problems.push(e.to_string());
+            r.problems.push(codec::problem(&e));
         }
     }
     match store.meta.get(v1::STORE_KEY) {
         Ok(Some(v)) => match codec::decode::<MetaRecord>(v1::META, v1::STORE_KEY, &v) {
             Ok(m) => m.model.map(|m| (LatentLayout::of(&m), m.hidden_size)),
             Err(e) => {
-                r.problems.push(e.to_string());
+                r.problems.push(codec::problem(&e));
                 None
             }
         },
@@ -167,13 +217,13 @@ fn check_chunks(
                             }
                             Err(e) => {
                                 text_ok = false;
-                                r.problems.push(e.to_string());
+                                r.problems.push(codec::problem(&e));
                             }
                         }
                     }
                     Err(e) => {
                         text_ok = false;
-                        r.problems.push(e.to_string());
+                        r.problems.push(codec::problem(&e));
                     }
                 }
             }
@@ -227,7 +277,7 @@ fn check_orphaned_records(store: &Store, id: u64, shape: Option<&[u32]>, r: &mut
         let Ok((k, v)) = item else { break };
         r.chunks += 1;
         if let Err(e) = codec::decode::<ChunkRecord>(v1::CHUNKS, &k, &v) {
-            r.problems.push(e.to_string());
+            r.problems.push(codec::problem(&e));
         }
     }
     for item in store.latents.scan_prefix(keys::doc_key(id)) {
@@ -240,11 +290,11 @@ fn check_orphaned_records(store: &Store, id: u64, shape: Option<&[u32]>, r: &mut
 fn check_latent(key: &[u8], v: &[u8], shape: Option<&[u32]>, r: &mut CheckReport) {
     let buf = match codec::aligned(v1::LATENTS, key, v) {
         Ok(b) => b,
-        Err(e) => return r.problems.push(e.to_string()),
+        Err(e) => return r.problems.push(codec::problem(&e)),
     };
     let rec = match codec::access::<LatentRecord>(v1::LATENTS, key, &buf) {
         Ok(rec) => rec,
-        Err(e) => return r.problems.push(e.to_string()),
+        Err(e) => return r.problems.push(codec::problem(&e)),
     };
     let dims: Vec<u32> = rec.shape.iter().map(|d| d.to_native()).collect();
     let here = format!("tree `latents` key {}", keys::describe(v1::LATENTS, key));
@@ -259,6 +309,10 @@ fn check_latent(key: &[u8], v: &[u8], shape: Option<&[u32]>, r: &mut CheckReport
             rec.data.len(),
             rec.dtype.as_str()
         ));
+    } else if let Some(i) = latent::first_non_finite(&rec.dtype, &rec.data) {
+        r.problems.push(format!(
+            "{here}: a non-finite value (NaN or infinity) at element {i}"
+        ));
     }
 }
 
@@ -269,9 +323,12 @@ fn check_sources(store: &Store, r: &mut CheckReport) {
             break;
         };
         let here = format!("tree `sources` key {}", keys::describe(v1::SOURCES, &k));
-        let Some(id) = keys::parse_doc_key(&v) else {
-            r.problems.push(format!("{here}: value is not a doc id"));
-            continue;
+        let id = match codec::decode_u64(v1::SOURCES, &k, &v, store.legacy) {
+            Ok(id) => id,
+            Err(e) => {
+                r.problems.push(codec::problem(&e));
+                continue;
+            }
         };
         match store.document(id) {
             Ok(Some(d)) if d.source.as_bytes() == k.as_ref() => {}

@@ -93,8 +93,101 @@ where
 
 /// Error for a damaged value.
 pub fn corrupt(tree: &str, key: &[u8], what: &str) -> Error {
-    Error::Store(format!(
-        "corrupt record in tree `{tree}` at key {}: {what}",
-        describe(tree, key)
+    Error::CorruptRecord {
+        tree: tree.to_string(),
+        key: describe(tree, key),
+        what: what.to_string(),
+    }
+}
+
+/// A problem line for `c3 check`: the error without the remedy every
+/// line would otherwise repeat.
+pub fn problem(e: &Error) -> String {
+    match e {
+        Error::CorruptRecord { tree, key, what } => {
+            format!("corrupt record in tree `{tree}` at key {key}: {what}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// An integer as the store keeps it: 8 bytes big-endian and their XXH3-64
+/// (schema version 2; `c3_migrations::v2`).
+pub fn encode_u64(value: u64) -> [u8; 16] {
+    c3_migrations::v2::seal_u64(value)
+}
+
+/// Read an integer written by [`encode_u64`]. `legacy`: the database is
+/// still at schema version 1 (a damaged store opened without migrating),
+/// whose integers are bare 8 bytes.
+pub fn decode_u64(tree: &str, key: &[u8], value: &[u8], legacy: bool) -> Result<u64> {
+    if let Some(v) = c3_migrations::v2::unseal_u64(value) {
+        return Ok(v);
+    }
+    if legacy {
+        if let Ok(b) = <[u8; 8]>::try_from(value) {
+            return Ok(u64::from_be_bytes(b));
+        }
+    }
+    Err(corrupt(
+        tree,
+        key,
+        if value.len() == c3_migrations::v2::SEALED_LEN {
+            "checksum mismatch"
+        } else {
+            "not a checksummed integer (16 bytes)"
+        },
     ))
+}
+
+/// Bytes followed by their checksum (the manifest id in `meta`).
+pub fn seal(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(&checksum(bytes));
+    out
+}
+
+/// The bytes of a value written by [`seal`].
+pub fn unseal<'a>(tree: &str, key: &[u8], value: &'a [u8]) -> Result<&'a [u8]> {
+    if value.len() < SUM_LEN {
+        return Err(corrupt(tree, key, "value shorter than its checksum"));
+    }
+    let (body, sum) = value.split_at(value.len() - SUM_LEN);
+    if checksum(body) != sum {
+        return Err(corrupt(tree, key, "checksum mismatch"));
+    }
+    Ok(body)
+}
+
+/// Decompress a chunk's zstd frame, which must give exactly `len` bytes.
+/// Reads at most `len + 1` bytes of output, so a damaged frame (or a
+/// damaged length) never makes it allocate more than the record declares.
+pub fn unzstd(tree: &str, key: &[u8], frame: &[u8], len: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    const MAX_CHUNK_BYTES: u64 = 1 << 30;
+    if len > MAX_CHUNK_BYTES {
+        return Err(corrupt(
+            tree,
+            key,
+            "byte range longer than any chunk c3 writes",
+        ));
+    }
+    let mut dec = zstd::stream::read::Decoder::new(frame)
+        .map_err(|e| corrupt(tree, key, &format!("zstd: {e}")))?;
+    // Level 3 writes windows of at most 2^21 bytes: a frame asking for more
+    // is damaged, and would make the decoder allocate it.
+    dec.window_log_max(23)
+        .map_err(|e| corrupt(tree, key, &format!("zstd: {e}")))?;
+    let mut out = Vec::new();
+    dec.take(len + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(tree, key, &format!("zstd: {e}")))?;
+    if out.len() as u64 != len {
+        return Err(corrupt(
+            tree,
+            key,
+            "text length differs from its byte range",
+        ));
+    }
+    Ok(out)
 }

@@ -70,8 +70,54 @@ pub fn to_tensor(dtype: &str, shape: &[u32], data: &[u8]) -> Result<Tensor> {
     Ok(Tensor::from_raw_buffer(data, dt, &dims, &Device::Cpu)?)
 }
 
-/// Number of bytes a record with this dtype and shape must hold.
+/// Number of bytes a record with this dtype and shape must hold (`None`
+/// for an unknown dtype or a shape too large to exist).
 pub fn expected_len(dtype: &str, shape: &[u32]) -> Option<usize> {
-    let n: usize = shape.iter().map(|&d| d as usize).product();
-    dtype_size(dtype).map(|s| s * n)
+    let n = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))?;
+    dtype_size(dtype)?.checked_mul(n)
+}
+
+/// Index of the first element of `data` (little-endian `dtype` values)
+/// that is NaN or infinite. Latents are never stored with one: the decoder
+/// would read garbage and answer nothing.
+pub fn first_non_finite(dtype: &str, data: &[u8]) -> Option<usize> {
+    match dtype {
+        "bf16" => data
+            .chunks_exact(2)
+            .position(|b| !half::bf16::from_le_bytes([b[0], b[1]]).is_finite()),
+        "f16" => data
+            .chunks_exact(2)
+            .position(|b| !half::f16::from_le_bytes([b[0], b[1]]).is_finite()),
+        "f32" => data
+            .chunks_exact(4)
+            .position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_are_found_in_each_dtype() {
+        let bf: Vec<u8> = [1.0f32, f32::NAN]
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect();
+        assert_eq!(first_non_finite("bf16", &bf), Some(1));
+        let f16: Vec<u8> = [f32::INFINITY]
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        assert_eq!(first_non_finite("f16", &f16), Some(0));
+        let f: Vec<u8> = [0.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(first_non_finite("f32", &f), None);
+        assert_eq!(expected_len("f32", &[u32::MAX, u32::MAX, u32::MAX]), None);
+    }
 }

@@ -1,48 +1,95 @@
 //! The memory store: documents, chunk texts and latents in an embedded sled
-//! database under one directory (layout: `c3_migrations::v1`).
+//! database under one directory (layout: `c3_migrations::v1`, `v2`), and
+//! the manifest beside it that says what the database should hold.
 //!
-//! Writes follow one rule: a document becomes visible only through the single
-//! transaction that inserts its `docs` record, so a crash at any moment leaves
-//! either the old document or the new one, never a mix. Chunks written for a
-//! document that never committed carry an id at or above `next_doc_id` and
-//! are swept when the store is next opened.
+//! Writes follow one rule: a document becomes visible only through the
+//! single transaction that inserts its `docs` record, so a crash at any
+//! moment leaves either the old document or the new one, never a mix.
+//! Chunks written for a document that never committed carry an id at or
+//! above `next_doc_id` and are swept when the store is next opened.
+//!
+//! Invariant: every commit is announced in the manifest before sled can
+//! have it on disk (`manifest/`), and opening compares the two before
+//! anything is written; a store that does not match its manifest is opened
+//! read-only ([`Error::Damaged`]) until `c3 recover` repairs it, so no
+//! ingest, removal or index refresh overwrites the evidence.
+//!
+//! Invariant: every call into sled runs behind the panic guard (`tree.rs`):
+//! damaged files give an error naming the database file, never a panic.
 
+pub mod access;
 mod check;
 mod codec;
 pub mod export;
 mod keys;
 pub mod latent;
 pub mod layout;
+pub mod manifest;
+mod open;
 pub mod records;
+pub mod recover;
+mod tree;
 mod txn;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use c3_migrations::v1;
 use candle_core::Tensor;
 
 pub use check::CheckReport;
 pub use layout::LatentLayout;
+pub use manifest::{Damage, LostDoc};
 pub use records::{ChunkRecord, DocRecord, LatentRecord, MetaRecord, ModelRecord};
 pub use writer::{compress_text, DocWriter};
 
 use crate::{Error, Result};
+use tree::Tree;
+
+/// The search index's directory in the store (derived data, owned by
+/// `retrieve::index`; named here so recovery can move it aside).
+pub const INDEX_DIR: &str = "bm25";
+
+/// Meta key of the manifest id the database belongs with (sealed bytes).
+pub(crate) const MANIFEST_ID_KEY: &[u8] = b"manifest_id";
+
+/// Why a store refuses writes.
+#[derive(Debug)]
+enum ReadOnly {
+    /// The database does not match its manifest.
+    Damaged,
+    /// This process cannot write the directory (the store was opened
+    /// from a private copy), with why.
+    NotWritable(String),
+}
 
 /// An open store. Only one process can hold a store open at a time (sled
 /// locks the database).
 pub struct Store {
     dir: PathBuf,
     db: sled::Db,
-    meta: sled::Tree,
-    docs: sled::Tree,
-    sources: sled::Tree,
-    chunks: sled::Tree,
-    latents: sled::Tree,
+    meta: Tree,
+    docs: Tree,
+    sources: Tree,
+    chunks: Tree,
+    latents: Tree,
+    /// `None`: writable.
+    read_only: Option<ReadOnly>,
+    /// What opening found wrong (then `read_only` is `Damaged`).
+    damage: Option<Damage>,
+    /// The database is at schema version 1 (a damaged store is not
+    /// migrated): its integers have no checksums.
+    legacy: bool,
+    /// The manifest, for a writable store.
+    journal: Mutex<Option<manifest::Journal>>,
+    /// The private copy a read-only store was opened from.
+    _copy: Option<access::PrivateCopy>,
 }
 
-fn sled_err(tree: &str, e: impl std::fmt::Display) -> Error {
-    Error::Store(format!("tree `{tree}`: {e}"))
+/// A source for a message: quoted, control characters escaped.
+pub fn shown(source: &str) -> String {
+    format!("{source:?}")
 }
 
 /// Current time in unix milliseconds. `SOURCE_DATE_EPOCH` (seconds) pins it,
@@ -98,33 +145,7 @@ impl Store {
     /// do not each hold the default cache.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        let opened = c3_migrations::open_cached(dir, cache_bytes)?;
-        let db = opened.db;
-        let tree = |name: &str| db.open_tree(name).map_err(|e| sled_err(name, e));
-        let store = Store {
-            dir: dir.to_path_buf(),
-            meta: tree(v1::META)?,
-            docs: tree(v1::DOCS)?,
-            sources: tree(v1::SOURCES)?,
-            chunks: tree(v1::CHUNKS)?,
-            latents: tree(v1::LATENTS)?,
-            db,
-        };
-        if store
-            .meta
-            .get(v1::STORE_KEY)
-            .map_err(|e| sled_err(v1::META, e))?
-            .is_none()
-        {
-            let rec = MetaRecord {
-                created_at_ms: now_ms(),
-                model: None,
-            };
-            store.put_meta(&rec)?;
-            store.flush()?;
-        }
-        store.sweep_uncommitted()?;
-        Ok(store)
+        open::open(dir, cache_bytes)
     }
 
     /// Open a store that must already exist (for commands that only read
@@ -140,34 +161,69 @@ impl Store {
                 dir: dir.to_path_buf(),
             });
         }
-        Self::open_with_cache(dir, cache_bytes)
+        open::open(dir, cache_bytes)
+    }
+
+    /// What opening found wrong with the store, if anything: documents its
+    /// manifest names that the database lost, a rollback, a missing or
+    /// damaged manifest. Such a store refuses writes until `c3 recover`.
+    pub fn damage(&self) -> Option<&Damage> {
+        self.damage.as_ref()
+    }
+
+    /// Whether writes are allowed (the store is neither damaged nor opened
+    /// from a private read-only copy).
+    pub fn writable(&self) -> bool {
+        self.read_only.is_none()
+    }
+
+    /// `Ok` when the store may be written; otherwise the error saying why
+    /// not and what to do.
+    pub fn check_writable(&self) -> Result<()> {
+        match &self.read_only {
+            None => Ok(()),
+            Some(ReadOnly::Damaged) => Err(Error::Damaged {
+                dir: self.dir.clone(),
+                summary: self
+                    .damage
+                    .as_ref()
+                    .map(Damage::summary)
+                    .unwrap_or_default(),
+            }),
+            Some(ReadOnly::NotWritable(why)) => Err(Error::ReadOnly {
+                dir: self.dir.clone(),
+                why: format!(
+                    "{why}. Reading works (from a private copy of the database); ingest, \
+                     import, rm and recover need write access"
+                ),
+            }),
+        }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Make everything written so far durable. A read-only store has
+    /// nothing to flush.
     pub fn flush(&self) -> Result<()> {
-        self.db
-            .flush()
-            .map_err(|e| Error::Store(format!("flush: {e}")))?;
-        Ok(())
+        if self.read_only.is_some() {
+            return Ok(());
+        }
+        tree::call(&self.dir, "flush", || self.db.flush()).map(drop)
     }
 
     pub fn meta(&self) -> Result<MetaRecord> {
         let v = self
             .meta
-            .get(v1::STORE_KEY)
-            .map_err(|e| sled_err(v1::META, e))?
-            .ok_or_else(|| Error::Store("tree `meta`: key \"store\" is missing".into()))?;
+            .get(v1::STORE_KEY)?
+            .ok_or_else(|| codec::corrupt(v1::META, v1::STORE_KEY, "missing"))?;
         codec::decode(v1::META, v1::STORE_KEY, &v)
     }
 
     fn put_meta(&self, rec: &MetaRecord) -> Result<()> {
-        self.meta
-            .insert(v1::STORE_KEY, codec::encode(rec)?)
-            .map_err(|e| sled_err(v1::META, e))?;
-        Ok(())
+        self.check_writable()?;
+        self.meta.insert(v1::STORE_KEY, codec::encode(rec)?)
     }
 
     /// Refuses a model whose latents are not the ones this store holds (by
@@ -197,23 +253,22 @@ impl Store {
                 loaded: model.label(),
             }),
             None => {
+                self.check_writable()?;
                 meta.model = Some(model.clone());
-                self.put_meta(&meta)?;
-                self.flush()
+                let value = codec::encode(&meta)?;
+                let change = self.change(Some(model.fingerprint.clone()), None, &[], &[])?;
+                self.commit_change(change, |t| {
+                    t.meta.insert(v1::STORE_KEY, value.clone())?;
+                    t.bump_generation()
+                })
             }
         }
     }
 
     fn counter(&self, key: &[u8]) -> Result<u64> {
-        match self.meta.get(key).map_err(|e| sled_err(v1::META, e))? {
+        match self.meta.get(key)? {
             None => Ok(0),
-            Some(v) => {
-                let b: [u8; 8] = v
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| codec::corrupt(v1::META, key, "counter is not 8 bytes"))?;
-                Ok(u64::from_be_bytes(b))
-            }
+            Some(v) => codec::decode_u64(v1::META, key, &v, self.legacy),
         }
     }
 
@@ -229,7 +284,7 @@ impl Store {
 
     pub fn document(&self, id: u64) -> Result<Option<DocRecord>> {
         let key = keys::doc_key(id);
-        match self.docs.get(key).map_err(|e| sled_err(v1::DOCS, e))? {
+        match self.docs.get(key)? {
             None => Ok(None),
             Some(v) => codec::decode(v1::DOCS, &key, &v).map(Some),
         }
@@ -237,26 +292,23 @@ impl Store {
 
     /// Document currently stored for `source`.
     pub fn find_source(&self, source: &str) -> Result<Option<DocRecord>> {
-        let Some(v) = self
-            .sources
-            .get(source.as_bytes())
-            .map_err(|e| sled_err(v1::SOURCES, e))?
-        else {
+        let Some(v) = self.sources.get(source.as_bytes())? else {
             return Ok(None);
         };
-        let id = keys::parse_doc_key(&v)
-            .ok_or_else(|| codec::corrupt(v1::SOURCES, source.as_bytes(), "not a doc id"))?;
+        let id = codec::decode_u64(v1::SOURCES, source.as_bytes(), &v, self.legacy)?;
         self.document(id)?.map(Some).ok_or_else(|| {
-            Error::Store(format!(
-                "tree `sources` key {source:?} points to doc {id}, which is missing"
-            ))
+            codec::corrupt(
+                v1::SOURCES,
+                source.as_bytes(),
+                &format!("points to doc {id}, which is missing"),
+            )
         })
     }
 
     /// All documents in id order.
     pub fn documents(&self) -> impl Iterator<Item = Result<DocRecord>> + '_ {
         self.docs.iter().map(|item| {
-            let (k, v) = item.map_err(|e| sled_err(v1::DOCS, e))?;
+            let (k, v) = item?;
             codec::decode(v1::DOCS, &k, &v)
         })
     }
@@ -288,28 +340,19 @@ impl Store {
         let key = keys::chunk_key(doc, ordinal);
         let v = self
             .chunks
-            .get(key)
-            .map_err(|e| sled_err(v1::CHUNKS, e))?
-            .ok_or_else(|| {
-                Error::Store(format!(
-                    "tree `chunks`: doc {doc} chunk {ordinal} is missing"
-                ))
-            })?;
+            .get(key)?
+            .ok_or_else(|| codec::corrupt(v1::CHUNKS, &key, "missing"))?;
         codec::decode(v1::CHUNKS, &key, &v)
     }
 
     /// Exact text of a chunk.
     pub fn chunk_text(&self, rec: &ChunkRecord) -> Result<String> {
         let key = keys::chunk_key(rec.doc_id, rec.ordinal);
-        let bytes = zstd::decode_all(rec.text_zstd.as_slice())
-            .map_err(|e| codec::corrupt(v1::CHUNKS, &key, &format!("zstd: {e}")))?;
-        if bytes.len() as u64 != rec.end - rec.start {
-            return Err(codec::corrupt(
-                v1::CHUNKS,
-                &key,
-                "text length differs from its byte range",
-            ));
-        }
+        let len = rec
+            .end
+            .checked_sub(rec.start)
+            .ok_or_else(|| codec::corrupt(v1::CHUNKS, &key, "byte range is reversed"))?;
+        let bytes = codec::unzstd(v1::CHUNKS, &key, &rec.text_zstd, len)?;
         String::from_utf8(bytes).map_err(|_| codec::corrupt(v1::CHUNKS, &key, "text is not UTF-8"))
     }
 
@@ -352,13 +395,8 @@ impl Store {
         let key = keys::chunk_key(doc, ordinal);
         let v = self
             .latents
-            .get(key)
-            .map_err(|e| sled_err(v1::LATENTS, e))?
-            .ok_or_else(|| {
-                Error::Store(format!(
-                    "tree `latents`: doc {doc} chunk {ordinal} is missing"
-                ))
-            })?;
+            .get(key)?
+            .ok_or_else(|| codec::corrupt(v1::LATENTS, &key, "missing"))?;
         Ok((key, v))
     }
 
@@ -374,7 +412,7 @@ impl Store {
         self.latents
             .scan_prefix(keys::doc_key(doc))
             .map(|item| {
-                let (k, v) = item.map_err(|e| sled_err(v1::LATENTS, e))?;
+                let (k, v) = item?;
                 latent_from_value(&k, &v)
             })
             .collect()
@@ -383,14 +421,15 @@ impl Store {
     /// Remove a document and its chunks in one transaction. Returns whether
     /// it existed.
     pub fn remove(&self, id: u64) -> Result<bool> {
+        self.check_writable()?;
         let Some(doc) = self.document(id)? else {
             return Ok(false);
         };
-        self.transact(|t| {
+        let change = self.change(None, None, &[], &[doc.id])?;
+        self.commit_change(change, |t| {
             t.remove_doc(&doc)?;
             t.bump_generation()
         })?;
-        self.flush()?;
         Ok(true)
     }
 
@@ -441,19 +480,100 @@ impl Store {
         let next = self.next_doc_id()?;
         let from = keys::chunk_key(next, 0);
         let mut swept = false;
-        for (tree, name) in [(&self.chunks, v1::CHUNKS), (&self.latents, v1::LATENTS)] {
+        for tree in [&self.chunks, &self.latents] {
             let mut batch = sled::Batch::default();
-            for item in tree.range(from..) {
-                let (k, _) = item.map_err(|e| sled_err(name, e))?;
+            for item in tree.range_from(from) {
+                let (k, _) = item?;
                 batch.remove(k);
                 swept = true;
             }
-            tree.apply_batch(batch).map_err(|e| sled_err(name, e))?;
+            tree.apply_batch(batch)?;
         }
         if swept {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// The manifest change a commit makes: the generation it reaches, the
+    /// model (`model`, else the bound one), `next_doc_id` raised above
+    /// `new_id`, documents added and removed.
+    fn change(
+        &self,
+        model: Option<String>,
+        new_id: Option<u64>,
+        put: &[DocRecord],
+        rm: &[u64],
+    ) -> Result<manifest::Change> {
+        let next = self.next_doc_id()?;
+        let model = match model {
+            Some(m) => Some(m),
+            None => self.meta()?.model.map(|m| m.fingerprint),
+        };
+        Ok(manifest::Change {
+            generation: self.generation()? + 1,
+            next_doc_id: new_id.map_or(next, |id| next.max(id + 1)),
+            model,
+            put: put.iter().map(manifest::ManifestDoc::of).collect(),
+            rm: rm.to_vec(),
+        })
+    }
+
+    /// Commit `txn` (which bumps the generation to `change.generation`):
+    /// announced in the manifest first, confirmed there once sled flushed.
+    fn commit_change<F>(&self, change: manifest::Change, txn: F) -> Result<()>
+    where
+        F: Fn(&txn::Tx<'_>) -> txn::TxResult<()>,
+    {
+        self.check_writable()?;
+        let mut journal = self
+            .journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = change.generation;
+        if let Some(j) = journal.as_mut() {
+            j.intent(change)?;
+        }
+        self.transact(txn)?;
+        self.flush()?;
+        if let Some(j) = journal.as_mut() {
+            j.done(generation)?;
+        }
+        Ok(())
+    }
+
+    /// The manifest's state, for a writable store (tests, `c3 recover`).
+    pub fn manifest_state(&self) -> Option<manifest::State> {
+        self.journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .map(|j| j.state().clone())
+    }
+}
+
+/// Check one stored value as the store reads it: its checksum, its record,
+/// and (chunks) its text, (latents) its size and finiteness. For tests that
+/// feed the codec arbitrary bytes: any input gives `Ok` or an error naming
+/// the tree and key, never a panic.
+pub fn verify_value(tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
+    match tree {
+        t if t == v1::DOCS => codec::decode::<DocRecord>(t, key, value).map(drop),
+        t if t == v1::META => codec::decode::<MetaRecord>(t, key, value).map(drop),
+        t if t == v1::SOURCES => codec::decode_u64(t, key, value, false).map(drop),
+        t if t == v1::CHUNKS => {
+            let rec = codec::decode::<ChunkRecord>(t, key, value)?;
+            let len = rec
+                .end
+                .checked_sub(rec.start)
+                .ok_or_else(|| codec::corrupt(t, key, "byte range is reversed"))?;
+            let bytes = codec::unzstd(t, key, &rec.text_zstd, len)?;
+            String::from_utf8(bytes)
+                .map(drop)
+                .map_err(|_| codec::corrupt(t, key, "text is not UTF-8"))
+        }
+        t if t == v1::LATENTS => latent_from_value(key, value).map(drop),
+        other => Err(Error::Input(format!("no tree `{other}` in a c3 store"))),
     }
 }
 
@@ -466,6 +586,13 @@ fn latent_from_value(key: &[u8], v: &[u8]) -> Result<Tensor> {
             v1::LATENTS,
             key,
             "data length does not match dtype and shape",
+        ));
+    }
+    if let Some(i) = latent::first_non_finite(&rec.dtype, &rec.data) {
+        return Err(codec::corrupt(
+            v1::LATENTS,
+            key,
+            &format!("a non-finite value (NaN or infinity) at element {i}"),
         ));
     }
     latent::to_tensor(&rec.dtype, &shape, &rec.data)

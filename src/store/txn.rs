@@ -29,14 +29,16 @@ impl Store {
     where
         F: Fn(&Tx<'_>) -> std::result::Result<(), ConflictableTransactionError<Error>>,
     {
-        (
-            &self.meta,
-            &self.docs,
-            &self.sources,
-            &self.chunks,
-            &self.latents,
-        )
-            .transaction(|(meta, docs, sources, chunks, latents)| {
+        self.check_writable()?;
+        let trees = (
+            &self.meta.inner,
+            &self.docs.inner,
+            &self.sources.inner,
+            &self.chunks.inner,
+            &self.latents.inner,
+        );
+        let run = || {
+            trees.transaction(|(meta, docs, sources, chunks, latents)| {
                 f(&Tx {
                     meta,
                     docs,
@@ -45,10 +47,16 @@ impl Store {
                     latents,
                 })
             })
-            .map_err(|e| match e {
+        };
+        match c3_migrations::guard::catch(run) {
+            Ok(r) => r.map_err(|e| match e {
                 TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => Error::Store(format!("transaction: {e}")),
-            })
+                TransactionError::Storage(e) => {
+                    super::tree::sled_failure(&self.dir, "transaction", e)
+                }
+            }),
+            Err(p) => Err(super::tree::panicked(&self.dir, "transaction", p)),
+        }
     }
 }
 
@@ -56,19 +64,14 @@ impl Tx<'_> {
     pub fn counter(&self, key: &[u8]) -> TxResult<u64> {
         match self.meta.get(key)? {
             None => Ok(0),
-            Some(v) => {
-                let b: [u8; 8] = v
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| abort(codec::corrupt(v1::META, key, "counter is not 8 bytes")))?;
-                Ok(u64::from_be_bytes(b))
-            }
+            Some(v) => codec::decode_u64(v1::META, key, &v, false).map_err(abort),
         }
     }
 
     pub fn bump_generation(&self) -> TxResult<()> {
         let g = self.counter(v1::GENERATION_KEY)? + 1;
-        self.meta.insert(v1::GENERATION_KEY, &g.to_be_bytes())?;
+        self.meta
+            .insert(v1::GENERATION_KEY, &codec::encode_u64(g)[..])?;
         Ok(())
     }
 
@@ -76,7 +79,8 @@ impl Tx<'_> {
         self.docs.remove(&keys::doc_key(doc.id))?;
         // Only drop the source index if it still points at this document.
         if let Some(v) = self.sources.get(doc.source.as_bytes())? {
-            if keys::parse_doc_key(&v) == Some(doc.id) {
+            if codec::decode_u64(v1::SOURCES, doc.source.as_bytes(), &v, false).ok() == Some(doc.id)
+            {
                 self.sources.remove(doc.source.as_bytes())?;
             }
         }

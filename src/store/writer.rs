@@ -4,13 +4,14 @@ use c3_migrations::v1;
 use candle_core::Tensor;
 
 use super::records::{ChunkRecord, DocRecord, LatentRecord};
-use super::{codec, keys, latent, sled_err, NewDoc, Store};
+use super::{codec, keys, latent, NewDoc, Store};
 use crate::{Error, Result};
 
 impl Store {
     /// Start writing a new document. `id` requests a specific id (import);
     /// it must not be below `next_doc_id`.
     pub fn begin(&self, id: Option<u64>) -> Result<DocWriter<'_>> {
+        self.check_writable()?;
         let next = self.next_doc_id()?;
         let id = match id {
             Some(id) if id >= next => id,
@@ -106,16 +107,18 @@ impl DocWriter<'_> {
                 shape
             )));
         }
+        if let Some(i) = latent::first_non_finite(&latent.dtype, &latent.data) {
+            return Err(Error::NonFinite {
+                what: format!("doc {} chunk {}", self.id, chunk.ordinal),
+                index: i,
+            });
+        }
         let mut chunk = chunk.clone();
         chunk.doc_id = self.id;
         let key = keys::chunk_key(self.id, chunk.ordinal);
         let s = self.store;
-        s.chunks
-            .insert(key, codec::encode(&chunk)?)
-            .map_err(|e| sled_err(v1::CHUNKS, e))?;
-        s.latents
-            .insert(key, codec::encode(latent)?)
-            .map_err(|e| sled_err(v1::LATENTS, e))?;
+        s.chunks.insert(key, codec::encode(&chunk)?)?;
+        s.latents.insert(key, codec::encode(latent)?)?;
         self.chunks += 1;
         self.tokens += chunk.tokens as u64;
         self.end = chunk.end;
@@ -158,18 +161,20 @@ impl DocWriter<'_> {
         // Chunks first reach disk, then the switch: the switch never points
         // at chunks that were lost.
         s.flush()?;
-        s.transact(|t| {
+        let rm: Vec<u64> = old.iter().map(|d| d.id).collect();
+        let change = s.change(None, Some(rec.id), std::slice::from_ref(&rec), &rm)?;
+        let source_value = codec::encode_u64(rec.id);
+        s.commit_change(change, |t| {
             if let Some(old) = &old {
                 t.remove_doc(old)?;
             }
             t.docs.insert(&keys::doc_key(rec.id), value.clone())?;
-            t.sources
-                .insert(rec.source.as_bytes(), &keys::doc_key(rec.id))?;
+            t.sources.insert(rec.source.as_bytes(), &source_value[..])?;
             let next = t.counter(v1::NEXT_DOC_ID_KEY)?.max(rec.id + 1);
-            t.meta.insert(v1::NEXT_DOC_ID_KEY, &next.to_be_bytes())?;
+            t.meta
+                .insert(v1::NEXT_DOC_ID_KEY, &codec::encode_u64(next)[..])?;
             t.bump_generation()
         })?;
-        s.flush()?;
         self.committed = true;
         Ok(rec)
     }

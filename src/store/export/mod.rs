@@ -2,24 +2,33 @@
 //!
 //! An export is one [safetensors] file, so any safetensors reader can load
 //! the latents. Its header's `__metadata__` is
-//! `{"format": "c3-export", "version": "1"}` and it holds these tensors, data
-//! in this order:
+//! `{"format": "c3-export", "version": "2", "manifest_blake3": HEX}` (the
+//! blake3 of the `c3.manifest` bytes) and it holds these tensors, data in
+//! this order:
 //!
 //! - `c3.manifest` — `U8 [M]`: UTF-8 JSON Lines. Line 1 is the header
 //!   `{"format":"c3-export","version":1,"model":{"fingerprint":HEX,
 //!   "latent_len":32,"hidden_size":1536},"documents":N}`; then one line per
 //!   document, in id order: `{"id", "source", "content_hash" (blake3 hex),
 //!   "size", "mtime_ms" (or null), "ingested_at_ms", "kind", "chunk_tokens",
-//!   "token_count", "latent_dtype", "chunks": [[start, end, tokens], ...]}`.
+//!   "token_count", "latent_dtype", "latents_blake3" (blake3 of the
+//!   document's latent bytes, hex), "chunks": [[start, end, tokens], ...]}`.
 //!   Chunk ranges are byte ranges of the document and tile it exactly.
 //! - `doc.{id}.text` — `U8 [size]`: the document's exact bytes (UTF-8).
 //! - `doc.{id}.latents` — `BF16|F16|F32 [chunks, latent_len, hidden_size]`:
 //!   the raw encoder states of each chunk, in the model's dtype.
 //!
+//! Every byte is covered: the manifest by `manifest_blake3`, each text by
+//! its `content_hash`, each document's latents by `latents_blake3`, the
+//! header by its own validation. Version 1 (no `manifest_blake3`, no
+//! `latents_blake3`) is still read; its latents are checked for finiteness
+//! and shape only.
+//!
 //! Times are unix milliseconds. Import into an empty store keeps ids, times
 //! and bytes, so export → import → export reproduces the file exactly.
-//! Import skips documents whose source is already stored with the same
-//! content hash and replaces those whose content differs.
+//! Import first verifies the whole file, then skips documents whose source
+//! is already stored with the same content hash and replaces those whose
+//! content differs: a damaged export changes nothing.
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
@@ -31,11 +40,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-pub use read::{import, ExportDoc, ExportFile};
+pub use read::{import, import_verified, verify, ExportDoc, ExportFile};
 pub use write::export;
 
 pub(super) const FORMAT: &str = "c3-export";
-pub(super) const VERSION: u32 = 1;
+/// The version written. Versions 1 and 2 are read.
+pub(super) const VERSION: u32 = 2;
 pub(super) const MANIFEST: &str = "c3.manifest";
 
 #[derive(Serialize, Deserialize)]
@@ -65,6 +75,9 @@ pub(super) struct DocJson {
     pub chunk_tokens: u32,
     pub token_count: u64,
     pub latent_dtype: String,
+    /// blake3 of the document's latent bytes (version 2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latents_blake3: Option<String>,
     pub chunks: Vec<(u64, u64, u32)>,
 }
 

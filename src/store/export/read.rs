@@ -25,6 +25,10 @@ struct Reader {
     file: BufReader<File>,
     data_start: u64,
     slots: BTreeMap<String, Slot>,
+    /// The format version in `__metadata__` (1 or 2).
+    version: u32,
+    /// blake3 of the manifest bytes (version 2).
+    manifest_blake3: Option<String>,
 }
 
 impl Reader {
@@ -49,12 +53,23 @@ impl Reader {
         if meta.get("format").and_then(Value::as_str) != Some(FORMAT) {
             return Err(bad("__metadata__.format is not c3-export"));
         }
-        if meta.get("version").and_then(Value::as_str) != Some("1") {
-            return Err(Error::Input(format!(
-                "{}: export format version {} is not supported (expected 1)",
-                path.display(),
-                meta.get("version").unwrap_or(&Value::Null)
-            )));
+        let version = match meta.get("version").and_then(Value::as_str) {
+            Some("1") => 1,
+            Some("2") => 2,
+            _ => {
+                return Err(Error::Input(format!(
+                    "{}: export format version {} is not supported (this c3 reads 1 and 2)",
+                    path.display(),
+                    meta.get("version").unwrap_or(&Value::Null)
+                )))
+            }
+        };
+        let manifest_blake3 = meta
+            .get("manifest_blake3")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if version >= 2 && manifest_blake3.is_none() {
+            return Err(bad("__metadata__ has no manifest_blake3"));
         }
         let data_start = 8 + hlen;
         let mut slots = BTreeMap::new();
@@ -72,7 +87,7 @@ impl Reader {
                     .collect::<Option<Vec<_>>>()?;
                 let offs = v.get("data_offsets")?.as_array()?;
                 let (start, end) = (offs.first()?.as_u64()?, offs.get(1)?.as_u64()?);
-                (start <= end && data_start + end <= total).then_some(Slot {
+                (start <= end && data_start.checked_add(end)? <= total).then_some(Slot {
                     dtype,
                     shape,
                     start,
@@ -88,6 +103,8 @@ impl Reader {
             file,
             data_start,
             slots,
+            version,
+            manifest_blake3,
         })
     }
 
@@ -99,7 +116,7 @@ impl Reader {
 
     fn read(&mut self, name: &str, at: u64, len: u64) -> Result<Vec<u8>> {
         let s = self.slot(name)?;
-        if at + len > s.end - s.start {
+        if at.checked_add(len).is_none_or(|e| e > s.end - s.start) {
             return Err(Error::Input(format!(
                 "tensor `{name}` is shorter than its manifest says"
             )));
@@ -130,6 +147,18 @@ pub struct ExportDoc {
     pub chunk_count: u32,
     /// Byte range of its line in the manifest.
     line: (u64, u64),
+}
+
+/// A document's line checked against the file: where its text and
+/// latents are and how each chunk's part is laid out.
+struct Layout {
+    d: DocJson,
+    text_name: String,
+    lat_name: String,
+    /// Bytes per latent element.
+    esize: u64,
+    /// Latent rows of each chunk.
+    rows: Vec<u64>,
 }
 
 impl ExportDoc {
@@ -163,6 +192,14 @@ impl ExportFile {
         let bad = |what: String| Error::Input(format!("{}: {what}", path.display()));
         let mlen = reader.slot(MANIFEST)?.end - reader.slot(MANIFEST)?.start;
         let manifest = reader.read(MANIFEST, 0, mlen)?;
+        if let Some(want) = &reader.manifest_blake3 {
+            if super::hex(blake3::hash(&manifest).as_bytes()) != *want {
+                return Err(bad(
+                    "the manifest (`c3.manifest`) does not match its checksum: the file is damaged"
+                        .into(),
+                ));
+            }
+        }
         let mut lines = Vec::new();
         let mut at = 0usize;
         for l in manifest.split(|&b| b == b'\n') {
@@ -176,10 +213,10 @@ impl ExportFile {
         };
         let head: Header =
             serde_json::from_slice(first).map_err(|e| bad(format!("manifest header: {e}")))?;
-        if head.format != FORMAT || head.version != VERSION {
+        if head.format != FORMAT || head.version != reader.version || head.version > VERSION {
             return Err(bad(format!(
-                "manifest format {} v{} is not supported",
-                head.format, head.version
+                "manifest format {} v{} is not supported here (the file says version {})",
+                head.format, head.version, reader.version
             )));
         }
         let model = ModelRecord {
@@ -187,12 +224,30 @@ impl ExportFile {
             latent_len: head.model.latent_len,
             hidden_size: head.model.hidden_size,
         };
-        let mut docs = Vec::with_capacity(rest.len());
+        let mut docs: Vec<ExportDoc> = Vec::with_capacity(rest.len());
+        let mut sources = std::collections::HashSet::new();
         for (i, &(at, line)) in rest.iter().enumerate() {
             let d: DocJson = serde_json::from_slice(line)
                 .map_err(|e| bad(format!("manifest line {}: {e}", i + 2)))?;
             let content_hash = unhex32(&d.content_hash)
                 .ok_or_else(|| bad(format!("doc {}: bad content_hash", d.id)))?;
+            if docs.last().is_some_and(|p| p.id >= d.id) {
+                return Err(bad(format!(
+                    "manifest line {}: doc {} does not follow doc {} (ids must increase)",
+                    i + 2,
+                    d.id,
+                    docs.last().map_or(0, |p| p.id)
+                )));
+            }
+            if !sources.insert(d.source.clone()) {
+                return Err(bad(format!(
+                    "doc {}: source {:?} is listed twice",
+                    d.id, d.source
+                )));
+            }
+            if reader.version >= 2 && d.latents_blake3.is_none() {
+                return Err(bad(format!("doc {}: no latents_blake3", d.id)));
+            }
             docs.push(ExportDoc {
                 id: d.id,
                 source: d.source,
@@ -235,10 +290,9 @@ impl ExportFile {
         &self.docs
     }
 
-    /// Write `doc`'s chunks and latents through `w` one chunk at a time,
-    /// checking them against the manifest and the content hash (the caller
-    /// commits). Errors name the export file and the document.
-    pub fn copy_doc(&mut self, doc: &ExportDoc, w: &mut DocWriter<'_>) -> Result<u64> {
+    /// Check `doc`'s manifest line against the file: tensor dtypes and
+    /// shapes, chunk ranges that tile the text, token counts.
+    fn layout(&mut self, doc: &ExportDoc) -> Result<Layout> {
         let path = self.path.clone();
         let bad = |what: String| {
             Error::Input(format!(
@@ -250,6 +304,9 @@ impl ExportFile {
         };
         let line = self.reader.read(MANIFEST, doc.line.0, doc.line.1)?;
         let d: DocJson = serde_json::from_slice(&line).map_err(|e| bad(e.to_string()))?;
+        if d.id != doc.id {
+            return Err(bad(format!("its manifest line now says doc {}", d.id)));
+        }
         let layout = LatentLayout::of(&self.model);
         let h = self.model.hidden_size as u64;
         let lat_name = format!("doc.{}.latents", d.id);
@@ -257,46 +314,131 @@ impl ExportFile {
         let esize = latent::dtype_size(&d.latent_dtype)
             .ok_or_else(|| bad(format!("unknown latent dtype {}", d.latent_dtype)))?
             as u64;
-        let slot = self.reader.slot(&lat_name)?;
+        let rows: Vec<u64> = d.chunks.iter().map(|c| layout.rows(c.2) as u64).collect();
         let want_shape = match layout {
             LatentLayout::Fixed { rows } => vec![d.chunks.len() as u64, rows as u64, h],
-            LatentLayout::Pooled { .. } => {
-                vec![d.chunks.iter().map(|c| layout.rows(c.2) as u64).sum(), h]
-            }
+            LatentLayout::Pooled { .. } => vec![rows.iter().sum(), h],
         };
-        if from_st_dtype(&slot.dtype) != Some(d.latent_dtype.as_str()) || slot.shape != want_shape {
+        let want_bytes = want_shape
+            .iter()
+            .try_fold(esize, |n, &x| n.checked_mul(x))
+            .ok_or_else(|| bad("latent shape overflows".into()))?;
+        let slot = self.reader.slot(&lat_name)?;
+        if from_st_dtype(&slot.dtype) != Some(d.latent_dtype.as_str())
+            || slot.shape != want_shape
+            || slot.end - slot.start != want_bytes
+        {
             return Err(bad(format!(
-                "tensor `{lat_name}` has dtype/shape {} {:?}, expected {} {want_shape:?}",
-                slot.dtype, slot.shape, d.latent_dtype
+                "tensor `{lat_name}` has dtype/shape {} {:?} ({} bytes), expected {} \
+                 {want_shape:?} ({want_bytes} bytes)",
+                slot.dtype,
+                slot.shape,
+                slot.end - slot.start,
+                d.latent_dtype
             )));
         }
-        let tokens: u64 = d.chunks.iter().map(|c| c.2 as u64).sum();
-        if tokens != d.token_count {
+        let text = self.reader.slot(&text_name)?;
+        if text.end - text.start != d.size || text.dtype != "U8" {
             return Err(bad(format!(
-                "chunk tokens sum to {tokens}, the manifest says {}",
+                "tensor `{text_name}` holds {} bytes, the document {}",
+                text.end - text.start,
+                d.size
+            )));
+        }
+        let mut pos = 0u64;
+        for (ord, &(start, end, _)) in d.chunks.iter().enumerate() {
+            if start != pos || end < start {
+                return Err(bad(format!(
+                    "chunk {ord}: range {start}..{end} does not continue at byte {pos}"
+                )));
+            }
+            pos = end;
+        }
+        if pos != d.size {
+            return Err(bad(format!("chunks cover {pos} bytes of {}", d.size)));
+        }
+        let tokens = d
+            .chunks
+            .iter()
+            .try_fold(0u64, |n, c| n.checked_add(c.2 as u64));
+        if tokens != Some(d.token_count) {
+            return Err(bad(format!(
+                "chunk tokens sum to {tokens:?}, the manifest says {}",
                 d.token_count
             )));
         }
-        let mut hasher = blake3::Hasher::new();
-        let mut row = 0u64;
+        Ok(Layout {
+            d,
+            text_name,
+            lat_name,
+            esize,
+            rows,
+        })
+    }
+
+    /// Read `doc` whole, one chunk at a time, and check it: its text
+    /// against its content hash and as UTF-8, its latents against their
+    /// checksum (version 2) and for finiteness. Writes nothing.
+    pub fn verify_doc(&mut self, doc: &ExportDoc) -> Result<()> {
+        self.walk_doc(doc, &mut |_, _, _| Ok(()))
+    }
+
+    /// Write `doc`'s chunks and latents through `w` one chunk at a time,
+    /// with the checks of [`ExportFile::verify_doc`] (the caller commits
+    /// only when this returns `Ok`). Errors name the export file and the
+    /// document. Returns the bytes copied.
+    pub fn copy_doc(&mut self, doc: &ExportDoc, w: &mut DocWriter<'_>) -> Result<u64> {
         let mut bytes = 0u64;
-        for (ord, &(start, end, tokens)) in d.chunks.iter().enumerate() {
-            if end < start {
-                return Err(bad(format!(
-                    "chunk {ord}: range {start}..{end} is reversed"
-                )));
-            }
-            let text = self.reader.read(&text_name, start, end - start)?;
+        self.walk_doc(doc, &mut |chunk, lat, len| {
+            bytes += len;
+            w.put_raw(chunk, lat)
+        })?;
+        Ok(bytes)
+    }
+
+    /// Read and check `doc` chunk by chunk, handing each chunk and latent
+    /// record (and its bytes) to `each`.
+    fn walk_doc(
+        &mut self,
+        doc: &ExportDoc,
+        each: &mut dyn FnMut(&ChunkRecord, &LatentRecord, u64) -> Result<()>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let bad = |what: String| {
+            Error::Input(format!(
+                "{}: doc {} ({}): {what}",
+                path.display(),
+                doc.id,
+                doc.source
+            ))
+        };
+        let l = self.layout(doc)?;
+        let h = self.model.hidden_size as u64;
+        let mut hasher = blake3::Hasher::new();
+        let mut lat_hasher = blake3::Hasher::new();
+        let mut row = 0u64;
+        for (ord, (&(start, end, tokens), &rows)) in l.d.chunks.iter().zip(&l.rows).enumerate() {
+            let text = self.reader.read(&l.text_name, start, end - start)?;
             hasher.update(&text);
             let piece = std::str::from_utf8(&text)
                 .map_err(|_| bad(format!("chunk {ord}: range {start}..{end} is not UTF-8")))?;
-            let rows = layout.rows(tokens) as u64;
-            let data = self
-                .reader
-                .read(&lat_name, row * h * esize, rows * h * esize)?;
+            let len = rows * h * l.esize;
+            let data = self.reader.read(&l.lat_name, row * h * l.esize, len)?;
             row += rows;
+            lat_hasher.update(&data);
+            if let Some(i) = latent::first_non_finite(&l.d.latent_dtype, &data) {
+                return Err(Error::NonFinite {
+                    what: format!(
+                        "{}: doc {} ({}) chunk {ord}",
+                        path.display(),
+                        doc.id,
+                        doc.source
+                    ),
+                    index: i,
+                });
+            }
             let chunk = ChunkRecord {
-                doc_id: d.id,
+                doc_id: l.d.id,
                 ordinal: ord as u32,
                 start,
                 end,
@@ -304,24 +446,49 @@ impl ExportFile {
                 text_zstd: compress_text(piece)?,
             };
             let lat = LatentRecord {
-                dtype: d.latent_dtype.clone(),
+                dtype: l.d.latent_dtype.clone(),
                 shape: vec![rows as u32, self.model.hidden_size],
                 data,
             };
-            bytes += (end - start) + lat.data.len() as u64;
-            w.put_raw(&chunk, &lat)?;
+            each(&chunk, &lat, (end - start) + len)?;
         }
         if hasher.finalize().as_bytes() != &doc.content_hash {
             return Err(bad("text does not match its content hash".into()));
         }
-        Ok(bytes)
+        if let Some(want) = &l.d.latents_blake3 {
+            if super::hex(lat_hasher.finalize().as_bytes()) != *want {
+                return Err(bad(
+                    "latents do not match their checksum (latents_blake3): the file is damaged"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
     }
+}
+
+/// Open an export and check all of it (every document's text and latents)
+/// without writing anything: what `c3 import` does before it decides
+/// anything.
+pub fn verify(path: &Path) -> Result<ExportFile> {
+    let mut file = ExportFile::open(path)?;
+    for d in file.docs().to_vec() {
+        file.verify_doc(&d)?;
+    }
+    Ok(file)
 }
 
 /// Read an export into `store`, one document and one chunk at a time. The
 /// store must be empty or belong to the export's model.
 pub fn import(store: &Store, path: &Path) -> Result<Transfer> {
-    let mut file = ExportFile::open(path)?;
+    let mut file = verify(path)?;
+    import_verified(store, &mut file)
+}
+
+/// [`import`] of a file [`verify`] has checked.
+pub fn import_verified(store: &Store, file: &mut ExportFile) -> Result<Transfer> {
+    let path = file.path().to_path_buf();
+    store.check_writable()?;
     store.bind_model(file.model())?;
     let mut t = Transfer::default();
     let docs = file.docs().to_vec();
@@ -339,6 +506,6 @@ pub fn import(store: &Store, path: &Path) -> Result<Transfer> {
         t.documents += 1;
         t.chunks += rec.chunk_count as u64;
     }
-    t.bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    t.bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(t)
 }

@@ -42,9 +42,22 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
         let d = d?;
         let dtype = doc_dtype(store, &d)?;
         let mut chunks = Vec::with_capacity(d.chunk_count as usize);
+        let mut latents = blake3::Hasher::new();
         for ord in 0..d.chunk_count {
             let c = store.chunk_record(d.id, ord)?;
             chunks.push((c.start, c.end, c.tokens));
+            let rec = store.latent_record(d.id, ord)?;
+            if let Some(i) = latent::first_non_finite(&rec.dtype, &rec.data) {
+                return Err(Error::NonFinite {
+                    what: format!(
+                        "store {}: doc {} chunk {ord} (`c3 check` lists every damaged chunk)",
+                        store.dir().display(),
+                        d.id
+                    ),
+                    index: i,
+                });
+            }
+            latents.update(&rec.data);
         }
         let line = DocJson {
             id: d.id,
@@ -57,6 +70,7 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
             chunk_tokens: d.chunk_tokens,
             token_count: d.token_count,
             latent_dtype: dtype.clone(),
+            latents_blake3: Some(hex(latents.finalize().as_bytes())),
             chunks,
         };
         lines.push(serde_json::to_vec(&line).map_err(|e| Error::Store(e.to_string()))?);
@@ -77,7 +91,11 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
     let mut entries = serde_json::Map::new();
     entries.insert(
         "__metadata__".into(),
-        json!({"format": FORMAT, "version": VERSION.to_string()}),
+        json!({
+            "format": FORMAT,
+            "version": VERSION.to_string(),
+            "manifest_blake3": hex(blake3::hash(&manifest).as_bytes()),
+        }),
     );
     let mut off = 0u64;
     let mut add = |name: String, dtype: &str, shape: Vec<u64>, len: u64| {
