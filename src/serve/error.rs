@@ -125,6 +125,10 @@ impl From<crate::Error> for ApiError {
             | E::GenSetting { .. }
             | E::NoRoom { .. } => Self::bad_request(message),
             ref l if l.is_store_locked() => Self::unavailable("store_locked", message),
+            // The store refuses writes until its operator repairs it: the
+            // request was fine, the server's state is not.
+            E::Damaged { .. } => Self::new(StatusCode::CONFLICT, "store_damaged", message),
+            E::ReadOnly { .. } => Self::new(StatusCode::CONFLICT, "store_read_only", message),
             _ => Self::internal(message),
         }
     }
@@ -154,5 +158,31 @@ pub fn kind_for(status: StatusCode) -> &'static str {
         StatusCode::TOO_MANY_REQUESTS => "queue_full",
         s if s.is_client_error() => "invalid_request",
         _ => "internal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_errors_get_their_status_from_the_variant() {
+        let damaged = crate::Error::Damaged {
+            dir: "s".into(),
+            summary: "1 document lost".into(),
+        };
+        let read_only = crate::Error::ReadOnly {
+            dir: "s".into(),
+            why: "no write permission".into(),
+        };
+        let missing = crate::Error::NoDocument {
+            spec: "7".into(),
+            store: "/srv/secret/store".into(),
+        };
+        assert_eq!(ApiError::from(damaged).kind, "store_damaged");
+        assert_eq!(ApiError::from(read_only).status, StatusCode::CONFLICT);
+        let e = ApiError::from(missing);
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert!(!e.message.contains("/srv/secret"), "{}", e.message);
     }
 }
