@@ -51,6 +51,26 @@ cargo bench --no-run --bench limits --bench c3 --bench lclm --bench decoder_dir 
 step "limits (GEMM peak, read bandwidth, i16/bf16 products per shape, one-row products per kernel)" \
   cargo bench --bench limits
 
+# The decode rows first: they are the bandwidth goal and the quickest to take.
+# Rows 5-6 against the bandwidth the bench measures at its start (the goal: >= 80%),
+# with the AVX-512 one-row kernel (default here) and the AVX2 one forced.
+step "row 5: C3 decode step vs the read bandwidth, AVX-512 one-row kernel" \
+  env C3_BENCH_RUNS=1 cargo bench --bench c3 -- decode/q8_0
+step "row 5: the same with the AVX2 one-row kernel" \
+  env C3_BENCH_RUNS=1 C3_GEMV_KERNEL=avx2 cargo bench --bench c3 -- decode/q8_0
+step "row 6: LCLM 4B q8_0 prefill and decode step (GB/s)" \
+  env C3_BENCH_RUNS=1 cargo bench --bench lclm -- decode
+# Rows 3-6: the decoders on one random checkpoint each (written once), c3 q8_0 in turns
+# with PyTorch bf16 and with llama.cpp q8_0: prefill of the prompt, then 16 decode steps.
+step "rows 3 and 5: C3 3B decoder, c3 q8_0 vs PyTorch bf16, prefill 1149 + decode, $runs pairs" \
+  env C3_PYTHON="$py" C3_BENCH_POSITIONS=1149 benches/compare/alternate_decoder.sh "$runs" c3 torch
+step "rows 3 and 5: C3 3B decoder, c3 q8_0 vs llama.cpp q8_0, $runs pairs" \
+  env C3_PYTHON="$py" C3_BENCH_POSITIONS=1149 benches/compare/alternate_decoder.sh "$runs" c3 llama
+step "rows 4 and 6: LCLM 4B decoder, c3 q8_0 vs PyTorch bf16, prefill 1040 + decode, $runs pairs" \
+  env C3_PYTHON="$py" C3_BENCH_POSITIONS=1040 benches/compare/alternate_decoder.sh "$runs" lclm torch
+step "rows 4 and 6: LCLM 4B decoder, c3 q8_0 vs llama.cpp q8_0, $runs pairs" \
+  env C3_PYTHON="$py" C3_BENCH_POSITIONS=1040 benches/compare/alternate_decoder.sh "$runs" lclm llama
+
 # Rows 1-2: the encoders against PyTorch bf16, in turns; c3 with its default (i16 VNNI)
 # and with the bf16 product (to keep whichever is faster at equal accuracy).
 step "row 1: C3 encoder, c3 i16 (default kernel) vs PyTorch bf16, $runs pairs" \
@@ -64,25 +84,6 @@ step "row 2: LCLM encoder, c3 i16 (default kernel) vs PyTorch bf16, $runs pairs"
 step "row 2: LCLM encoder, c3 bf16 product vs PyTorch bf16, $runs pairs" \
   env C3_PYTHON="$py" C3_I16_KERNEL=avx512bf16 benches/compare/alternate_lclm.sh "$runs" i16 bf16
 
-# Rows 3-6: the decoders on one random checkpoint each (written once), c3 q8_0 in turns
-# with PyTorch bf16 and with llama.cpp q8_0: prefill of the prompt, then 16 decode steps.
-step "rows 3 and 5: C3 3B decoder, c3 q8_0 vs PyTorch bf16, prefill 1149 + decode, $runs pairs" \
-  env C3_PYTHON="$py" C3_BENCH_POSITIONS=1149 benches/compare/alternate_decoder.sh "$runs" c3 torch
-step "rows 3 and 5: C3 3B decoder, c3 q8_0 vs llama.cpp q8_0, $runs pairs" \
-  env C3_PYTHON="$py" C3_BENCH_POSITIONS=1149 benches/compare/alternate_decoder.sh "$runs" c3 llama
-step "rows 4 and 6: LCLM 4B decoder, c3 q8_0 vs PyTorch bf16, prefill 1040 + decode, $runs pairs" \
-  env C3_PYTHON="$py" C3_BENCH_POSITIONS=1040 benches/compare/alternate_decoder.sh "$runs" lclm torch
-step "rows 4 and 6: LCLM 4B decoder, c3 q8_0 vs llama.cpp q8_0, $runs pairs" \
-  env C3_PYTHON="$py" C3_BENCH_POSITIONS=1040 benches/compare/alternate_decoder.sh "$runs" lclm llama
-
-# Rows 5-6 against the bandwidth the bench measures at its start (the goal: >= 80%),
-# with the AVX-512 one-row kernel (default here) and the AVX2 one forced.
-step "row 5: C3 decode step vs the read bandwidth, AVX-512 one-row kernel" \
-  env C3_BENCH_RUNS=1 cargo bench --bench c3 -- decode/q8_0
-step "row 5: the same with the AVX2 one-row kernel" \
-  env C3_BENCH_RUNS=1 C3_GEMV_KERNEL=avx2 cargo bench --bench c3 -- decode/q8_0
-step "row 6: LCLM 4B q8_0 prefill and decode step (GB/s)" \
-  env C3_BENCH_RUNS=1 cargo bench --bench lclm -- decode
 step "limits again (the bandwidth at the end of the session)" cargo bench --bench limits
 
 say "done: $out"
