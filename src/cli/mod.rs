@@ -9,9 +9,11 @@ pub mod oneshot;
 pub mod pull_cmd;
 pub mod query_cmds;
 pub mod recover_cmd;
+pub mod search_cmd;
 pub mod serve_cmd;
 pub mod store_cmds;
 pub mod store_show;
+pub mod sync_cmd;
 pub mod train_cmd;
 pub mod tui_cmd;
 pub mod warm_cmd;
@@ -42,6 +44,9 @@ pub enum Command {
     Repeat(model_cmds::RepeatArgs),
     /// Chunk, compress and store files, directories or stdin.
     Ingest(store_cmds::IngestArgs),
+    /// Make the store match files and folders: add new, replace changed,
+    /// remove gone ones (--prune); prints the counts.
+    Sync(sync_cmd::SyncArgs),
     /// List stored documents.
     Ls(store_cmds::LsArgs),
     /// Show a document or one of its chunks.
@@ -63,6 +68,8 @@ pub enum Command {
     Merge(merge_cmd::MergeArgs),
     /// Answer a question from the stored chunks (latents, or text with --mode text).
     Ask(common::AskArgs),
+    /// The chunks that match a query best (BM25), with a snippet each; no model needed.
+    Search(search_cmd::SearchArgs),
     /// Fill the prefix cache for documents, so the first question over them is fast too.
     Warm(warm_cmd::WarmArgs),
     /// The prefix cache: `stats` (what it holds) or `clear` (empty it).
@@ -101,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Encode(a) => model_cmds::encode(&ctx, &a),
         Command::Repeat(a) => model_cmds::repeat(&ctx, &a),
         Command::Ingest(a) => store_cmds::run_ingest(&store, &ctx, &a),
+        Command::Sync(a) => sync_cmd::run(&store, &ctx, &a),
         Command::Ls(a) => store_cmds::run_ls(&store, &a),
         Command::Show(a) => store_show::run_show(&store, &a),
         Command::Rm(a) => store_cmds::run_rm(&store, &a),
@@ -111,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Import(a) => store_cmds::run_import(&store, &a),
         Command::Merge(a) => merge_cmd::run(&a),
         Command::Ask(a) => query_cmds::run_ask(&store, &ctx, &a),
+        Command::Search(a) => search_cmd::run(&store, &a),
         Command::Warm(a) => warm_cmd::run(&store, &ctx, &a),
         Command::Cache(a) => cache_cmd::run(&store, &ctx, &a),
         Command::Expand(a) => query_cmds::run_expand(&store, &ctx, &a),

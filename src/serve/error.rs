@@ -118,8 +118,11 @@ impl From<crate::Error> for ApiError {
             E::NoDocument { spec, .. } => {
                 Self::not_found(format!("no document `{spec}` in the store"))
             }
-            E::NoChunk { .. } => Self::not_found(message),
+            E::NoChunk { .. } | E::NoMatch { .. } => Self::not_found(message),
             E::Input(m) => Self::bad_request(m),
+            E::BadMetadata { .. } | E::BadFilter { .. } | E::PathNotAllowed { .. } => {
+                Self::bad_request(message)
+            }
             E::NoReconstruction { .. }
             | E::ModelMismatch { .. }
             | E::GenSetting { .. }

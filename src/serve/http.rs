@@ -42,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/stats", get(routes::stats))
         .route("/v1/check", get(routes::check))
         .route("/v1/ask", post(routes::ask))
+        .route("/v1/search", post(routes::search))
         .route("/v1/expand", post(routes::expand))
         .route("/v1/warm", post(super::warm::warm))
         .route("/v1/models", get(openai::models))

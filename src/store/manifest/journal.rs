@@ -162,6 +162,7 @@ mod tests {
                 chunks: 1,
                 chunk_tokens: 10,
                 kind: "text".into(),
+                metadata: Default::default(),
             }],
             rm: vec![id],
         }

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::export::hex;
 use super::records::DocRecord;
+use crate::docmeta::Metadata;
 pub use journal::Journal;
 pub use verify::{verify, Damage, LostDoc, SledView, Verdict};
 
@@ -55,10 +56,14 @@ pub struct ManifestDoc {
     /// same ones gives the same chunks.
     pub chunk_tokens: u32,
     pub kind: String,
+    /// Its metadata (absent when empty, as in manifests written before
+    /// metadata existed): re-ingesting a lost document restores it.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 impl ManifestDoc {
-    pub fn of(d: &DocRecord) -> Self {
+    pub fn of(d: &DocRecord, metadata: &Metadata) -> Self {
         ManifestDoc {
             id: d.id,
             source: d.source.clone(),
@@ -67,6 +72,7 @@ impl ManifestDoc {
             chunks: d.chunk_count,
             chunk_tokens: d.chunk_tokens,
             kind: d.kind.clone(),
+            metadata: metadata.clone(),
         }
     }
 }
@@ -335,6 +341,7 @@ mod tests {
             chunks: 1,
             chunk_tokens: 100,
             kind: "text".into(),
+            metadata: Metadata::new(),
         }
     }
 
