@@ -21,6 +21,7 @@ pub mod hub;
 pub mod ingest;
 pub mod kernels;
 pub mod kvcache;
+pub mod mcp;
 pub mod merge;
 pub mod model;
 pub mod npy;

@@ -3,6 +3,7 @@
 pub mod cache_cmd;
 pub mod common;
 pub mod input;
+pub mod mcp_cmd;
 pub mod merge_cmd;
 pub mod model_cmds;
 pub mod oneshot;
@@ -82,6 +83,9 @@ pub enum Command {
     Tui(tui_cmd::TuiArgs),
     /// Serve the store and the model over HTTP (OpenAI-compatible chat, streaming).
     Serve(serve_cmd::ServeArgs),
+    /// The store as a Model Context Protocol server for agents: stdio, or
+    /// streamable HTTP with --http ADDR (also at /mcp under `c3 serve`).
+    Mcp(mcp_cmd::McpArgs),
     /// Download a checkpoint from the Hugging Face hub into the local cache.
     Pull(pull_cmd::PullArgs),
     /// Train or fine-tune the C3 cascade of --model (upstream's recipe by default).
@@ -126,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(a) => query_cmds::run_eval(&store, &ctx, &a),
         Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),
         Command::Serve(a) => serve_cmd::run(&store, ctx, &a),
+        Command::Mcp(a) => mcp_cmd::run(&store, ctx, &a),
         Command::Pull(a) => pull_cmd::run(&a),
         Command::Train(a) => train_cmd::run(&store, &ctx, &a),
     };

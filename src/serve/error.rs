@@ -19,6 +19,9 @@ pub enum ServeError {
     NoKey { addr: String },
     #[error("the model did not load: {0}")]
     Load(String),
+    /// An embedded session (`c3 mcp` over stdio) ended with an error.
+    #[error("the session ended: {0}")]
+    Session(String),
     #[error("{0}")]
     Io(std::io::Error),
     #[error("{0}")]
