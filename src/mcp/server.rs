@@ -299,11 +299,15 @@ impl C3Mcp {
         let jobs = &self.state.shared.jobs;
         let progress = Progress::of(ctx);
         let mut cancelled = false;
+        progress.send(ctx, 0, None, "queued").await;
         loop {
             let Some((state, done)) = jobs.status(id) else {
                 return Err(format!("job {id} is gone"));
             };
             if state.finished() {
+                if let Some((d, t)) = done {
+                    progress.send(ctx, d, Some(t), "finished").await;
+                }
                 break;
             }
             if let Some(msg) = self.state.shared.load_error() {

@@ -73,7 +73,7 @@ async def http_session(cfg):
                 yield session
 
 
-async def common(session, out):
+async def common(session, cfg, out):
     """What both transports must do alike."""
     tools = await session.list_tools()
     names = {t.name for t in tools.tools}
@@ -183,7 +183,7 @@ async def stdio_only(session, cfg, out):
     out["cancel_timed_out"] = scope.cancelled_caught
     # The worker takes jobs in order: this waits until the cancelled one ended.
     out["after_cancel"] = structured(await session.call_tool("stats", {}), "stats after cancel")
-    out["sync"] = structured(await session.call_tool("sync", {"prune": True}), "sync")
+    out["sync"] = structured(await session.call_tool("sync", {"paths": ["docs"], "prune": True}), "sync")
 
     deleted = structured(await session.call_tool("delete", {"doc": "notes.md"}), "delete")
     check(deleted["deleted"] is True, f"delete: {deleted}")
@@ -196,11 +196,11 @@ async def main():
     out = {}
     if mode == "stdio":
         async with stdio_session(cfg) as session:
-            await common(session, out)
+            await common(session, cfg, out)
             await stdio_only(session, cfg, out)
     else:
         async with http_session(cfg) as session:
-            await common(session, out)
+            await common(session, cfg, out)
     print(json.dumps(out))
 
 
