@@ -377,7 +377,7 @@ pub fn meta_arg(args: &[String]) -> anyhow::Result<Option<c3::docmeta::Metadata>
 
 /// `--where` arguments (repeated = and).
 pub fn where_arg(args: &[String]) -> anyhow::Result<c3::docmeta::Filter> {
-    Ok(c3::docmeta::Filter::parse_cli(args).context("--where")?)
+    c3::docmeta::Filter::parse_cli(args).context("--where")
 }
 
 /// The documents `--where` selects, with the note on stderr when it names

@@ -95,7 +95,7 @@ mod tests {
         std::fs::write(outside.join("secret.txt"), "s").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
-        let roots = roots(&[root.clone()]).unwrap();
+        let roots = roots(std::slice::from_ref(&root)).unwrap();
         let canon = std::fs::canonicalize(&root).unwrap();
         assert_eq!(check(&roots, "sub/a.txt").unwrap(), canon.join("sub/a.txt"));
         assert_eq!(
