@@ -7,8 +7,8 @@
 //! Rooms beside the pipeline: `cascade` (the two model families, `c3/` and
 //! `lclm/`, behind one interface), `model` (the Qwen forward and checkpoint
 //! tensors every family runs on), `kernels` (CPU products and fused ops),
-//! `generate` (token choice), `serve` (HTTP and MCP), `docmeta` (document
-//! metadata and filters), `merge`, `hub`, `eval`, and
+//! `generate` (token choice), `serve` (HTTP), `mcp` (the Model Context
+//! Protocol on serve's state), `docmeta` (document metadata and filters), `merge`, `hub`, `eval`, and
 //! `term` (escaping what reaches a terminal).
 //! ARCHITECTURE.md at the repository root is the map.
 pub mod cascade;
