@@ -42,6 +42,9 @@ pub struct SyncReport {
     pub skipped: Vec<Problem>,
     /// Files that should have been stored but could not be.
     pub failed: Vec<Problem>,
+    /// The watch stopped the run (a cancelled MCP call): what was
+    /// committed stays, and nothing was removed.
+    pub cancelled: bool,
 }
 
 impl SyncReport {
@@ -76,9 +79,12 @@ pub fn sync<S: ChunkSizer>(
         tokens: r.tokens,
         skipped: r.skipped,
         failed: r.failed,
+        cancelled: r.cancelled,
         ..SyncReport::default()
     };
-    if opts.prune {
+    // A cancelled run did not visit every file: those it did not reach
+    // are not gone, so nothing is removed.
+    if opts.prune && !r.cancelled {
         let roots: Vec<(usize, PathBuf)> = paths
             .iter()
             .enumerate()

@@ -294,7 +294,7 @@ impl C3Mcp {
     /// Waits for ingest job `id`, sending progress notifications when the
     /// client asked for them, and cancelling the job when the client
     /// cancels the call. The job's record (`GET /v1/jobs/{id}`) is the
-    /// result; a failed job is a tool error.
+    /// result; a failed or cancelled job is a tool error.
     async fn wait(&self, id: u64, ctx: &RequestContext<RoleServer>) -> ToolOut {
         let jobs = &self.state.shared.jobs;
         let progress = Progress::of(ctx);
@@ -330,11 +330,12 @@ impl C3Mcp {
         }
         let v = jobs.get(id).ok_or_else(|| format!("job {id} is gone"))?;
         match v["state"].as_str() {
-            Some("failed") => Err(format!(
-                "job {id} failed: {}",
+            Some("done") => Ok(v),
+            Some(state) => Err(format!(
+                "job {id} {state}: {}",
                 v["error"].as_str().unwrap_or("no reason given")
             )),
-            _ => Ok(v),
+            None => Err(format!("job {id} has no state")),
         }
     }
 
