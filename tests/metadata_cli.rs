@@ -395,3 +395,156 @@ fn a_version_2_export_imports_without_metadata() {
     let t = json(c3(&store, &["import", v2.to_str().unwrap(), "--json"]));
     assert_eq!(t["skipped_unchanged"], 2, "{t}");
 }
+
+/// Equality as the filter grammar defines it (numbers by value, different
+/// types never equal).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// One random condition: its `--where` form and the in-test predicate.
+fn random_cond(x: &mut u64) -> (String, Box<dyn Fn(&Value) -> bool>) {
+    let mut next = |n: u64| {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x % n
+    };
+    let keys = ["kind", "year", "draft", "lang", "zip", "team"];
+    let key = keys[next(keys.len() as u64) as usize].to_string();
+    let values = [
+        ("code", json!("code")),
+        ("license", json!("license")),
+        ("go", json!("go")),
+        ("\"007\"", json!("007")),
+        ("7", json!(7)),
+        ("2001", json!(2001)),
+        ("2005.0", json!(2005.0)),
+        ("true", json!(true)),
+    ];
+    let numbers = [1999.0, 2001.0, 2003.5, 2010.5];
+    let k = key.clone();
+    match next(4) {
+        0 | 1 => {
+            let (text, v) = values[next(values.len() as u64) as usize].clone();
+            let ne = next(2) == 1;
+            let form = format!("{key}{}{text}", if ne { "!=" } else { "=" });
+            (
+                form,
+                Box::new(move |m: &Value| match m.get(&k) {
+                    None => false,
+                    Some(have) => same(have, &v) != ne,
+                }),
+            )
+        }
+        2 => {
+            let n = numbers[next(numbers.len() as u64) as usize];
+            let ops = [">", "<", ">=", "<="];
+            let op = ops[next(4) as usize];
+            (
+                format!("{key}{op}{n}"),
+                Box::new(move |m: &Value| {
+                    m.get(&k).and_then(Value::as_f64).is_some_and(|a| match op {
+                        ">" => a > n,
+                        "<" => a < n,
+                        ">=" => a >= n,
+                        _ => a <= n,
+                    })
+                }),
+            )
+        }
+        _ => {
+            let picked: Vec<(&str, Value)> = (0..next(3))
+                .map(|_| values[next(values.len() as u64) as usize].clone())
+                .collect();
+            let form = format!(
+                "{key} in [{}]",
+                picked.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(",")
+            );
+            let vs: Vec<Value> = picked.into_iter().map(|(_, v)| v).collect();
+            (
+                form,
+                Box::new(move |m: &Value| {
+                    m.get(&k)
+                        .is_some_and(|have| vs.iter().any(|v| same(have, v)))
+                }),
+            )
+        }
+    }
+}
+
+// Random filters (seed printed) on `ls`, `search` and `export`: each
+// selects exactly the documents the in-test predicate selects.
+#[test]
+fn random_filters_on_ls_search_and_export_match_an_in_test_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let docs = corpus(tmp.path());
+    ingest_all(&store, &docs);
+    let ls = json(c3(&store, &["ls", "--json"]));
+    let stored: Vec<(u64, Value)> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_u64().unwrap(), d["metadata"].clone()))
+        .collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("random filters seed {seed}");
+    let mut x = seed | 1;
+    let mut sizes = BTreeSet::new();
+    for round in 0..24 {
+        let conds: Vec<(String, Box<dyn Fn(&Value) -> bool>)> =
+            (0..1 + round % 3).map(|_| random_cond(&mut x)).collect();
+        let forms: Vec<&str> = conds.iter().map(|(f, _)| f.as_str()).collect();
+        let want: BTreeSet<u64> = stored
+            .iter()
+            .filter(|(_, m)| conds.iter().all(|(_, p)| p(m)))
+            .map(|(id, _)| *id)
+            .collect();
+        sizes.insert(want.len());
+        let got: BTreeSet<u64> = json(run(&store, &with_where(&["ls", "--json"], &forms)))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(got, want, "ls --where {forms:?} (seed {seed})");
+        let s = json(run(
+            &store,
+            &with_where(&["search", "lantern", "--top-k", "20", "--json"], &forms),
+        ));
+        let got: BTreeSet<u64> = s["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["doc"].as_u64().unwrap())
+            .collect();
+        assert_eq!(got, want, "search --where {forms:?} (seed {seed})");
+        if round % 4 == 0 && !want.is_empty() {
+            let file = tmp.path().join(format!("r{round}.c3x"));
+            ok(run(
+                &store,
+                &with_where(&["export", file.to_str().unwrap()], &forms),
+            ));
+            let other = tmp.path().join(format!("r{round}"));
+            ok(c3(&other, &["import", file.to_str().unwrap()]));
+            let got: BTreeSet<u64> = json(c3(&other, &["ls", "--json"]))
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_u64().unwrap())
+                .collect();
+            assert_eq!(got, want, "export --where {forms:?} (seed {seed})");
+        }
+    }
+    eprintln!("selection sizes seen: {sizes:?}");
+    assert!(sizes.len() >= 2, "every filter chose {sizes:?} documents (seed {seed})");
+}
