@@ -546,5 +546,8 @@ fn random_filters_on_ls_search_and_export_match_an_in_test_evaluation() {
         }
     }
     eprintln!("selection sizes seen: {sizes:?}");
-    assert!(sizes.len() >= 2, "every filter chose {sizes:?} documents (seed {seed})");
+    assert!(
+        sizes.len() >= 2,
+        "every filter chose {sizes:?} documents (seed {seed})"
+    );
 }
