@@ -8,8 +8,8 @@
 //! (403). The store checks clean afterwards.
 //!
 //! Python is `C3_MCP_PYTHON`, else `target/mcp-venv/bin/python`, else
-//! `python3`, whichever imports `mcp` first; without one the test prints
-//! why and returns (`.ci/run` installs the package).
+//! `python3`, whichever imports `mcp` 2.x first; without one the test
+//! prints why and returns (`.ci/run` installs `mcp==2.3.0`).
 
 mod common;
 mod serve_support;
@@ -29,7 +29,12 @@ fn python() -> Result<String, String> {
         .chain([venv.display().to_string(), "python3".to_string()])
         .collect();
     for py in candidates {
-        match Command::new(&py).args(["-c", "import mcp"]).output() {
+        // tests/mcp/client.py is written against the 2.x API (snake_case
+        // fields, httpx2); a 1.x SDK is reported like a missing one.
+        let probe = "import importlib.metadata as m, mcp, sys; \
+                     v = m.version('mcp'); \
+                     sys.exit(0 if int(v.split('.')[0]) >= 2 else f'mcp {v} is older than 2')";
+        match Command::new(&py).args(["-c", probe]).output() {
             Ok(o) if o.status.success() => return Ok(py),
             Ok(o) => tried.push(format!(
                 "{py}: {}",
