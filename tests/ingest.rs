@@ -341,7 +341,7 @@ fn a_cancelled_sync_removes_nothing() {
         ..Default::default()
     };
     let chunker = Chunker::new(ByteSizer, 1000).unwrap();
-    let r = c3::ingest::sync(&store, &enc, &chunker, &[tree.clone()], &opts).unwrap();
+    let r = c3::ingest::sync(&store, &enc, &chunker, std::slice::from_ref(&tree), &opts).unwrap();
     assert!(r.cancelled, "{r:?}");
     assert_eq!(r.removed, 0, "{r:?}");
     assert!(calls.load(std::sync::atomic::Ordering::Relaxed) > 0);

@@ -407,8 +407,11 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// One random condition: its `--where` form and the in-test predicate.
-fn random_cond(x: &mut u64) -> (String, Box<dyn Fn(&Value) -> bool>) {
+/// A condition's `--where` form and its in-test predicate.
+type Cond = (String, Box<dyn Fn(&Value) -> bool>);
+
+/// One random condition.
+fn random_cond(x: &mut u64) -> Cond {
     let mut next = |n: u64| {
         *x ^= *x << 13;
         *x ^= *x >> 7;
@@ -501,8 +504,7 @@ fn random_filters_on_ls_search_and_export_match_an_in_test_evaluation() {
     let mut x = seed | 1;
     let mut sizes = BTreeSet::new();
     for round in 0..24 {
-        let conds: Vec<(String, Box<dyn Fn(&Value) -> bool>)> =
-            (0..1 + round % 3).map(|_| random_cond(&mut x)).collect();
+        let conds: Vec<Cond> = (0..1 + round % 3).map(|_| random_cond(&mut x)).collect();
         let forms: Vec<&str> = conds.iter().map(|(f, _)| f.as_str()).collect();
         let want: BTreeSet<u64> = stored
             .iter()
