@@ -68,12 +68,28 @@ fn books(dir: &Path) -> (PathBuf, PathBuf) {
     (a, b)
 }
 
+/// Ingests `file` with metadata (issue 23: what `recover` re-ingests or
+/// restores must come back with its metadata, so the exports compared
+/// below carry some).
 fn ingest(store: &Path, file: &Path) {
     let m = model();
     let f = file.to_str().unwrap();
+    let stem = format!("book={}", file.file_stem().unwrap().to_string_lossy());
     ok(c3(
         store,
-        &with_model(&m, &["ingest", "--chunk-tokens", "150", f]),
+        &with_model(
+            &m,
+            &[
+                "ingest",
+                "--chunk-tokens",
+                "150",
+                f,
+                "--meta",
+                &stem,
+                "--meta",
+                "year=1865",
+            ],
+        ),
     ));
 }
 
