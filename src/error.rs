@@ -167,6 +167,21 @@ pub enum Error {
         file: PathBuf,
         what: String,
     },
+    /// A document's metadata that breaks a rule (key syntax, a size, a
+    /// control character, a value that is not a string, number or bool).
+    /// `key` is empty when the whole object is wrong.
+    #[error("metadata{}: {what}", if key.is_empty() { String::new() } else { format!(" key `{key}`") })]
+    BadMetadata { key: String, what: String },
+    /// A metadata filter (`--where`, a `where` object) that cannot be read.
+    #[error("filter `{filter}`: {what}")]
+    BadFilter { filter: String, what: String },
+    /// A metadata filter that leaves no document to answer from.
+    #[error("no document matches the filter `{filter}`{}", if why.is_empty() { String::new() } else { format!(": {why}") })]
+    NoMatch { filter: String, why: String },
+    /// A path an agent asked for outside the roots the operator allowed
+    /// (`--allow-path`), or one that cannot be used.
+    #[error("path {path}: {why}")]
+    PathNotAllowed { path: String, why: String },
     /// Latents holding NaN or an infinity (a broken encoder, a damaged
     /// export): never stored.
     #[error("{what}: latents hold a non-finite value (NaN or infinity) at element {index}")]

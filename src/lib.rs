@@ -7,11 +7,13 @@
 //! Rooms beside the pipeline: `cascade` (the two model families, `c3/` and
 //! `lclm/`, behind one interface), `model` (the Qwen forward and checkpoint
 //! tensors every family runs on), `kernels` (CPU products and fused ops),
-//! `generate` (token choice), `serve` (HTTP), `merge`, `hub`, `eval`, and
+//! `generate` (token choice), `serve` (HTTP), `mcp` (the Model Context
+//! Protocol on serve's state), `docmeta` (document metadata and filters), `merge`, `hub`, `eval`, and
 //! `term` (escaping what reaches a terminal).
 //! ARCHITECTURE.md at the repository root is the map.
 pub mod cascade;
 pub mod chunk;
+pub mod docmeta;
 pub mod error;
 pub mod eval;
 pub mod generate;
@@ -19,6 +21,7 @@ pub mod hub;
 pub mod ingest;
 pub mod kernels;
 pub mod kvcache;
+pub mod mcp;
 pub mod merge;
 pub mod model;
 pub mod npy;

@@ -21,7 +21,7 @@
 //! when (the first rule that applies):
 //! 1. it uses shell syntax this test does not interpret (pipes, redirection,
 //!    `$`, globs, `;`, `&`, the brackets of a synopsis);
-//! 2. it is `pull` (network), `serve` (runs until stopped) or `tui`
+//! 2. it is `pull` (network), `serve` or `mcp` (run until stopped) or `tui`
 //!    (interactive), or has no subcommand;
 //! 3. it passes `--download`, or asks for CUDA (`--device cuda`,
 //!    `C3_DEVICE=cuda`);
@@ -32,7 +32,7 @@
 //!    `I/N`);
 //! 6. it reads standard input (`-`, or `tokenize` / `encode` / `repeat`
 //!    without `--text`);
-//! 7. an input it names (ingest's and merge's paths, import's file, `--text`,
+//! 7. an input it names (ingest's, sync's and merge's paths, import's file, `--text`,
 //!    `--texts`) does not exist when it would run (neither under `tests/` nor
 //!    made by an earlier command of the page).
 //!
@@ -102,6 +102,10 @@ const VALUE_OPTS: &[&str] = &[
     "--kv-cache-dtype",
     "--kv-cache-memory",
     "--from-export",
+    "--where",
+    "--meta",
+    "--allow-path",
+    "--http",
 ];
 
 fn root() -> PathBuf {
@@ -422,6 +426,7 @@ fn plan(wd: &Workdir, env: Vec<(String, String)>, args: Vec<String>) -> Plan {
         None => return Plan::Skip("no subcommand".into()),
         Some("pull") => return Plan::Skip("`pull` downloads from the hub (network)".into()),
         Some("serve") => return Plan::Skip("`serve` runs until it is stopped".into()),
+        Some("mcp") => return Plan::Skip("`mcp` serves its client until it is stopped".into()),
         Some("tui") => return Plan::Skip("`tui` is interactive".into()),
         _ => {}
     }
@@ -513,7 +518,7 @@ fn plan(wd: &Workdir, env: Vec<(String, String)>, args: Vec<String>) -> Plan {
     if reads_stdin {
         return Plan::Skip("reads standard input".into());
     }
-    if matches!(sub.as_str(), "ingest" | "merge" | "import") {
+    if matches!(sub.as_str(), "ingest" | "sync" | "merge" | "import") {
         inputs.extend(positionals);
     }
     if let Some((given, _)) = inputs.iter().find(|(_, p)| !wd.exists(p)) {

@@ -305,3 +305,50 @@ fn large_files_are_streamed_in_sections() {
     let r = ingest(&store, &enc, &chunker, &inputs[..1], &opts).unwrap();
     assert_eq!((r.added, r.unchanged), (0, 1));
 }
+
+// Issue 23: a sync stopped by its watch (an MCP client cancelling) must
+// not prune the documents it never reached: they are not gone, only not
+// visited yet.
+#[test]
+fn a_cancelled_sync_removes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    for i in 0..6 {
+        fs::write(tree.join(format!("f{i}.txt")), format!("file number {i}\n")).unwrap();
+    }
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let enc = FakeCompressor::new("sync-fp");
+    assert_eq!(run(&store, &enc, &[&tree], false).added, 6);
+    // Every file changes; the watch stops the run after the first document.
+    for i in 0..6 {
+        fs::write(
+            tree.join(format!("f{i}.txt")),
+            format!("file number {i}, edited\n"),
+        )
+        .unwrap();
+    }
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let opts = IngestOptions {
+        prune: true,
+        watch: Some(c3::ingest::Watch(std::sync::Arc::new(
+            move |t: &c3::ingest::Tick| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                t.docs_done < 1
+            },
+        ))),
+        ..Default::default()
+    };
+    let chunker = Chunker::new(ByteSizer, 1000).unwrap();
+    let r = c3::ingest::sync(&store, &enc, &chunker, std::slice::from_ref(&tree), &opts).unwrap();
+    assert!(r.cancelled, "{r:?}");
+    assert_eq!(r.removed, 0, "{r:?}");
+    assert!(calls.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(
+        store.documents().count(),
+        6,
+        "a cancelled sync pruned documents"
+    );
+    assert!(store.check().unwrap().ok());
+}

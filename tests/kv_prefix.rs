@@ -75,6 +75,7 @@ impl Fixture {
             progress: false,
             section_bytes: 8 << 20,
             shard: None,
+            ..IngestOptions::default()
         };
         for i in &inputs {
             // One call per file: ids in file order.

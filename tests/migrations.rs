@@ -136,14 +136,23 @@ fn new_store_gets_current_version() {
     let dir = tempfile::tempdir().unwrap();
     drop(c3::store::Store::open(dir.path()).unwrap());
     assert_eq!(version(dir.path()), c3_migrations::current_version());
-    assert_eq!(c3_migrations::current_version(), 2);
+    assert_eq!(c3_migrations::current_version(), 3);
 }
 
 /// Copy of `tests/fixtures/v1/store`: a store written by c3 before version
 /// 2 (bare integer counters and `sources` entries, no manifest), holding
 /// the golden `code.txt` (doc 0) and `chinese.txt` (doc 1).
 fn v1_store() -> tempfile::TempDir {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/store");
+    fixture_store("v1")
+}
+
+/// Copy of `tests/fixtures/{version}/store` (its database and, where it
+/// has them, its manifest files).
+fn fixture_store(version: &str) -> tempfile::TempDir {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version)
+        .join("store");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     std::fs::create_dir_all(&db).unwrap();
@@ -152,6 +161,11 @@ fn v1_store() -> tempfile::TempDir {
         // Files only: git keeps no empty `blobs/` (sled makes it).
         if f.file_type().unwrap().is_file() {
             std::fs::copy(f.path(), db.join(f.file_name())).unwrap();
+        }
+    }
+    for name in ["manifest.json", "manifest.log"] {
+        if fixture.join(name).exists() {
+            std::fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
         }
     }
     dir
@@ -182,7 +196,7 @@ fn a_version_1_store_is_upgraded_with_a_backup_and_gets_a_manifest() {
     assert_eq!(m.docs.len(), 2);
     assert_eq!(m.generation, store.generation().unwrap());
     drop(store);
-    assert_eq!(version(dir.path()), 2);
+    assert_eq!(version(dir.path()), 3);
     // The counters and `sources` entries now carry checksums.
     let db = c3_migrations::open_db(dir.path()).unwrap();
     let g = db
@@ -202,4 +216,45 @@ fn a_version_1_store_is_upgraded_with_a_backup_and_gets_a_manifest() {
         backups.len() == 1 && backups[0].starts_with("schema-v1-"),
         "{backups:?}"
     );
+}
+
+// Issue 23: a store written before metadata (schema 2) opens, is backed
+// up and upgraded to 3, keeps its documents, checks clean, and takes
+// metadata afterwards.
+#[test]
+fn a_version_2_store_is_upgraded_to_metadata_with_a_backup() {
+    let dir = fixture_store("v2");
+    assert_eq!(version(dir.path()), 2);
+    let store = c3::store::Store::open_existing(dir.path()).unwrap();
+    assert!(store.damage().is_none(), "{:?}", store.damage());
+    let docs: Vec<_> = store.documents().map(|d| d.unwrap()).collect();
+    assert_eq!(docs.len(), 2);
+    assert!(docs[0].source.ends_with("golden/texts/code.txt"));
+    assert!(docs[1].source.ends_with("golden/texts/chinese.txt"));
+    for d in &docs {
+        assert!(store.metadata(d.id).unwrap().is_empty());
+    }
+    let report = store.check().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    let m = c3::docmeta::Metadata::from_json(&serde_json::json!({"kind": "code", "year": 2001}))
+        .unwrap();
+    assert!(store.set_metadata(docs[0].id, &m).unwrap());
+    let sel = store
+        .select(&c3::docmeta::Filter::parse_cli(&["kind=code".into()]).unwrap())
+        .unwrap();
+    assert_eq!(sel.ids(), vec![docs[0].id]);
+    drop(store);
+    assert_eq!(version(dir.path()), 3);
+    let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        backups.len() == 1 && backups[0].starts_with("schema-v2-"),
+        "{backups:?}"
+    );
+    // Reopened, the metadata is there and the store still checks clean.
+    let store = c3::store::Store::open_existing(dir.path()).unwrap();
+    assert_eq!(store.metadata(docs[0].id).unwrap(), m);
+    assert!(store.check().unwrap().ok());
 }

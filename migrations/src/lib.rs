@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub mod guard;
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 /// Tree holding the schema version and the store's meta records.
 pub const META_TREE: &str = "meta";
@@ -46,6 +47,11 @@ pub const HISTORY: &[Migration] = &[
         to: 2,
         name: "checksums on the raw values: counters and `sources` entries",
         apply: v2::checksum_raw_values,
+    },
+    Migration {
+        to: 3,
+        name: "per-document metadata: the `doc_meta` tree",
+        apply: v3::add_doc_meta,
     },
 ];
 

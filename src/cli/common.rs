@@ -15,10 +15,9 @@ use c3::generate::{GenOptions, GenRequest, StopReason};
 use c3::kvcache::{CacheOptions, KvDtype, PrefixCache};
 use c3::query::{WarmReport, WarmRequest};
 use c3::retrieve::ChunkIndex;
-use c3::store::{export, DocRecord, Store};
+use c3::store::{DocRecord, Store};
 use candle_core::{DType, Device};
 use clap::ValueEnum;
-use serde_json::json;
 
 /// How `--model` is found and loaded, from the global options.
 pub struct ModelCtx {
@@ -157,7 +156,7 @@ pub struct AskArgs {
     pub question: String,
     /// Answer over this file instead of the store: it is compressed whole
     /// (every chunk / window) and nothing is stored.
-    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["docs", "all", "top_k", "mode", "answer_model"])]
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["docs", "filters", "all", "top_k", "mode", "answer_model"])]
     pub text: Option<PathBuf>,
     /// Print the generated ids as a JSON array instead of the text.
     #[arg(long, conflicts_with = "json")]
@@ -165,6 +164,10 @@ pub struct AskArgs {
     /// Only these documents (ids or source paths).
     #[arg(long = "doc", value_name = "ID", num_args = 1..)]
     pub docs: Vec<String>,
+    /// Only documents whose metadata matches: `key=value`, `key!=value`,
+    /// `key>n`, `key<n`, `key in [a,b]` (repeat: all must hold).
+    #[arg(long = "where", value_name = "COND")]
+    pub filters: Vec<String>,
     /// Every chunk of the selected documents (the default; the best-scoring
     /// chunks that fit when they do not all fit).
     #[arg(long, conflicts_with = "top_k")]
@@ -354,25 +357,37 @@ fn warn_damaged(store: Store) -> Store {
     store
 }
 
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+pub use c3::store::listing::rfc3339;
+
+/// A document as `c3 ls --json` and `c3 show --json` give it (its metadata
+/// included).
+pub fn doc_json(store: &Store, d: &DocRecord) -> anyhow::Result<serde_json::Value> {
+    Ok(c3::store::listing::doc_json(d, &store.metadata(d.id)?))
 }
 
-pub fn doc_json(d: &DocRecord) -> serde_json::Value {
-    json!({
-        "id": d.id,
-        "source": d.source,
-        "chunks": d.chunk_count,
-        "bytes": d.size,
-        "tokens": d.token_count,
-        "kind": d.kind,
-        "content_hash": export::hex(&d.content_hash),
-        "mtime_ms": d.mtime_ms,
-        "ingested_at": rfc3339(d.ingested_at_ms),
-        "chunk_tokens": d.chunk_tokens,
-    })
+/// `--meta key=value` arguments (repeated); `None` when none were given.
+pub fn meta_arg(args: &[String]) -> anyhow::Result<Option<c3::docmeta::Metadata>> {
+    if args.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        c3::docmeta::Metadata::from_assignments(args).context("--meta")?,
+    ))
+}
+
+/// `--where` arguments (repeated = and).
+pub fn where_arg(args: &[String]) -> anyhow::Result<c3::docmeta::Filter> {
+    c3::docmeta::Filter::parse_cli(args).context("--where")
+}
+
+/// The documents `--where` selects, with the note on stderr when it names
+/// keys no document has.
+pub fn select(store: &Store, filter: &c3::docmeta::Filter) -> anyhow::Result<c3::store::Selection> {
+    let sel = store.select(filter)?;
+    if let Some(n) = sel.note() {
+        c3::note!("c3: {n}");
+    }
+    Ok(sel)
 }
 
 /// Chunks per encoder call when `--batch` is not given (docs/performance.md). On the CPU the dense f32 encoder ran 4 chunks per forward

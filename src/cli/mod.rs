@@ -3,15 +3,18 @@
 pub mod cache_cmd;
 pub mod common;
 pub mod input;
+pub mod mcp_cmd;
 pub mod merge_cmd;
 pub mod model_cmds;
 pub mod oneshot;
 pub mod pull_cmd;
 pub mod query_cmds;
 pub mod recover_cmd;
+pub mod search_cmd;
 pub mod serve_cmd;
 pub mod store_cmds;
 pub mod store_show;
+pub mod sync_cmd;
 pub mod train_cmd;
 pub mod tui_cmd;
 pub mod warm_cmd;
@@ -42,6 +45,9 @@ pub enum Command {
     Repeat(model_cmds::RepeatArgs),
     /// Chunk, compress and store files, directories or stdin.
     Ingest(store_cmds::IngestArgs),
+    /// Make the store match files and folders: add new, replace changed,
+    /// remove gone ones (--prune); prints the counts.
+    Sync(sync_cmd::SyncArgs),
     /// List stored documents.
     Ls(store_cmds::LsArgs),
     /// Show a document or one of its chunks.
@@ -63,6 +69,8 @@ pub enum Command {
     Merge(merge_cmd::MergeArgs),
     /// Answer a question from the stored chunks (latents, or text with --mode text).
     Ask(common::AskArgs),
+    /// The chunks that match a query best (BM25), with a snippet each; no model needed.
+    Search(search_cmd::SearchArgs),
     /// Fill the prefix cache for documents, so the first question over them is fast too.
     Warm(warm_cmd::WarmArgs),
     /// The prefix cache: `stats` (what it holds) or `clear` (empty it).
@@ -75,6 +83,9 @@ pub enum Command {
     Tui(tui_cmd::TuiArgs),
     /// Serve the store and the model over HTTP (OpenAI-compatible chat, streaming).
     Serve(serve_cmd::ServeArgs),
+    /// The store as a Model Context Protocol server for agents: stdio, or
+    /// streamable HTTP with --http ADDR (also at /mcp under `c3 serve`).
+    Mcp(mcp_cmd::McpArgs),
     /// Download a checkpoint from the Hugging Face hub into the local cache.
     Pull(pull_cmd::PullArgs),
     /// Train or fine-tune the C3 cascade of --model (upstream's recipe by default).
@@ -101,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Encode(a) => model_cmds::encode(&ctx, &a),
         Command::Repeat(a) => model_cmds::repeat(&ctx, &a),
         Command::Ingest(a) => store_cmds::run_ingest(&store, &ctx, &a),
+        Command::Sync(a) => sync_cmd::run(&store, &ctx, &a),
         Command::Ls(a) => store_cmds::run_ls(&store, &a),
         Command::Show(a) => store_show::run_show(&store, &a),
         Command::Rm(a) => store_cmds::run_rm(&store, &a),
@@ -111,12 +123,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Import(a) => store_cmds::run_import(&store, &a),
         Command::Merge(a) => merge_cmd::run(&a),
         Command::Ask(a) => query_cmds::run_ask(&store, &ctx, &a),
+        Command::Search(a) => search_cmd::run(&store, &a),
         Command::Warm(a) => warm_cmd::run(&store, &ctx, &a),
         Command::Cache(a) => cache_cmd::run(&store, &ctx, &a),
         Command::Expand(a) => query_cmds::run_expand(&store, &ctx, &a),
         Command::Eval(a) => query_cmds::run_eval(&store, &ctx, &a),
         Command::Tui(a) => tui_cmd::run(&store, &ctx, &a),
         Command::Serve(a) => serve_cmd::run(&store, ctx, &a),
+        Command::Mcp(a) => mcp_cmd::run(&store, ctx, &a),
         Command::Pull(a) => pull_cmd::run(&a),
         Command::Train(a) => train_cmd::run(&store, &ctx, &a),
     };

@@ -12,8 +12,8 @@ use c3::store::Store;
 use serde_json::json;
 
 use super::common::{
-    gen_options, load_decoder, load_reader, note_stop, open, print_piece, AskArgs, ModeArg,
-    ModelCtx, Out, SampleArgs,
+    gen_options, load_decoder, load_reader, note_stop, open, print_piece, where_arg, AskArgs,
+    ModeArg, ModelCtx, Out, SampleArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -85,8 +85,10 @@ pub fn run_ask(store_dir: &Path, ctx: &ModelCtx, a: &AskArgs) -> anyhow::Result<
         (Some(ModeArg::Latent), None) | (None, None) => Mode::Latent,
         _ => Mode::Text,
     };
+    let filter = where_arg(&a.filters)?;
     let store = open(store_dir)?;
     let docs = resolve_docs(&store, &a.docs)?;
+    let docs = store.select(&filter)?.narrow(&docs, &filter)?;
     let req = AskRequest {
         question: a.question.clone(),
         docs,

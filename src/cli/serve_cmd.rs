@@ -15,6 +15,14 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8377", value_name = "HOST:PORT")]
     pub addr: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What `c3 serve` and `c3 mcp` share: the key, limits, queue and model
+/// settings of the server state both run on.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
     /// File holding the API key clients send as `Authorization: Bearer KEY`
     /// (or set C3_API_KEY). Without a key, only a loopback address is allowed.
     #[arg(long, value_name = "FILE")]
@@ -80,10 +88,15 @@ pub struct ServeArgs {
     /// Print the bound address as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
+    /// A folder whose files MCP clients may have the server read (the
+    /// `add_path` and `sync` tools; repeat for more). Without it the server
+    /// reads no files.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    pub allow_paths: Vec<PathBuf>,
 }
 
 /// The API key: `--api-key-file`, else `C3_API_KEY`, else none.
-fn api_key(a: &ServeArgs) -> anyhow::Result<Option<String>> {
+fn api_key(a: &ServerArgs) -> anyhow::Result<Option<String>> {
     let key = match &a.api_key_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
@@ -100,7 +113,7 @@ fn api_key(a: &ServeArgs) -> anyhow::Result<Option<String>> {
 /// Loads what the server's worker owns: the decoder (checked against the
 /// store's model, as `c3 ask` does) and the encoder. The one place to change
 /// when the model family changes.
-fn loader(
+fn model_loader(
     ctx: ModelCtx,
     chunk_tokens: Option<usize>,
     batch: Option<u16>,
@@ -163,6 +176,20 @@ fn parse_max_new(s: &str) -> Result<usize, String> {
 
 /// `c3 serve`.
 pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32> {
+    let cfg = config(&ctx, &a.server, a.addr.clone())?;
+    init_tracing();
+    let store = Store::open(store_dir)?;
+    c3::serve::run(
+        cfg,
+        store,
+        loader(ctx, &a.server),
+        Some(Box::new(c3::mcp::mount)),
+    )?;
+    Ok(0)
+}
+
+/// The server's configuration from its flags (the model must be given).
+pub fn config(ctx: &ModelCtx, a: &ServerArgs, addr: String) -> anyhow::Result<ServeConfig> {
     if ctx.model.is_none() {
         bail!("no model: pass --model DIR|ORG/NAME or set C3_MODEL (see README: Getting the real weights)");
     }
@@ -177,8 +204,8 @@ pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32
             .map_or_else(|| "c3".to_string(), |n| n.to_string_lossy().into_owned()),
     };
     ctx.model_dir()?;
-    let cfg = ServeConfig {
-        addr: a.addr.clone(),
+    Ok(ServeConfig {
+        addr,
         api_key: api_key(a)?,
         allow_unauthenticated: a.allow_unauthenticated,
         metrics_open: a.metrics_no_key,
@@ -194,21 +221,21 @@ pub fn run(store_dir: &Path, ctx: ModelCtx, a: &ServeArgs) -> anyhow::Result<i32
         keep_alive: Duration::from_secs_f64(a.keep_alive),
         model_id,
         json: a.json,
-    };
-    init_tracing();
-    let store = Store::open(store_dir)?;
-    c3::serve::run(
-        cfg,
-        store,
-        loader(ctx, a.chunk_tokens, a.batch, a.kv_cache_memory),
-    )?;
-    Ok(0)
+        allow_paths: c3::mcp::paths::roots(&a.allow_paths)?,
+        mount_only: false,
+    })
 }
 
-/// Logs to stderr; `RUST_LOG` sets the level (default info).
-fn init_tracing() {
+/// The worker's model load for these flags.
+pub fn loader(ctx: ModelCtx, a: &ServerArgs) -> Loader {
+    model_loader(ctx, a.chunk_tokens, a.batch, a.kv_cache_memory)
+}
+
+/// Logs to stderr; `RUST_LOG` sets the level (default info; the MCP SDK's
+/// own per-message lines only from warn).
+pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

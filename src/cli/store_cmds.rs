@@ -15,8 +15,8 @@ use serde_json::json;
 use text_splitter::ChunkSizer;
 
 use super::common::{
-    default_batch, doc_json, load_encoder, open, open_or_create, refresh_index, warm_store,
-    ModelCtx, Out, ASK_MAX_NEW_TOKENS,
+    default_batch, doc_json, load_encoder, meta_arg, open, open_or_create, refresh_index, select,
+    warm_store, where_arg, ModelCtx, Out, ASK_MAX_NEW_TOKENS,
 };
 
 #[derive(clap::Args, Debug)]
@@ -54,6 +54,12 @@ pub struct IngestArgs {
     /// question is fast too.
     #[arg(long)]
     pub warm: bool,
+    /// Set a metadata key on every document stored (repeat for more):
+    /// `key=value`, the value a number, `true`/`false`, or text (`key="2001"`
+    /// keeps digits as text). Also replaces the metadata of unchanged
+    /// documents; without --meta a replaced document keeps its metadata.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +67,10 @@ pub struct IngestArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
+    /// Only documents whose metadata matches (`key=value`, `key!=value`,
+    /// `key>n`, `key<n`, `key in [a,b]`; repeat: all must hold).
+    #[arg(long = "where", value_name = "COND")]
+    pub filters: Vec<String>,
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
@@ -89,6 +99,9 @@ pub struct CheckArgs {
 pub struct ExportArgs {
     /// Output file (safetensors with a JSON Lines manifest).
     pub file: PathBuf,
+    /// Only documents whose metadata matches (as `c3 ls --where`).
+    #[arg(long = "where", value_name = "COND")]
+    pub filters: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,8 +114,9 @@ pub struct ImportArgs {
 
 /// `c3 ingest`.
 pub fn run_ingest(store_dir: &Path, ctx: &ModelCtx, args: &IngestArgs) -> anyhow::Result<i32> {
-    // A bad --shard or --name is reported before the model loads.
+    // A bad --shard, --name or --meta is reported before the model loads.
     shard_arg(args)?;
+    meta_arg(&args.meta)?;
     if args.warm && ctx.kv_cache_size == 0 {
         anyhow::bail!("--warm fills the prefix cache, which --kv-cache-size 0 turns off");
     }
@@ -192,6 +206,8 @@ pub fn ingest_with<S: ChunkSizer>(
         progress: !args.json,
         section_bytes: args.section_bytes,
         shard: shard_arg(args)?,
+        metadata: meta_arg(&args.meta)?,
+        ..IngestOptions::default()
     };
     let report = ingest::ingest(&store, model, &chunker, &inputs, &opts)?;
     refresh_index(&store, !args.json);
@@ -232,10 +248,14 @@ pub fn ingest_with<S: ChunkSizer>(
             );
         }
         c3::note!(
-            "c3: {} added, {} replaced, {} unchanged, {} pruned, {} failed; {} chunks, {} tokens in {:.1}s",
+            "c3: {} added, {} replaced, {} unchanged{}, {} pruned, {} failed; {} chunks, {} tokens in {:.1}s",
             report.added,
             report.replaced,
             report.unchanged,
+            match report.metadata_updated {
+                0 => String::new(),
+                n => format!(" ({n} more with new metadata)"),
+            },
             report.pruned,
             report.failed.len(),
             report.chunks,
@@ -248,13 +268,16 @@ pub fn ingest_with<S: ChunkSizer>(
 
 /// `c3 ls`.
 pub fn run_ls(store_dir: &Path, args: &LsArgs) -> anyhow::Result<i32> {
+    let filter = where_arg(&args.filters)?;
     let store = open(store_dir)?;
+    let sel = select(&store, &filter)?;
     let mut out = Out::new();
     if args.json {
-        let docs = store
-            .documents()
-            .map(|d| d.map(|d| doc_json(&d)))
-            .collect::<c3::Result<Vec<_>>>()?;
+        let docs = sel
+            .docs
+            .iter()
+            .map(|d| doc_json(&store, d))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
         return Ok(0);
     }
@@ -263,17 +286,22 @@ pub fn run_ls(store_dir: &Path, args: &LsArgs) -> anyhow::Result<i32> {
         "{:>6} {:>7} {:>9} {:>10}  {:<12} SOURCE",
         "ID", "CHUNKS", "TOKENS", "BYTES", "KIND"
     )?;
-    for d in store.documents() {
-        let d = d?;
+    for d in &sel.docs {
+        let meta = store.metadata(d.id)?;
         writeln!(
             out,
-            "{:>6} {:>7} {:>9} {:>10}  {:<12} {}",
+            "{:>6} {:>7} {:>9} {:>10}  {:<12} {}{}",
             d.id,
             d.chunk_count,
             d.token_count,
             d.size,
             c3::term::name(&d.kind),
-            c3::term::name(&d.source)
+            c3::term::name(&d.source),
+            if meta.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", c3::term::name(&meta.to_string()))
+            }
         )?;
     }
     Ok(0)
@@ -432,8 +460,14 @@ fn check_unopenable(store_dir: &Path, e: anyhow::Error, args: &CheckArgs) -> any
 
 /// `c3 export`.
 pub fn run_export(store_dir: &Path, args: &ExportArgs) -> anyhow::Result<i32> {
+    let filter = where_arg(&args.filters)?;
     let store = open(store_dir)?;
-    let t = export::export(&store, &args.file)?;
+    let t = if filter.is_empty() {
+        export::export(&store, &args.file)?
+    } else {
+        let ids = select(&store, &filter)?.ids();
+        export::export_docs(&store, &args.file, Some(&ids))?
+    };
     c3::note!(
         "c3: exported {} documents, {} chunks ({} bytes) to {}",
         t.documents,
@@ -478,10 +512,14 @@ pub fn run_import(store_dir: &Path, args: &ImportArgs) -> anyhow::Result<i32> {
         writeln!(Out::new(), "{}", serde_json::to_string_pretty(&t)?)?;
     } else {
         c3::note!(
-            "c3: imported {} documents, {} chunks; {} unchanged",
+            "c3: imported {} documents, {} chunks; {} unchanged{}",
             t.documents,
             t.chunks,
-            t.skipped_unchanged
+            t.skipped_unchanged,
+            match t.metadata_updated {
+                0 => String::new(),
+                n => format!(", {n} with new metadata"),
+            }
         );
     }
     Ok(0)

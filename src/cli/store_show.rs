@@ -106,7 +106,7 @@ pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
         let stats = LatentStats::of(&[store.latent(d.id, n)?])?;
         if args.json {
             let v = json!({
-                "doc": d.id, "source": d.source, "chunk": n,
+                "doc": d.id, "source": d.source, "metadata": store.metadata(d.id)?, "chunk": n,
                 "start": c.start, "end": c.end, "tokens": c.tokens,
                 "latents": stats, "text": text,
             });
@@ -140,7 +140,7 @@ pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
         None
     };
     if args.json {
-        let mut v = doc_json(&d);
+        let mut v = doc_json(&store, &d)?;
         v["chunk_list"] = chunks
             .iter()
             .map(
@@ -166,6 +166,10 @@ pub fn run_show(store_dir: &Path, args: &ShowArgs) -> anyhow::Result<i32> {
     )?;
     writeln!(out, "blake3   {}", export::hex(&d.content_hash))?;
     writeln!(out, "ingested {}", rfc3339(d.ingested_at_ms))?;
+    let meta = store.metadata(d.id)?;
+    if !meta.is_empty() {
+        writeln!(out, "metadata {}", c3::term::name(&meta.to_string()))?;
+    }
     writeln!(out, "latents  {}", show_stats(&stats))?;
     for c in &chunks {
         writeln!(

@@ -9,10 +9,11 @@
 mod progress;
 mod sections;
 mod shard;
+mod sync;
 mod walk;
 
 use std::io::{Read, Seek};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -20,11 +21,13 @@ use text_splitter::ChunkSizer;
 
 use crate::cascade::Compressor;
 use crate::chunk::{Chunker, DocKind};
+use crate::docmeta::Metadata;
 use crate::store::{DocWriter, ModelRecord, NewDoc, Store};
 use crate::{Error, Result};
 pub use progress::Progress;
 use sections::Sections;
 pub use shard::{Shard, INDEX_ENV};
+pub use sync::{sync, SyncReport};
 pub use walk::{discover, Candidate, Input};
 
 /// The rule for a document name given by a person or a client (`POST
@@ -62,6 +65,39 @@ pub struct IngestOptions {
     /// id its position in the unsharded discovery order, so `c3 merge` can
     /// number the shards' documents as one process would.
     pub shard: Option<Shard>,
+    /// The metadata of every document stored: `Some` sets it (also on an
+    /// unchanged document whose metadata differs), `None` keeps what a
+    /// replaced document had (a new one gets none).
+    pub metadata: Option<Metadata>,
+    /// Canonical directories every file must lie in (MCP's `--allow-path`
+    /// roots): a file a walk reaches through a symlink out of them is
+    /// skipped, named in the report. `None`: no limit.
+    pub confine: Option<Vec<PathBuf>>,
+    /// Told where the run stands before every encoder call and after every
+    /// document; `false` stops the run there (nothing of the document in
+    /// progress is committed; [`IngestReport::cancelled`]).
+    pub watch: Option<Watch>,
+}
+
+/// Where an ingest run stands (bytes of the files found, documents, chunks
+/// encoded so far).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Tick {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub docs_done: u64,
+    pub docs_total: u64,
+    pub chunks_done: u64,
+}
+
+/// A run's progress callback: returns whether to go on.
+#[derive(Clone)]
+pub struct Watch(pub std::sync::Arc<dyn Fn(&Tick) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch")
+    }
 }
 
 impl Default for IngestOptions {
@@ -72,6 +108,9 @@ impl Default for IngestOptions {
             progress: false,
             section_bytes: 8 << 20,
             shard: None,
+            metadata: None,
+            confine: None,
+            watch: None,
         }
     }
 }
@@ -89,6 +128,8 @@ pub struct IngestReport {
     pub added: u64,
     pub replaced: u64,
     pub unchanged: u64,
+    /// Unchanged documents whose metadata was replaced (`--meta`).
+    pub metadata_updated: u64,
     pub pruned: u64,
     pub chunks: u64,
     pub tokens: u64,
@@ -105,6 +146,18 @@ pub struct IngestReport {
     /// With `--shard`: which shard, and how many of the files found it took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardReport>,
+    /// Sources this run stored, found unchanged, or failed on (what `c3
+    /// sync --prune` must not remove).
+    #[serde(skip)]
+    pub seen: std::collections::HashSet<String>,
+    /// Inputs (by index) part of which could not be read: their stored
+    /// documents cannot be told gone, so `c3 sync --prune` keeps them.
+    #[serde(skip)]
+    pub unread_inputs: std::collections::HashSet<usize>,
+    /// The watch said stop: the run ended early (what was committed
+    /// stays; nothing was pruned).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 /// The part of the corpus one shard took.
@@ -163,6 +216,24 @@ pub fn ingest<S: ChunkSizer>(
             .filter(|(_, f)| s.contains(&f.path.to_string_lossy()))
             .collect(),
     };
+    let files: Vec<(u64, Candidate)> = match &opts.confine {
+        None => files,
+        Some(roots) => files
+            .into_iter()
+            .filter(|(_, f)| {
+                let inside = roots.iter().any(|r| f.path.starts_with(r));
+                if !inside {
+                    report.skipped.push(Problem {
+                        source: f.path.to_string_lossy().into_owned(),
+                        error: "outside the allowed roots (reached through a symlink): not \
+                                stored"
+                            .into(),
+                    });
+                }
+                inside
+            })
+            .collect(),
+    };
     report.shard = opts.shard.map(|s| ShardReport {
         index: s.index,
         count: s.count,
@@ -170,6 +241,9 @@ pub fn ingest<S: ChunkSizer>(
         files_total,
     });
     for p in problems {
+        if p.fatal && !p.input_missing {
+            report.unread_inputs.insert(p.input);
+        }
         let entry = Problem {
             source: p.source,
             error: p.error,
@@ -225,6 +299,10 @@ pub fn ingest<S: ChunkSizer>(
         }
     }
     for (pos, f) in &files {
+        if run.report.cancelled || !run.go_on() {
+            run.report.cancelled = true;
+            break;
+        }
         let source = f.path.to_string_lossy().into_owned();
         let meta = std::fs::metadata(&f.path);
         let mtime = meta
@@ -250,7 +328,7 @@ pub fn ingest<S: ChunkSizer>(
         let id = opts.shard.is_some().then_some(*pos);
         run.document(source, body, mtime, kind, f.explicit, id)?;
     }
-    if opts.prune {
+    if opts.prune && !report.cancelled {
         prune(store, inputs, opts.shard.as_ref(), &mut report)?;
     }
     bar.finish();
@@ -363,6 +441,8 @@ struct Run<'a, S> {
 enum Stop {
     /// Reported per file; the run goes on.
     Failed(String),
+    /// The watch said stop.
+    Cancelled,
     /// The store failed: the run stops.
     Fatal(Error),
 }
@@ -374,7 +454,16 @@ impl From<Error> for Stop {
 }
 
 impl<S: ChunkSizer> Run<'_, S> {
+    /// Asks the watch whether to go on (always yes without one).
+    fn go_on(&self) -> bool {
+        self.opts
+            .watch
+            .as_ref()
+            .is_none_or(|w| (w.0)(&self.bar.tick()))
+    }
+
     fn fail(&mut self, source: String, error: String) {
+        self.report.seen.insert(source.clone());
         self.bar
             .println(&format!("c3: {}: {error}", crate::term::name(&source)));
         self.report.failed.push(Problem { source, error });
@@ -421,11 +510,20 @@ impl<S: ChunkSizer> Run<'_, S> {
             return Ok(());
         }
         let old = self.store.find_source(&source)?;
-        if old.as_ref().is_some_and(|d| d.content_hash == scan.hash) {
-            self.report.unchanged += 1;
+        if let Some(d) = old.as_ref().filter(|d| d.content_hash == scan.hash) {
+            self.report.seen.insert(source);
+            match &self.opts.metadata {
+                Some(m) if self.store.set_metadata(d.id, m)? => self.report.metadata_updated += 1,
+                _ => self.report.unchanged += 1,
+            }
             self.bar.skip(scan.size);
             return Ok(());
         }
+        let metadata = match (&self.opts.metadata, &old) {
+            (Some(m), _) => m.clone(),
+            (None, Some(d)) => self.store.metadata(d.id)?,
+            (None, None) => Metadata::new(),
+        };
         let mut writer = self.store.begin(id)?;
         let written = match body {
             Body::Bytes(b) => self.write_section(&mut writer, 0, b, kind),
@@ -435,6 +533,11 @@ impl<S: ChunkSizer> Run<'_, S> {
         match written {
             Ok(()) => {}
             Err(Stop::Fatal(e)) => return Err(e),
+            Err(Stop::Cancelled) => {
+                drop(writer);
+                self.report.cancelled = true;
+                return Ok(());
+            }
             Err(Stop::Failed(msg)) => {
                 drop(writer);
                 self.fail(source, msg);
@@ -443,6 +546,7 @@ impl<S: ChunkSizer> Run<'_, S> {
             }
         }
         let t = Instant::now();
+        self.report.seen.insert(source.clone());
         let rec = writer.commit(NewDoc {
             source,
             content_hash: scan.hash,
@@ -451,6 +555,7 @@ impl<S: ChunkSizer> Run<'_, S> {
             ingested_at_ms: crate::store::now_ms(),
             kind: kind.label(),
             chunk_tokens: self.chunker.max_tokens() as u32,
+            metadata,
         })?;
         self.report.store_seconds += t.elapsed().as_secs_f64();
         self.report.chunks += rec.chunk_count as u64;
@@ -508,6 +613,9 @@ impl<S: ChunkSizer> Run<'_, S> {
         let chunks = self.chunker.split(&text, kind);
         self.report.chunk_seconds += t0.elapsed().as_secs_f64();
         for batch in chunks.chunks(self.opts.batch_size.max(1)) {
+            if !self.go_on() {
+                return Err(Stop::Cancelled);
+            }
             let texts: Vec<&str> = batch.iter().map(|c| &text[c.start..c.end]).collect();
             let t = Instant::now();
             let latents = self
@@ -581,7 +689,7 @@ fn prune(
 
 /// Canonical form of a path that may no longer exist: canonicalize what
 /// exists, or make it absolute.
-fn absolute(p: &Path) -> std::path::PathBuf {
+pub(crate) fn absolute(p: &Path) -> std::path::PathBuf {
     std::fs::canonicalize(p)
         .unwrap_or_else(|_| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
 }

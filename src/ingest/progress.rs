@@ -11,6 +11,8 @@ pub struct Progress {
     docs_total: usize,
     docs: usize,
     chunks: u64,
+    bytes_total: u64,
+    bytes: u64,
     started: Instant,
 }
 
@@ -31,6 +33,8 @@ impl Progress {
             docs_total,
             docs: 0,
             chunks: 0,
+            bytes_total,
+            bytes: 0,
             started: Instant::now(),
         };
         p.refresh();
@@ -53,6 +57,7 @@ impl Progress {
     /// Some bytes of the current document were encoded into `chunks` chunks.
     pub fn advance(&mut self, bytes: u64, chunks: u64) {
         self.chunks += chunks;
+        self.bytes += bytes;
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
         }
@@ -67,6 +72,7 @@ impl Progress {
 
     /// A document of `bytes` bytes was passed over (unchanged or failed).
     pub fn skip(&mut self, bytes: u64) {
+        self.bytes += bytes;
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
         }
@@ -78,6 +84,17 @@ impl Progress {
         match &self.bar {
             Some(bar) => bar.suspend(|| crate::note!("{line}")),
             None => crate::note!("{line}"),
+        }
+    }
+
+    /// Where the run stands, for an [`super::IngestOptions::watch`].
+    pub fn tick(&self) -> super::Tick {
+        super::Tick {
+            bytes_done: self.bytes.min(self.bytes_total),
+            bytes_total: self.bytes_total,
+            docs_done: self.docs as u64,
+            docs_total: self.docs_total as u64,
+            chunks_done: self.chunks,
         }
     }
 

@@ -30,6 +30,11 @@ pub struct WalkProblem {
     pub error: String,
     /// A failure (counts toward the exit code) or only a note.
     pub fatal: bool,
+    /// Index of the input whose walk found it.
+    pub input: usize,
+    /// The input itself does not exist (as opposed to a part of it that
+    /// could not be read).
+    pub input_missing: bool,
 }
 
 /// Expand inputs to files, in a stable order: arguments in the order given,
@@ -40,7 +45,7 @@ pub fn discover(inputs: &[Input]) -> (Vec<Candidate>, Vec<WalkProblem>) {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
-    for input in inputs {
+    for (i, input) in inputs.iter().enumerate() {
         let Input::Path(root) = input else { continue };
         let meta = match std::fs::metadata(root) {
             Ok(m) => m,
@@ -49,12 +54,22 @@ pub fn discover(inputs: &[Input]) -> (Vec<Candidate>, Vec<WalkProblem>) {
                     source: root.display().to_string(),
                     error: e.to_string(),
                     fatal: true,
+                    input: i,
+                    input_missing: e.kind() == std::io::ErrorKind::NotFound,
                 });
                 continue;
             }
         };
         if !meta.is_dir() {
-            push(&mut out, &mut seen, &mut problems, root, true, meta.len());
+            push(
+                &mut out,
+                &mut seen,
+                &mut problems,
+                root,
+                true,
+                meta.len(),
+                i,
+            );
             continue;
         }
         let walker = ignore::WalkBuilder::new(root)
@@ -69,7 +84,7 @@ pub fn discover(inputs: &[Input]) -> (Vec<Candidate>, Vec<WalkProblem>) {
                 Ok(e) => {
                     if e.file_type().is_some_and(|t| t.is_file()) {
                         let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                        push(&mut out, &mut seen, &mut problems, e.path(), false, size);
+                        push(&mut out, &mut seen, &mut problems, e.path(), false, size, i);
                     }
                 }
                 Err(err) => {
@@ -82,6 +97,8 @@ pub fn discover(inputs: &[Input]) -> (Vec<Candidate>, Vec<WalkProblem>) {
                             err.to_string()
                         },
                         fatal: !is_loop,
+                        input: i,
+                        input_missing: false,
                     });
                 }
             }
@@ -106,6 +123,7 @@ fn push(
     path: &Path,
     explicit: bool,
     size: u64,
+    input: usize,
 ) {
     match std::fs::canonicalize(path) {
         Ok(c) => {
@@ -121,6 +139,8 @@ fn push(
             source: path.display().to_string(),
             error: e.to_string(),
             fatal: true,
+            input,
+            input_missing: false,
         }),
     }
 }

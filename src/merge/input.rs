@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::docmeta::Metadata;
 use crate::store::export::{ExportDoc, ExportFile};
 use crate::store::{DocRecord, DocWriter, ModelRecord, NewDoc, Store};
 use crate::{Error, Result};
@@ -44,6 +45,8 @@ pub struct Entry {
     pub kind: String,
     pub chunk_tokens: u32,
     pub chunk_count: u32,
+    /// Its metadata, kept with it in the merged store.
+    pub metadata: Metadata,
 }
 
 impl Entry {
@@ -56,10 +59,11 @@ impl Entry {
             ingested_at_ms: self.ingested_at_ms,
             kind: self.kind.clone(),
             chunk_tokens: self.chunk_tokens,
+            metadata: self.metadata.clone(),
         }
     }
 
-    fn of_record(input: usize, d: DocRecord) -> Self {
+    fn of_record(input: usize, d: DocRecord, metadata: Metadata) -> Self {
         Entry {
             input,
             id: d.id,
@@ -72,6 +76,7 @@ impl Entry {
             kind: d.kind,
             chunk_tokens: d.chunk_tokens,
             chunk_count: d.chunk_count,
+            metadata,
         }
     }
 
@@ -88,6 +93,7 @@ impl Entry {
             kind: d.kind.clone(),
             chunk_tokens: d.chunk_tokens,
             chunk_count: d.chunk_count,
+            metadata: d.metadata.clone().unwrap_or_default(),
         }
     }
 }
@@ -172,8 +178,8 @@ impl MergeInput {
     pub fn entries(&self, input: usize) -> Result<Vec<Entry>> {
         match &self.source {
             Source::Store(s, _) => s
-                .documents()
-                .map(|d| d.map(|d| Entry::of_record(input, d)))
+                .documents_with_metadata()
+                .map(|d| d.map(|(d, m)| Entry::of_record(input, d, m)))
                 .collect(),
             Source::Export(e) => Ok(e
                 .docs()

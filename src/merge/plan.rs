@@ -92,10 +92,11 @@ pub fn plan(entries: Vec<Entry>, labels: &[String], paths: &[String], fingerprin
     for (id, d) in docs.iter().enumerate() {
         h.update(
             format!(
-                "\n{id}\t{}\t{}\t{}\t{}",
+                "\n{id}\t{}\t{}\t{}\t{}\t{}",
                 hex(&d.content_hash),
                 d.chunk_count,
                 d.ingested_at_ms,
+                d.metadata.to_json(),
                 d.source
             )
             .as_bytes(),
@@ -126,6 +127,7 @@ mod tests {
             kind: "text".into(),
             chunk_tokens: 1000,
             chunk_count: 1,
+            metadata: Default::default(),
         }
     }
 

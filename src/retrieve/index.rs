@@ -195,6 +195,11 @@ impl ChunkIndex {
     /// rebuilding it from sled when it is missing or unreadable. `progress`
     /// prints what happens on stderr.
     pub fn open_synced(store: &Store, progress: bool) -> Result<(Self, SyncAction)> {
+        // One sync at a time in this process: `c3 serve` syncs from its
+        // model thread (ask, ingest) and its blocking pool (search) at
+        // once, and tantivy allows one writer per index.
+        static SYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = SYNC.lock().unwrap_or_else(|p| p.into_inner());
         if !store.writable() {
             return Self::open_read_only(store, progress);
         }

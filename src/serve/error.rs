@@ -19,6 +19,9 @@ pub enum ServeError {
     NoKey { addr: String },
     #[error("the model did not load: {0}")]
     Load(String),
+    /// An embedded session (`c3 mcp` over stdio) ended with an error.
+    #[error("the session ended: {0}")]
+    Session(String),
     #[error("{0}")]
     Io(std::io::Error),
     #[error("{0}")]
@@ -118,8 +121,11 @@ impl From<crate::Error> for ApiError {
             E::NoDocument { spec, .. } => {
                 Self::not_found(format!("no document `{spec}` in the store"))
             }
-            E::NoChunk { .. } => Self::not_found(message),
+            E::NoChunk { .. } | E::NoMatch { .. } => Self::not_found(message),
             E::Input(m) => Self::bad_request(m),
+            E::BadMetadata { .. } | E::BadFilter { .. } | E::PathNotAllowed { .. } => {
+                Self::bad_request(message)
+            }
             E::NoReconstruction { .. }
             | E::ModelMismatch { .. }
             | E::GenSetting { .. }

@@ -24,9 +24,11 @@ use super::guard::RAW_TEXT_HEADER;
 use super::{metrics, openai, routes, AppState};
 
 /// The whole application.
-pub fn app(state: AppState) -> Router {
+/// `extra`: routes mounted beside the API (`/mcp`), behind the same guard,
+/// key and limits.
+pub fn app(state: AppState, extra: Option<Router<AppState>>) -> Router {
     let cfg = state.cfg.clone();
-    let protected = Router::new()
+    let api = Router::new()
         .route(
             "/v1/documents",
             get(routes::list_documents).post(routes::add_document),
@@ -42,10 +44,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/stats", get(routes::stats))
         .route("/v1/check", get(routes::check))
         .route("/v1/ask", post(routes::ask))
+        .route("/v1/search", post(routes::search))
         .route("/v1/expand", post(routes::expand))
         .route("/v1/warm", post(super::warm::warm))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions));
+    let protected = match (cfg.mount_only, extra) {
+        (true, Some(extra)) => extra,
+        (true, None) => Router::new(),
+        (false, Some(extra)) => api.merge(extra),
+        (false, None) => api,
+    };
     let metrics = Router::new().route("/metrics", get(routes::metrics));
     let (protected, metrics) = if cfg.api_key.is_some() {
         let auth = middleware::from_fn_with_state(state.clone(), require_key);

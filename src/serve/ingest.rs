@@ -11,6 +11,7 @@ use text_splitter::ChunkSizer;
 
 use crate::cascade::Compressor;
 use crate::chunk::{Chunker, DocKind};
+use crate::docmeta::Metadata;
 use crate::store::{ModelRecord, NewDoc, Store};
 use crate::Error;
 
@@ -21,6 +22,8 @@ pub enum Action {
     Added,
     Replaced,
     Unchanged,
+    /// The same text: only its metadata was replaced.
+    MetadataUpdated,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,12 +72,14 @@ pub fn check_text(text: &[u8]) -> std::result::Result<&str, String> {
 /// Stores `text` as the document `source`. `progress(done, total)` runs
 /// before each batch of chunks (done = chunks encoded so far) and once at
 /// the end; it returns `false` to cancel.
+#[allow(clippy::too_many_arguments)]
 pub fn ingest_text<S: ChunkSizer>(
     store: &Store,
     model: &dyn Compressor,
     chunker: &Chunker<S>,
     source: &str,
     text: &str,
+    metadata: Option<&Metadata>,
     batch: usize,
     progress: &mut dyn FnMut(u64, u64) -> bool,
 ) -> std::result::Result<Outcome, Stopped> {
@@ -89,14 +94,27 @@ pub fn ingest_text<S: ChunkSizer>(
     let old = store.find_source(source)?;
     if let Some(d) = old.as_ref().filter(|d| d.content_hash == hash) {
         progress(d.chunk_count as u64, d.chunk_count as u64);
+        let retagged = match metadata {
+            Some(m) => store.set_metadata(d.id, m)?,
+            None => false,
+        };
         return Ok(Outcome {
-            action: Action::Unchanged,
+            action: if retagged {
+                Action::MetadataUpdated
+            } else {
+                Action::Unchanged
+            },
             document: d.id,
             source: d.source.clone(),
             chunks: d.chunk_count,
             tokens: d.token_count,
         });
     }
+    let metadata = match (metadata, &old) {
+        (Some(m), _) => m.clone(),
+        (None, Some(d)) => store.metadata(d.id)?,
+        (None, None) => Metadata::new(),
+    };
     let kind = DocKind::from_path(Path::new(source));
     let chunks = chunker.split(text, kind);
     let total = chunks.len() as u64;
@@ -131,6 +149,7 @@ pub fn ingest_text<S: ChunkSizer>(
         ingested_at_ms: crate::store::now_ms(),
         kind: kind.label(),
         chunk_tokens: chunker.max_tokens() as u32,
+        metadata,
     })?;
     Ok(Outcome {
         action: if old.is_some() {

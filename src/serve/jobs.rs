@@ -35,11 +35,18 @@ impl JobState {
 #[derive(Debug)]
 pub struct JobInfo {
     pub id: u64,
+    /// `text` (a text sent in the request), `paths` (files and folders
+    /// read by the server), `sync`.
+    pub kind: &'static str,
     pub name: String,
     pub bytes: u64,
     pub state: JobState,
     pub chunks_done: u64,
     pub chunks_total: Option<u64>,
+    /// Bytes of the files found, for `paths` and `sync` jobs (their chunk
+    /// count is not known before they are read).
+    pub bytes_done: Option<u64>,
+    pub bytes_total: Option<u64>,
     pub created_ms: i64,
     started: Option<Instant>,
     pub seconds: Option<f64>,
@@ -51,23 +58,36 @@ pub struct JobInfo {
 impl JobInfo {
     /// Seconds left, from the pace so far.
     fn eta_s(&self) -> Option<f64> {
-        let (start, total) = (self.started?, self.chunks_total?);
-        if self.state != JobState::Running || self.chunks_done == 0 {
+        let (done, total) = self.progress()?;
+        let start = self.started?;
+        if self.state != JobState::Running || done == 0 {
             return None;
         }
-        let per = start.elapsed().as_secs_f64() / self.chunks_done as f64;
-        Some(per * total.saturating_sub(self.chunks_done) as f64)
+        let per = start.elapsed().as_secs_f64() / done as f64;
+        Some(per * total.saturating_sub(done) as f64)
+    }
+
+    /// Work done and in all, in the job's unit (chunks, or bytes for jobs
+    /// over files).
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        match (self.bytes_done, self.bytes_total) {
+            (Some(d), Some(t)) => Some((d, t)),
+            _ => Some((self.chunks_done, self.chunks_total?)),
+        }
     }
 
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,
             "object": "ingest_job",
+            "kind": self.kind,
             "name": self.name,
             "bytes": self.bytes,
             "state": self.state,
             "chunks_done": self.chunks_done,
             "chunks_total": self.chunks_total,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
             "eta_s": self.eta_s(),
             "seconds": self.seconds,
             "created_at_ms": self.created_ms,
@@ -97,8 +117,18 @@ impl Jobs {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new queued job; returns its id and cancel flag.
+    /// A new queued job over a text; returns its id and cancel flag.
     pub fn create(&self, name: &str, bytes: u64) -> (u64, Arc<AtomicBool>) {
+        self.create_kind("text", name, bytes)
+    }
+
+    /// A new queued job of `kind` (`text`, `paths`, `sync`).
+    pub fn create_kind(
+        &self,
+        kind: &'static str,
+        name: &str,
+        bytes: u64,
+    ) -> (u64, Arc<AtomicBool>) {
         let mut t = self.table();
         t.next += 1;
         let id = t.next;
@@ -107,11 +137,14 @@ impl Jobs {
             id,
             JobInfo {
                 id,
+                kind,
                 name: name.to_string(),
                 bytes,
                 state: JobState::Queued,
                 chunks_done: 0,
                 chunks_total: None,
+                bytes_done: None,
+                bytes_total: None,
                 created_ms: crate::store::now_ms(),
                 started: None,
                 seconds: None,
@@ -168,6 +201,21 @@ impl Jobs {
             j.chunks_done = done;
             j.chunks_total = Some(total);
         }
+    }
+
+    /// Progress of a job over files: chunks encoded, bytes of the files.
+    pub fn progress_files(&self, id: u64, chunks: u64, bytes_done: u64, bytes_total: u64) {
+        if let Some(j) = self.table().jobs.get_mut(&id) {
+            j.chunks_done = chunks;
+            j.bytes_done = Some(bytes_done);
+            j.bytes_total = Some(bytes_total);
+        }
+    }
+
+    /// The job's state and progress (done, total in its unit), without
+    /// building its JSON: what a waiting MCP call polls.
+    pub fn status(&self, id: u64) -> Option<(JobState, Option<(u64, u64)>)> {
+        self.table().jobs.get(&id).map(|j| (j.state, j.progress()))
     }
 
     /// Ends a job with its state and result or error.

@@ -75,6 +75,12 @@ pub struct ServeConfig {
     pub model_id: String,
     /// Print the bound address as JSON on stdout.
     pub json: bool,
+    /// Directories (canonical) whose files agents may have the server read
+    /// (MCP `add_path`, `sync`; `--allow-path`). Empty: none.
+    pub allow_paths: Vec<PathBuf>,
+    /// Serve only `/health` and the mounted routes (`c3 mcp --http`), not
+    /// the `/v1` API.
+    pub mount_only: bool,
 }
 
 impl Default for ServeConfig {
@@ -96,6 +102,8 @@ impl Default for ServeConfig {
             keep_alive: Duration::from_secs(10),
             model_id: "c3".into(),
             json: false,
+            allow_paths: Vec::new(),
+            mount_only: false,
         }
     }
 }
@@ -167,6 +175,11 @@ pub struct AppState {
     pub guard: Arc<guard::Policy>,
 }
 
+/// Routes another room serves under this server's guard, key and limits
+/// (MCP at `/mcp`): given the state, the routes to merge. The server names
+/// no such room; its caller hands the mount in.
+pub type Mount = Box<dyn FnOnce(&AppState) -> axum::Router<AppState> + Send>;
+
 /// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
 async fn signal() {
     let ctrl_c = async {
@@ -202,15 +215,70 @@ impl Drop for ServeFile {
 /// bound address on stdout (first line), loads the model on the worker
 /// thread with `loader`, serves, then stops taking requests, cancels
 /// running work (nothing half-written becomes visible), flushes the store.
-pub fn run(cfg: ServeConfig, store: Store, loader: Loader) -> Result<(), ServeError> {
+pub fn run(
+    cfg: ServeConfig,
+    store: Store,
+    loader: Loader,
+    mount: Option<Mount>,
+) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("c3-http")
         .build()?;
-    rt.block_on(serve(cfg, store, loader))
+    rt.block_on(serve(cfg, store, loader, mount))
 }
 
-async fn serve(cfg: ServeConfig, store: Store, loader: Loader) -> Result<(), ServeError> {
+/// Runs `body` with the server's state (worker, queue, jobs, limits) but
+/// no listener: `c3 mcp` over stdio. Ends when `body` ends, SIGTERM or
+/// Ctrl-C arrives, or the model does not load; then cancels running work
+/// and flushes the store as [`run`] does.
+pub fn run_embedded<F>(
+    cfg: ServeConfig,
+    store: Store,
+    loader: Loader,
+    body: impl FnOnce(AppState) -> F,
+) -> Result<(), ServeError>
+where
+    F: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("c3-embedded")
+        .build()?;
+    rt.block_on(async move {
+        let store = Arc::new(store);
+        let shared = Arc::new(Shared::new(store.clone()));
+        let (worker, join) = worker::spawn(shared.clone(), loader, cfg.queue)?;
+        let state = AppState {
+            shared: shared.clone(),
+            worker,
+            cfg: Arc::new(cfg),
+            guard: Arc::new(guard::Policy::default()),
+        };
+        let ended = tokio::select! {
+            r = body(state) => r,
+            _ = signal() => Ok(()),
+            _ = shared.stop.notified() => Ok(()),
+        };
+        shared.begin_shutdown();
+        let joined = tokio::task::spawn_blocking(move || join.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!("the model worker ended abnormally");
+        }
+        store.flush()?;
+        if let Some(msg) = shared.load_error() {
+            return Err(ServeError::Load(msg));
+        }
+        ended.map_err(ServeError::Session)
+    })
+}
+
+async fn serve(
+    cfg: ServeConfig,
+    store: Store,
+    loader: Loader,
+    mount: Option<Mount>,
+) -> Result<(), ServeError> {
     let bind_err = |err| ServeError::Bind {
         addr: cfg.addr.clone(),
         err,
@@ -270,7 +338,8 @@ async fn serve(cfg: ServeConfig, store: Store, loader: Loader) -> Result<(), Ser
         cfg: Arc::new(cfg),
         guard: Arc::new(policy),
     };
-    let app = http::app(state);
+    let extra = mount.map(|m| m(&state));
+    let app = http::app(state, extra);
     let stopping = shared.clone();
     let shutdown = async move {
         tokio::select! {

@@ -75,6 +75,9 @@ struct C3Ext {
     #[serde(alias = "docs")]
     doc: Option<OneOrMany>,
     mode: Option<String>,
+    /// Metadata filter, as `/v1/ask`'s `where`.
+    #[serde(rename = "where")]
+    filter: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -177,10 +180,12 @@ pub async fn chat_completions(
         seed: b.seed,
     }
     .gen(ASK_MAX_NEW_TOKENS, s.cfg.max_new_tokens)?;
+    let filter =
+        crate::docmeta::Filter::from_json(ext.filter.as_ref().unwrap_or(&serde_json::Value::Null))?;
     let req = ask_request(
         &s,
         q,
-        ext.doc,
+        (ext.doc, filter),
         parse_pick(ext.all, ext.top_k)?,
         parse_mode(ext.mode.as_deref())?,
         gen,

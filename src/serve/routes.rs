@@ -22,6 +22,7 @@ use super::ingest::{check_name, check_text};
 use super::jobs::JobState;
 use super::worker::{Cancel, CancelOnDrop, Event, Job};
 use super::AppState;
+use crate::docmeta::{Filter, Metadata};
 use crate::generate::{GenOptions, GenRequest};
 use crate::query::{AskRequest, Mode};
 use crate::retrieve::Pick;
@@ -107,26 +108,25 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+/// A document as `c3 ls --json` shows it, with its metadata.
+pub fn doc_json(store: &Store, d: &DocRecord) -> crate::Result<Value> {
+    Ok(crate::store::listing::doc_json(d, &store.metadata(d.id)?))
 }
 
-/// A document as `c3 ls --json` shows it.
-pub fn doc_json(d: &DocRecord) -> Value {
-    json!({
-        "id": d.id,
-        "source": d.source,
-        "chunks": d.chunk_count,
-        "bytes": d.size,
-        "tokens": d.token_count,
-        "kind": d.kind,
-        "content_hash": crate::store::export::hex(&d.content_hash),
-        "mtime_ms": d.mtime_ms,
-        "ingested_at": rfc3339(d.ingested_at_ms),
-        "chunk_tokens": d.chunk_tokens,
-    })
+/// A `where` filter given as JSON text (a query parameter).
+pub fn parse_where_text(raw: Option<&str>) -> ApiResult<Filter> {
+    match raw {
+        None => Ok(Filter::default()),
+        Some(t) => {
+            let v: Value = serde_json::from_str(t).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "`where` is not JSON ({e}): send a URL-encoded JSON object such as \
+                     {{\"kind\":\"license\"}}"
+                ))
+            })?;
+            Ok(Filter::from_json(&v)?)
+        }
+    }
 }
 
 fn doc_id(raw: &str) -> ApiResult<u64> {
@@ -143,15 +143,35 @@ fn get_doc(store: &Store, id: u64) -> ApiResult<DocRecord> {
         .ok_or_else(|| ApiError::not_found(format!("no document {id} in the store")))
 }
 
-pub async fn list_documents(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let docs = blocking(&s, |store| {
-        Ok(store
-            .documents()
-            .map(|d| d.map(|d| doc_json(&d)))
-            .collect::<crate::Result<Vec<_>>>()?)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// A JSON object (URL-encoded): the metadata filter.
+    #[serde(rename = "where")]
+    filter: Option<String>,
+}
+
+pub async fn list_documents(
+    State(s): State<AppState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let filter = parse_where_text(q.filter.as_deref())?;
+    let v = blocking(&s, move |store| {
+        let sel = store.select(&filter)?;
+        let docs = sel
+            .docs
+            .iter()
+            .map(|d| doc_json(store, d))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let mut v = json!({"object": "list", "data": docs});
+        if let Some(w) = sel.note() {
+            v["warning"] = json!(w);
+        }
+        Ok(v)
     })
     .await?;
-    Ok(Json(json!({"object": "list", "data": docs})))
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
@@ -192,7 +212,7 @@ pub async fn show_document(
         let chunks = (0..d.chunk_count)
             .map(|n| store.chunk_record(id, n))
             .collect::<crate::Result<Vec<_>>>()?;
-        let mut v = doc_json(&d);
+        let mut v = doc_json(store, &d)?;
         v["chunk_list"] = chunks
             .iter()
             .map(
@@ -269,6 +289,8 @@ pub struct AddQuery {
 struct AddBody {
     name: String,
     text: String,
+    /// The document's metadata: a flat JSON object.
+    metadata: Option<Value>,
 }
 
 /// `POST /v1/documents`: JSON `{name, text}`, or the raw text with `?name=`.
@@ -283,9 +305,10 @@ pub async fn add_document(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let (name, text) = if is_json {
+    let (name, text, metadata) = if is_json {
         let b: AddBody = parse_json(body)?;
-        (q.name.unwrap_or(b.name), b.text)
+        let metadata = b.metadata.as_ref().map(Metadata::from_json).transpose()?;
+        (q.name.unwrap_or(b.name), b.text, metadata)
     } else {
         let body = body.map_err(body_error)?;
         let name = q.name.ok_or_else(|| {
@@ -296,12 +319,20 @@ pub async fn add_document(
         let text = check_text(&body)
             .map_err(ApiError::bad_request)?
             .to_string();
-        (name, text)
+        (name, text, None)
     };
     check_name(&name).map_err(ApiError::bad_request)?;
     check_text(text.as_bytes()).map_err(ApiError::bad_request)?;
     let (id, _) = s.shared.jobs.create(&name, text.len() as u64);
-    if let Err(e) = s.worker.submit(&s.shared, Job::Ingest { id, name, text }) {
+    if let Err(e) = s.worker.submit(
+        &s.shared,
+        Job::Ingest {
+            id,
+            name,
+            text,
+            metadata,
+        },
+    ) {
         s.shared.jobs.forget(id);
         return Err(e);
     }
@@ -458,13 +489,17 @@ pub struct AskBody {
     seed: Option<u64>,
     #[serde(default)]
     stream: bool,
+    /// Metadata filter: only documents it selects.
+    #[serde(rename = "where")]
+    filter: Option<Value>,
 }
 
-/// Builds an [`AskRequest`] (documents resolved against the store).
+/// Builds an [`AskRequest`] (documents resolved against the store, then
+/// narrowed by the metadata filter).
 pub async fn ask_request(
     s: &AppState,
     question: String,
-    doc: Option<OneOrMany>,
+    (doc, filter): (Option<OneOrMany>, Filter),
     pick: Pick,
     mode: Mode,
     gen: GenOptions,
@@ -473,7 +508,11 @@ pub async fn ask_request(
         return Err(ApiError::bad_request("the question is empty"));
     }
     let specs = doc.map(OneOrMany::specs).unwrap_or_default();
-    let docs = blocking(s, move |store| resolve_docs(store, &specs)).await?;
+    let docs = blocking(s, move |store| {
+        let ids = resolve_docs(store, &specs)?;
+        Ok(store.select(&filter)?.narrow(&ids, &filter)?)
+    })
+    .await?;
     Ok(AskRequest {
         question,
         docs,
@@ -640,10 +679,11 @@ pub async fn ask(
         seed: b.seed,
     }
     .gen(ASK_MAX_NEW_TOKENS, s.cfg.max_new_tokens)?;
+    let filter = Filter::from_json(b.filter.as_ref().unwrap_or(&Value::Null))?;
     let req = ask_request(
         &s,
         b.question,
-        b.doc,
+        (b.doc, filter),
         parse_pick(b.all, b.top_k)?,
         parse_mode(b.mode.as_deref())?,
         gen,
@@ -661,6 +701,61 @@ pub async fn ask(
     let first = first_event(&s, &mut rx).await?;
     let stream = event_stream(first, rx, guard, Box::new(api_sse), None);
     Ok(sse_response(&s, stream))
+}
+
+/// `POST /v1/search`: the best chunks for a query (BM25), no model.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    query: String,
+    top_k: Option<usize>,
+    #[serde(rename = "where")]
+    filter: Option<Value>,
+}
+
+/// Chunks `search` returns unless asked for another count.
+pub const SEARCH_TOP_K: usize = 8;
+
+/// Runs a search on the blocking pool: `c3 search --json`'s answer, with a
+/// `warning` when the filter names keys no document has.
+pub async fn search_json(
+    s: &AppState,
+    query: String,
+    top_k: Option<usize>,
+    filter: Filter,
+) -> ApiResult<Value> {
+    if query.trim().is_empty() {
+        return Err(ApiError::bad_request("the query is empty"));
+    }
+    let k = match top_k {
+        Some(0) => return Err(ApiError::bad_request("top_k must be at least 1")),
+        Some(k) => k,
+        None => SEARCH_TOP_K,
+    };
+    blocking(s, move |store| {
+        let (docs, note) = if filter.is_empty() {
+            (None, None)
+        } else {
+            let sel = store.select(&filter)?;
+            (Some(sel.ids()), sel.note())
+        };
+        let hits = crate::retrieve::search(store, &query, docs.as_deref(), k)?;
+        let mut v = json!({"query": query, "hits": hits});
+        if let Some(n) = note {
+            v["warning"] = json!(n);
+        }
+        Ok(v)
+    })
+    .await
+}
+
+pub async fn search(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let b: SearchBody = parse_json(body)?;
+    let filter = Filter::from_json(b.filter.as_ref().unwrap_or(&Value::Null))?;
+    Ok(Json(search_json(&s, b.query, b.top_k, filter).await?))
 }
 
 /// `POST /v1/expand`.

@@ -7,6 +7,7 @@
 //! before every encoder call.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use super::metrics::TokenClock;
 use super::Shared;
 use crate::cascade::{AnyDecoder, AnyEncoder};
 use crate::chunk::Chunker;
+use crate::docmeta::Metadata;
 use crate::generate::GenOptions;
 use crate::query::{self, AskRequest, AskResult, Reader};
 use crate::retrieve::ChunkIndex;
@@ -125,7 +127,12 @@ pub enum Job {
         id: u64,
         name: String,
         text: String,
+        /// `Some`: the document's metadata; `None`: keep a replaced
+        /// document's.
+        metadata: Option<Metadata>,
     },
+    /// Files and folders the server reads itself (MCP `add_path`, `sync`).
+    Files { id: u64, req: FilesJob },
     /// Fill the prefix cache for documents (`POST /v1/warm`).
     Warm {
         req: crate::query::WarmRequest,
@@ -140,9 +147,24 @@ impl Job {
             Job::Ask { tx, .. } | Job::Expand { tx, .. } | Job::Warm { tx, .. } => {
                 let _ = tx.send(Event::Error(e));
             }
-            Job::Ingest { .. } => {}
+            Job::Ingest { .. } | Job::Files { .. } => {}
         }
     }
+}
+
+/// Files and folders to ingest, on paths already checked against the
+/// allowed roots.
+#[derive(Debug, Clone)]
+pub struct FilesJob {
+    pub paths: Vec<PathBuf>,
+    /// `c3 sync`: report new / changed / unchanged / removed.
+    pub sync: bool,
+    /// With `sync`: remove documents from under `paths` that are gone.
+    pub prune: bool,
+    pub metadata: Option<Metadata>,
+    /// The allowed roots (canonical): files a walk reaches outside them
+    /// through a symlink are skipped.
+    pub confine: Vec<PathBuf>,
 }
 
 /// The handlers' end of the queue.
@@ -235,7 +257,7 @@ fn run(shared: Arc<Shared>, loader: Loader, rx: Receiver<Job>) {
             Job::Ask { tx, .. } | Job::Expand { tx, .. } | Job::Warm { tx, .. } => {
                 (Some(tx.clone()), None)
             }
-            Job::Ingest { id, .. } => (None, Some(*id)),
+            Job::Ingest { id, .. } | Job::Files { id, .. } => (None, Some(*id)),
         };
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| handle(&shared, &engine, job))) {
             let msg = format!("the model worker failed: {}", panic_message(&*p));
@@ -257,7 +279,7 @@ fn cancelled_at_shutdown(shared: &Shared, job: Job) {
         "shutting_down",
         "the server is shutting down; the request was not run",
     ));
-    if let Job::Ingest { id, .. } = job {
+    if let Job::Ingest { id, .. } | Job::Files { id, .. } = job {
         shared.jobs.finish(
             id,
             JobState::Cancelled,
@@ -283,7 +305,13 @@ fn handle(shared: &Shared, engine: &Engine, job: Job) {
             cancel,
             tx,
         } => expand(shared, engine, (doc, chunk), &gen, &cancel, &tx, received),
-        Job::Ingest { id, name, text } => ingest(shared, engine, id, &name, &text),
+        Job::Ingest {
+            id,
+            name,
+            text,
+            metadata,
+        } => ingest(shared, engine, id, &name, &text, metadata.as_ref()),
+        Job::Files { id, req } => files(shared, engine, id, &req),
         Job::Warm { req, cancel, tx } => warm(shared, engine, &req, &cancel, &tx),
     }
 }
@@ -502,8 +530,7 @@ fn chunk_and_ingest<S: text_splitter::ChunkSizer>(
     engine: &Engine,
     model: &dyn crate::cascade::Compressor,
     sizer: S,
-    name: &str,
-    text: &str,
+    (name, text, metadata): (&str, &str, Option<&Metadata>),
     progress: &mut dyn FnMut(u64, u64) -> bool,
 ) -> std::result::Result<super::ingest::Outcome, Stopped> {
     let chunker = Chunker::new(sizer, engine.chunk_tokens)?;
@@ -513,12 +540,20 @@ fn chunk_and_ingest<S: text_splitter::ChunkSizer>(
         &chunker,
         name,
         text,
+        metadata,
         engine.batch,
         progress,
     )
 }
 
-fn ingest(shared: &Shared, engine: &Engine, id: u64, name: &str, text: &str) {
+fn ingest(
+    shared: &Shared,
+    engine: &Engine,
+    id: u64,
+    name: &str,
+    text: &str,
+    metadata: Option<&Metadata>,
+) {
     let jobs = &shared.jobs;
     let cancel = jobs.cancel_flag(id);
     let cancelled =
@@ -549,8 +584,7 @@ fn ingest(shared: &Shared, engine: &Engine, id: u64, name: &str, text: &str) {
         engine,
         engine.encoder.compressor(),
         engine.encoder.tokenizer(),
-        name,
-        text,
+        (name, text, metadata),
         &mut progress,
     );
     match res {
@@ -569,5 +603,87 @@ fn ingest(shared: &Shared, engine: &Engine, id: u64, name: &str, text: &str) {
             Some("cancelled; nothing of the new text was stored".into()),
         ),
         Err(Stopped::Failed(e)) => jobs.finish(id, JobState::Failed, None, Some(e.to_string())),
+    }
+}
+
+/// Ingests files and folders (MCP `add_path`, `sync`): progress in bytes
+/// of the files found, cancellation before every encoder call (the
+/// document in progress is not committed; those before it stay).
+fn files(shared: &Shared, engine: &Engine, id: u64, req: &FilesJob) {
+    let jobs = shared.jobs.clone();
+    let Some(cancel) = jobs.cancel_flag(id) else {
+        return;
+    };
+    if cancel.load(Ordering::Relaxed) || shared.shutting_down() {
+        jobs.finish(
+            id,
+            JobState::Cancelled,
+            None,
+            Some("cancelled before it started".into()),
+        );
+        return;
+    }
+    jobs.start(id);
+    let watch = {
+        let (jobs, cancel) = (jobs.clone(), cancel.clone());
+        crate::ingest::Watch(Arc::new(move |t: &crate::ingest::Tick| {
+            jobs.progress_files(id, t.chunks_done, t.bytes_done, t.bytes_total);
+            !cancel.load(Ordering::Relaxed)
+        }))
+    };
+    let opts = crate::ingest::IngestOptions {
+        batch_size: engine.batch,
+        prune: req.prune,
+        metadata: req.metadata.clone(),
+        confine: Some(req.confine.clone()),
+        watch: Some(watch),
+        ..Default::default()
+    };
+    let run = || -> crate::Result<(Value, bool, u64)> {
+        let chunker = Chunker::new(engine.encoder.tokenizer(), engine.chunk_tokens)?;
+        let model = engine.encoder.compressor();
+        let store = &shared.store;
+        if req.sync {
+            let r = crate::ingest::sync(store, model, &chunker, &req.paths, &opts)?;
+            let changed = r.new + r.changed + r.removed + r.metadata_updated > 0;
+            Ok((json!(r), changed, r.chunks))
+        } else {
+            let inputs: Vec<crate::ingest::Input> = req
+                .paths
+                .iter()
+                .map(|p| crate::ingest::Input::Path(p.clone()))
+                .collect();
+            let r = crate::ingest::ingest(store, model, &chunker, &inputs, &opts)?;
+            let changed = r.added + r.replaced + r.pruned + r.metadata_updated > 0;
+            Ok((json!(r), changed, r.chunks))
+        }
+    };
+    match run() {
+        Ok((report, changed, chunks)) => {
+            shared
+                .metrics
+                .chunks_ingested
+                .fetch_add(chunks, Ordering::Relaxed);
+            if changed {
+                if let Err(e) = ChunkIndex::open_synced(&shared.store, false) {
+                    tracing::warn!("search index not updated ({e}); the next ask rebuilds it");
+                }
+            }
+            if cancel.load(Ordering::Relaxed) {
+                jobs.finish(
+                    id,
+                    JobState::Cancelled,
+                    Some(report),
+                    Some(
+                        "cancelled; the documents finished before it stay, nothing of the one \
+                         in progress was stored"
+                            .into(),
+                    ),
+                );
+            } else {
+                jobs.finish(id, JobState::Done, Some(report), None);
+            }
+        }
+        Err(e) => jobs.finish(id, JobState::Failed, None, Some(e.to_string())),
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use c3_migrations::v1;
+use c3_migrations::v3::DOC_META;
 
 use super::manifest::LostDoc;
 use super::records::{ChunkRecord, DocRecord, LatentRecord, MetaRecord};
@@ -100,6 +101,7 @@ pub fn run(store: &Store) -> Result<CheckReport> {
         check_chunks(store, &doc, model, &mut r);
     }
     check_sources(store, &mut r);
+    check_doc_meta(store, &docs, &damaged, &mut r);
     for (tree, name) in [(&store.chunks, v1::CHUNKS), (&store.latents, v1::LATENTS)] {
         // Orphans, grouped by the doc id their keys carry.
         let mut orphans: std::collections::BTreeMap<Option<u64>, Vec<String>> = Default::default();
@@ -148,7 +150,37 @@ pub(super) fn doc_problems(store: &Store, doc: &DocRecord) -> Vec<String> {
     let model = check_meta(store, &mut r);
     r.problems.clear();
     check_chunks(store, doc, model, &mut r);
+    if let Err(e) = store.metadata(doc.id) {
+        r.problems.push(codec::problem(&e));
+    }
     r.problems
+}
+
+/// Every `doc_meta` record decodes to valid metadata of a document that
+/// exists (a record of no document is an orphan).
+fn check_doc_meta(store: &Store, docs: &HashMap<u64, u32>, damaged: &[u64], r: &mut CheckReport) {
+    let Some(tree) = &store.doc_meta else {
+        return;
+    };
+    for item in tree.iter() {
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                r.problems
+                    .push(format!("tree `{DOC_META}`: read failed: {e}"));
+                break;
+            }
+        };
+        let here = format!("tree `{DOC_META}` key {}", keys::describe(DOC_META, &k));
+        match keys::parse_doc_key(&k) {
+            Some(id) if docs.contains_key(&id) || damaged.contains(&id) => {
+                if let Err(e) = super::metadata::decode(&k, &v) {
+                    r.problems.push(codec::problem(&e));
+                }
+            }
+            _ => r.problems.push(format!("{here}: belongs to no document")),
+        }
+    }
 }
 
 /// Decode the meta record; returns the latent layout and width of the bound model.

@@ -32,7 +32,9 @@ pub fn parse_chunk_key(key: &[u8]) -> Option<(u64, u32)> {
 /// Human-readable key for messages, e.g. `doc 3 chunk 7`.
 pub fn describe(tree: &str, key: &[u8]) -> String {
     let shown = match tree {
-        t if t == v1::DOCS => parse_doc_key(key).map(|d| format!("doc {d}")),
+        t if t == v1::DOCS || t == c3_migrations::v3::DOC_META => {
+            parse_doc_key(key).map(|d| format!("doc {d}"))
+        }
         t if t == v1::CHUNKS || t == v1::LATENTS => {
             parse_chunk_key(key).map(|(d, o)| format!("doc {d} chunk {o}"))
         }

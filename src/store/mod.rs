@@ -24,7 +24,9 @@ pub mod export;
 mod keys;
 pub mod latent;
 pub mod layout;
+pub mod listing;
 pub mod manifest;
+mod metadata;
 mod open;
 pub mod records;
 pub mod recover;
@@ -41,9 +43,11 @@ use candle_core::Tensor;
 pub use check::CheckReport;
 pub use layout::LatentLayout;
 pub use manifest::{Damage, LostDoc};
+pub use metadata::Selection;
 pub use records::{ChunkRecord, DocRecord, LatentRecord, MetaRecord, ModelRecord};
 pub use writer::{compress_text, DocWriter};
 
+use crate::docmeta::Metadata;
 use crate::{Error, Result};
 use tree::Tree;
 
@@ -74,6 +78,10 @@ pub struct Store {
     sources: Tree,
     chunks: Tree,
     latents: Tree,
+    /// Documents' metadata (schema version 3); `None` only for an older
+    /// store opened without migrating (damaged, or from a read-only
+    /// copy), whose documents have none.
+    doc_meta: Option<Tree>,
     /// `None`: writable.
     read_only: Option<ReadOnly>,
     /// What opening found wrong (then `read_only` is `Damaged`).
@@ -131,6 +139,8 @@ pub struct NewDoc {
     pub ingested_at_ms: i64,
     pub kind: String,
     pub chunk_tokens: u32,
+    /// The document's metadata (written in the same commit).
+    pub metadata: Metadata,
 }
 
 impl Store {
@@ -502,7 +512,7 @@ impl Store {
         &self,
         model: Option<String>,
         new_id: Option<u64>,
-        put: &[DocRecord],
+        put: &[(DocRecord, Metadata)],
         rm: &[u64],
     ) -> Result<manifest::Change> {
         let next = self.next_doc_id()?;
@@ -514,7 +524,10 @@ impl Store {
             generation: self.generation()? + 1,
             next_doc_id: new_id.map_or(next, |id| next.max(id + 1)),
             model,
-            put: put.iter().map(manifest::ManifestDoc::of).collect(),
+            put: put
+                .iter()
+                .map(|(d, m)| manifest::ManifestDoc::of(d, m))
+                .collect(),
             rm: rm.to_vec(),
         })
     }
@@ -573,6 +586,7 @@ pub fn verify_value(tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
                 .map_err(|_| codec::corrupt(t, key, "text is not UTF-8"))
         }
         t if t == v1::LATENTS => latent_from_value(key, value).map(drop),
+        t if t == c3_migrations::v3::DOC_META => metadata::decode(key, value).map(drop),
         other => Err(Error::Input(format!("no tree `{other}` in a c3 store"))),
     }
 }

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use c3_migrations::v3::DOC_META;
 use c3_migrations::{v1, MigrateError};
 
 use super::access::{self, Opening, PrivateCopy};
@@ -125,12 +126,23 @@ pub(super) fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
             opened.db
         }
     };
+    // Opening a tree creates it: an older store read without migrating
+    // (damaged, or a private copy) gets no `doc_meta` tree written.
+    let has_doc_meta = tree::call(&shared, "tree names", || Ok(db.tree_names()))?
+        .iter()
+        .any(|n| n.as_ref() == DOC_META.as_bytes());
+    let doc_meta = if has_doc_meta || (read_only.is_none() && damage.is_none()) {
+        Some(Tree::open(&db, &shared, DOC_META)?)
+    } else {
+        None
+    };
     let store = Store {
         meta: Tree::open(&db, &shared, v1::META)?,
         docs: Tree::open(&db, &shared, v1::DOCS)?,
         sources: Tree::open(&db, &shared, v1::SOURCES)?,
         chunks: Tree::open(&db, &shared, v1::CHUNKS)?,
         latents: Tree::open(&db, &shared, v1::LATENTS)?,
+        doc_meta,
         db,
         dir: dir.to_path_buf(),
         read_only,
@@ -248,6 +260,11 @@ fn read_view(db: &sled::Db, dir: &Arc<PathBuf>, legacy: bool) -> Result<SledView
         return Ok(v);
     }
     let docs = Tree::open(db, dir, v1::DOCS)?;
+    let doc_meta = if has(DOC_META) {
+        Some(Tree::open(db, dir, DOC_META)?)
+    } else {
+        None
+    };
     for item in docs.iter() {
         let (k, val) = item?;
         let Some(id) = keys::parse_doc_key(&k) else {
@@ -258,9 +275,14 @@ fn read_view(db: &sled::Db, dir: &Arc<PathBuf>, legacy: bool) -> Result<SledView
             continue;
         };
         match codec::decode::<DocRecord>(v1::DOCS, &k, &val) {
-            Ok(d) if d.id == id => {
-                v.docs.insert(id, ManifestDoc::of(&d));
-            }
+            Ok(d) if d.id == id => match read_metadata(doc_meta.as_ref(), id)? {
+                Ok(m) => {
+                    v.docs.insert(id, ManifestDoc::of(&d, &m));
+                }
+                Err(e) => {
+                    v.unreadable.insert(id, codec::problem(&e));
+                }
+            },
             Ok(d) => {
                 v.unreadable
                     .insert(id, format!("its record says id {}", d.id));
@@ -271,4 +293,21 @@ fn read_view(db: &sled::Db, dir: &Arc<PathBuf>, legacy: bool) -> Result<SledView
         }
     }
     Ok(v)
+}
+
+/// A document's metadata as [`read_view`] reads it: an unreadable record
+/// is the inner error (the document is unreadable), a failing database the
+/// outer one.
+fn read_metadata(
+    tree: Option<&Tree>,
+    id: u64,
+) -> Result<std::result::Result<crate::docmeta::Metadata, Error>> {
+    let Some(tree) = tree else {
+        return Ok(Ok(crate::docmeta::Metadata::new()));
+    };
+    let key = keys::doc_key(id);
+    Ok(match tree.get(key)? {
+        None => Ok(crate::docmeta::Metadata::new()),
+        Some(v) => super::metadata::decode(&key, &v),
+    })
 }

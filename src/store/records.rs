@@ -1,4 +1,5 @@
-//! Record types persisted in the store (rkyv 0.8 archives, schema version 1).
+//! Record types persisted in the store (rkyv 0.8 archives; `DocMetaRecord`
+//! since schema version 3).
 //!
 //! Changing a field here changes the on-disk layout: add a migration.
 
@@ -72,4 +73,28 @@ pub struct LatentRecord {
     pub dtype: String,
     pub shape: Vec<u32>,
     pub data: Vec<u8>,
+}
+
+/// One metadata value as stored.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum StoredValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// One key of a document's metadata.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MetaEntryRecord {
+    pub key: String,
+    pub value: StoredValue,
+}
+
+/// A document's metadata (`doc_meta` tree, key = doc id; schema version
+/// 3), keys in sorted order. A document without metadata has no record.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DocMetaRecord {
+    pub doc_id: u64,
+    pub entries: Vec<MetaEntryRecord>,
 }

@@ -28,6 +28,7 @@ use super::export::{self, ExportDoc, ExportFile};
 use super::manifest::{self, Loaded, ManifestDoc};
 use super::records::{DocRecord, ModelRecord};
 use super::{check, NewDoc, Store};
+use crate::docmeta::Metadata;
 use crate::{Error, Result};
 
 /// Where a recovery builds the new database, inside the store directory.
@@ -100,6 +101,7 @@ impl<S: text_splitter::ChunkSizer + Clone> Reencoder for ModelReencoder<'_, S> {
         let chunker = crate::chunk::Chunker::new(self.sizer.clone(), doc.chunk_tokens as usize)?;
         let opts = crate::ingest::IngestOptions {
             batch_size: self.batch_size.max(1),
+            metadata: Some(doc.metadata.clone()),
             ..Default::default()
         };
         let r = crate::ingest::ingest_bytes(
@@ -143,6 +145,10 @@ pub struct Planned {
     pub detail: String,
     #[serde(skip)]
     from: From,
+    /// The metadata it gets back: the manifest's (what was committed), or
+    /// the database's or the export's where the manifest is gone.
+    #[serde(skip)]
+    metadata: Metadata,
 }
 
 /// Where a planned document's data comes from.
@@ -240,6 +246,7 @@ pub fn plan(dir: &Path, from_export: Option<&Path>) -> Result<Plan> {
     };
     // What the database holds, checked document by document.
     let mut intact: BTreeMap<u64, DocRecord> = BTreeMap::new();
+    let mut intact_meta: BTreeMap<u64, Metadata> = BTreeMap::new();
     let mut broken: BTreeMap<u64, String> = BTreeMap::new();
     match Store::open_existing(dir) {
         Ok(store) => {
@@ -255,6 +262,8 @@ pub fn plan(dir: &Path, from_export: Option<&Path>) -> Result<Plan> {
                     Ok(d) => {
                         let problems = check::doc_problems(&store, &d);
                         if problems.is_empty() {
+                            // doc_problems read it: it decodes.
+                            intact_meta.insert(d.id, store.metadata(d.id).unwrap_or_default());
                             intact.insert(d.id, d);
                         } else {
                             broken.insert(d.id, problems.join("; "));
@@ -296,7 +305,10 @@ pub fn plan(dir: &Path, from_export: Option<&Path>) -> Result<Plan> {
     // Every document the manifest names, then what only the database has.
     let wanted: Vec<ManifestDoc> = match &expected {
         Some(e) => e.values().cloned().collect(),
-        None => intact.values().map(ManifestDoc::of).collect(),
+        None => intact
+            .values()
+            .map(|d| ManifestDoc::of(d, &intact_meta[&d.id]))
+            .collect(),
     };
     for want in &wanted {
         seen_sources.insert(want.source.clone());
@@ -321,7 +333,7 @@ pub fn plan(dir: &Path, from_export: Option<&Path>) -> Result<Plan> {
             planned.insert(
                 d.id,
                 planned_doc(
-                    &ManifestDoc::of(d),
+                    &ManifestDoc::of(d, &intact_meta[&d.id]),
                     Action::Keep,
                     "intact (not in the manifest)".into(),
                     From::Store(d.clone()),
@@ -366,6 +378,7 @@ fn planned_doc(want: &ManifestDoc, action: Action, detail: String, from: From) -
         action,
         detail,
         from,
+        metadata: want.metadata.clone(),
     }
 }
 
@@ -378,6 +391,7 @@ fn manifest_of_export(d: &ExportDoc) -> ManifestDoc {
         chunks: d.chunk_count,
         chunk_tokens: d.chunk_tokens,
         kind: d.kind.clone(),
+        metadata: d.metadata.clone().unwrap_or_default(),
     }
 }
 
@@ -623,6 +637,7 @@ fn copy_one(
                 ingested_at_ms: d.ingested_at_ms,
                 kind: d.kind.clone(),
                 chunk_tokens: d.chunk_tokens,
+                metadata: doc.metadata.clone(),
             })?;
             Ok(Ok(()))
         }
@@ -633,7 +648,10 @@ fn copy_one(
             let mut w = new.begin(Some(doc.id))?;
             match file.copy_doc(e, &mut w) {
                 Ok(_) => {
-                    w.commit(e.new_doc())?;
+                    w.commit(NewDoc {
+                        metadata: doc.metadata.clone(),
+                        ..e.new_doc()
+                    })?;
                     Ok(Ok(()))
                 }
                 Err(err) => Ok(Err(err.to_string())),

@@ -11,13 +11,14 @@ use crate::{Error, Result};
 
 pub(super) type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
 
-/// The five trees inside one transaction.
+/// The six trees inside one transaction.
 pub(super) struct Tx<'a> {
     pub meta: &'a TransactionalTree,
     pub docs: &'a TransactionalTree,
     pub sources: &'a TransactionalTree,
     pub chunks: &'a TransactionalTree,
     pub latents: &'a TransactionalTree,
+    pub doc_meta: &'a TransactionalTree,
 }
 
 fn abort(e: Error) -> ConflictableTransactionError<Error> {
@@ -30,21 +31,30 @@ impl Store {
         F: Fn(&Tx<'_>) -> std::result::Result<(), ConflictableTransactionError<Error>>,
     {
         self.check_writable()?;
+        // A writable store was migrated to version 3, which has the tree.
+        let doc_meta = self.doc_meta.as_ref().ok_or_else(|| {
+            Error::Store(format!(
+                "store {}: the `doc_meta` tree is missing (schema older than 3)",
+                self.dir.display()
+            ))
+        })?;
         let trees = (
             &self.meta.inner,
             &self.docs.inner,
             &self.sources.inner,
             &self.chunks.inner,
             &self.latents.inner,
+            &doc_meta.inner,
         );
         let run = || {
-            trees.transaction(|(meta, docs, sources, chunks, latents)| {
+            trees.transaction(|(meta, docs, sources, chunks, latents, doc_meta)| {
                 f(&Tx {
                     meta,
                     docs,
                     sources,
                     chunks,
                     latents,
+                    doc_meta,
                 })
             })
         };
@@ -77,6 +87,7 @@ impl Tx<'_> {
 
     pub fn remove_doc(&self, doc: &DocRecord) -> TxResult<()> {
         self.docs.remove(&keys::doc_key(doc.id))?;
+        self.doc_meta.remove(&keys::doc_key(doc.id))?;
         // Only drop the source index if it still points at this document.
         if let Some(v) = self.sources.get(doc.source.as_bytes())? {
             if codec::decode_u64(v1::SOURCES, doc.source.as_bytes(), &v, false).ok() == Some(doc.id)

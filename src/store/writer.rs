@@ -158,17 +158,33 @@ impl DocWriter<'_> {
         let s = self.store;
         let old = s.find_source(&rec.source)?;
         let value = codec::encode(&rec)?;
+        let meta_value = if doc.metadata.is_empty() {
+            None
+        } else {
+            Some(codec::encode(&super::metadata::to_record(
+                rec.id,
+                &doc.metadata,
+            ))?)
+        };
         // Chunks first reach disk, then the switch: the switch never points
         // at chunks that were lost.
         s.flush()?;
         let rm: Vec<u64> = old.iter().map(|d| d.id).collect();
-        let change = s.change(None, Some(rec.id), std::slice::from_ref(&rec), &rm)?;
+        let change = s.change(
+            None,
+            Some(rec.id),
+            &[(rec.clone(), doc.metadata.clone())],
+            &rm,
+        )?;
         let source_value = codec::encode_u64(rec.id);
         s.commit_change(change, |t| {
             if let Some(old) = &old {
                 t.remove_doc(old)?;
             }
             t.docs.insert(&keys::doc_key(rec.id), value.clone())?;
+            if let Some(m) = &meta_value {
+                t.doc_meta.insert(&keys::doc_key(rec.id), m.clone())?;
+            }
             t.sources.insert(rec.source.as_bytes(), &source_value[..])?;
             let next = t.counter(v1::NEXT_DOC_ID_KEY)?.max(rec.id + 1);
             t.meta

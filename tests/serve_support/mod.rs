@@ -358,6 +358,23 @@ impl Server {
     }
 
     pub fn start_env(store: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_cmd(
+            store,
+            &["serve", "--addr", "127.0.0.1:0", "--json"],
+            extra,
+            env,
+        )
+    }
+
+    /// Starts `c3 --store STORE --model tiny COMMAND... EXTRA...` (a command
+    /// that prints its address as JSON first: `serve --json`, `mcp --http
+    /// ADDR --json`) and waits until `/health` says ok.
+    pub fn start_cmd(
+        store: &Path,
+        command: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let log = store.with_extension(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -370,7 +387,7 @@ impl Server {
             .arg(store)
             .arg("--model")
             .arg(model())
-            .args(["serve", "--addr", "127.0.0.1:0", "--json"])
+            .args(command)
             .args(extra)
             .env_remove("C3_MODEL")
             .env_remove("C3_API_KEY")

@@ -134,6 +134,7 @@ pub fn commit_doc(
         ingested_at_ms: 2,
         kind: "text".into(),
         chunk_tokens: 1000,
+        metadata: Default::default(),
     })
     .unwrap()
 }

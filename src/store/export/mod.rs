@@ -2,17 +2,18 @@
 //!
 //! An export is one [safetensors] file, so any safetensors reader can load
 //! the latents. Its header's `__metadata__` is
-//! `{"format": "c3-export", "version": "2", "manifest_blake3": HEX}` (the
+//! `{"format": "c3-export", "version": "3", "manifest_blake3": HEX}` (the
 //! blake3 of the `c3.manifest` bytes) and it holds these tensors, data in
 //! this order:
 //!
 //! - `c3.manifest` — `U8 [M]`: UTF-8 JSON Lines. Line 1 is the header
-//!   `{"format":"c3-export","version":1,"model":{"fingerprint":HEX,
+//!   `{"format":"c3-export","version":3,"model":{"fingerprint":HEX,
 //!   "latent_len":32,"hidden_size":1536},"documents":N}`; then one line per
 //!   document, in id order: `{"id", "source", "content_hash" (blake3 hex),
 //!   "size", "mtime_ms" (or null), "ingested_at_ms", "kind", "chunk_tokens",
 //!   "token_count", "latent_dtype", "latents_blake3" (blake3 of the
-//!   document's latent bytes, hex), "chunks": [[start, end, tokens], ...]}`.
+//!   document's latent bytes, hex), "chunks": [[start, end, tokens], ...],
+//!   "metadata" (version 3; absent when the document has none)}`.
 //!   Chunk ranges are byte ranges of the document and tile it exactly.
 //! - `doc.{id}.text` — `U8 [size]`: the document's exact bytes (UTF-8).
 //! - `doc.{id}.latents` — `BF16|F16|F32 [chunks, latent_len, hidden_size]`:
@@ -20,9 +21,9 @@
 //!
 //! Every byte is covered: the manifest by `manifest_blake3`, each text by
 //! its `content_hash`, each document's latents by `latents_blake3`, the
-//! header by its own validation. Version 1 (no `manifest_blake3`, no
-//! `latents_blake3`) is still read; its latents are checked for finiteness
-//! and shape only.
+//! header by its own validation. Versions 1 (no `manifest_blake3`, no
+//! `latents_blake3`) and 2 (no `metadata`) are still read; version 1's
+//! latents are checked for finiteness and shape only.
 //!
 //! Times are unix milliseconds. Import into an empty store keeps ids, times
 //! and bytes, so export → import → export reproduces the file exactly.
@@ -39,13 +40,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::docmeta::Metadata;
 use crate::Error;
 pub use read::{import, import_verified, verify, ExportDoc, ExportFile};
-pub use write::export;
+pub use write::{export, export_docs};
 
 pub(super) const FORMAT: &str = "c3-export";
-/// The version written. Versions 1 and 2 are read.
-pub(super) const VERSION: u32 = 2;
+/// The version written. Versions 1 to 3 are read.
+pub(super) const VERSION: u32 = 3;
 pub(super) const MANIFEST: &str = "c3.manifest";
 
 #[derive(Serialize, Deserialize)]
@@ -79,6 +81,9 @@ pub(super) struct DocJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latents_blake3: Option<String>,
     pub chunks: Vec<(u64, u64, u32)>,
+    /// The document's metadata (version 3 on; absent when empty).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// What an export or import did.
@@ -87,6 +92,9 @@ pub struct Transfer {
     pub documents: u64,
     pub chunks: u64,
     pub skipped_unchanged: u64,
+    /// Documents whose text was stored already, with other metadata: only
+    /// their metadata was replaced.
+    pub metadata_updated: u64,
     pub bytes: u64,
 }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{from_st_dtype, io_err, unhex32, DocJson, Header, Transfer, FORMAT, MANIFEST, VERSION};
+use crate::docmeta::Metadata;
 use crate::store::records::{ChunkRecord, LatentRecord, ModelRecord};
 use crate::store::LatentLayout;
 use crate::store::{compress_text, latent, DocWriter, NewDoc, Store};
@@ -25,7 +26,7 @@ struct Reader {
     file: BufReader<File>,
     data_start: u64,
     slots: BTreeMap<String, Slot>,
-    /// The format version in `__metadata__` (1 or 2).
+    /// The format version in `__metadata__` (1 to 3).
     version: u32,
     /// blake3 of the manifest bytes (version 2).
     manifest_blake3: Option<String>,
@@ -56,9 +57,10 @@ impl Reader {
         let version = match meta.get("version").and_then(Value::as_str) {
             Some("1") => 1,
             Some("2") => 2,
+            Some("3") => 3,
             _ => {
                 return Err(Error::Input(format!(
-                    "{}: export format version {} is not supported (this c3 reads 1 and 2)",
+                    "{}: export format version {} is not supported (this c3 reads 1 to 3)",
                     path.display(),
                     meta.get("version").unwrap_or(&Value::Null)
                 )))
@@ -145,6 +147,9 @@ pub struct ExportDoc {
     pub chunk_tokens: u32,
     pub token_count: u64,
     pub chunk_count: u32,
+    /// Its metadata; `None` in exports before version 3, which did not
+    /// record it (an import then keeps what the store has).
+    pub metadata: Option<Metadata>,
     /// Byte range of its line in the manifest.
     line: (u64, u64),
 }
@@ -172,6 +177,7 @@ impl ExportDoc {
             ingested_at_ms: self.ingested_at_ms,
             kind: self.kind.clone(),
             chunk_tokens: self.chunk_tokens,
+            metadata: self.metadata.clone().unwrap_or_default(),
         }
     }
 }
@@ -248,6 +254,12 @@ impl ExportFile {
             if reader.version >= 2 && d.latents_blake3.is_none() {
                 return Err(bad(format!("doc {}: no latents_blake3", d.id)));
             }
+            if reader.version < 3 && !d.metadata.is_empty() {
+                return Err(bad(format!(
+                    "doc {}: metadata in a version {} export (it came with version 3)",
+                    d.id, reader.version
+                )));
+            }
             docs.push(ExportDoc {
                 id: d.id,
                 source: d.source,
@@ -259,6 +271,7 @@ impl ExportFile {
                 chunk_tokens: d.chunk_tokens,
                 token_count: d.token_count,
                 chunk_count: d.chunks.len() as u32,
+                metadata: (reader.version >= 3).then_some(d.metadata),
                 line: (at as u64, line.len() as u64),
             });
         }
@@ -493,16 +506,28 @@ pub fn import_verified(store: &Store, file: &mut ExportFile) -> Result<Transfer>
     let mut t = Transfer::default();
     let docs = file.docs().to_vec();
     for d in &docs {
-        if store
-            .find_source(&d.source)?
-            .is_some_and(|old| old.content_hash == d.content_hash)
-        {
-            t.skipped_unchanged += 1;
+        let old = store.find_source(&d.source)?;
+        if let Some(old) = old.as_ref().filter(|o| o.content_hash == d.content_hash) {
+            // Same text: only the metadata may have changed.
+            match &d.metadata {
+                Some(m) if store.set_metadata(old.id, m)? => t.metadata_updated += 1,
+                _ => t.skipped_unchanged += 1,
+            }
             continue;
         }
+        // An export without metadata (before version 3) keeps what a
+        // replaced document had.
+        let metadata = match (&d.metadata, &old) {
+            (Some(m), _) => m.clone(),
+            (None, Some(o)) => store.metadata(o.id)?,
+            (None, None) => Metadata::new(),
+        };
         let mut w = store.begin(Some(d.id))?;
         file.copy_doc(d, &mut w)?;
-        let rec = w.commit(d.new_doc())?;
+        let rec = w.commit(NewDoc {
+            metadata,
+            ..d.new_doc()
+        })?;
         t.documents += 1;
         t.chunks += rec.chunk_count as u64;
     }

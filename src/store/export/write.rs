@@ -17,6 +17,12 @@ use crate::{Error, Result};
 /// Write every document of `store` to `path` (atomically: a temporary file
 /// renamed into place).
 pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
+    export_docs(store, path, None)
+}
+
+/// [`export`] of only the documents `only` lists (ids; `c3 export
+/// --where`), or of all of them.
+pub fn export_docs(store: &Store, path: &Path, only: Option<&[u64]>) -> Result<Transfer> {
     let model = store.meta()?.model.ok_or_else(|| {
         Error::Store(format!(
             "store {} is empty: nothing to export",
@@ -38,8 +44,11 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
     manifest.push(b'\n');
     let mut docs = Vec::new();
     let mut lines = Vec::new();
-    for d in store.documents() {
-        let d = d?;
+    for item in store.documents_with_metadata() {
+        let (d, metadata) = item?;
+        if only.is_some_and(|ids| !ids.contains(&d.id)) {
+            continue;
+        }
         let dtype = doc_dtype(store, &d)?;
         let mut chunks = Vec::with_capacity(d.chunk_count as usize);
         let mut latents = blake3::Hasher::new();
@@ -72,6 +81,7 @@ pub fn export(store: &Store, path: &Path) -> Result<Transfer> {
             latent_dtype: dtype.clone(),
             latents_blake3: Some(hex(latents.finalize().as_bytes())),
             chunks,
+            metadata,
         };
         lines.push(serde_json::to_vec(&line).map_err(|e| Error::Store(e.to_string()))?);
         docs.push((d, dtype));

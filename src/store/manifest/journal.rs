@@ -60,8 +60,11 @@ impl Journal {
     /// Write a new manifest holding `state` (a new store, a store from
     /// before manifests, the result of a recovery).
     pub fn create(dir: &Path, state: State) -> Result<Self> {
-        write_atomically(dir, BASE_FILE, &base_bytes(&state))?;
+        // The empty log first: a creation killed between the two files
+        // leaves a log without a base, which `load` reads as no manifest
+        // (nothing can have been committed under it), not as damage.
         write_atomically(dir, LOG_FILE, b"")?;
+        write_atomically(dir, BASE_FILE, &base_bytes(&state))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             log: open_log(dir)?,
@@ -162,6 +165,7 @@ mod tests {
                 chunks: 1,
                 chunk_tokens: 10,
                 kind: "text".into(),
+                metadata: Default::default(),
             }],
             rm: vec![id],
         }

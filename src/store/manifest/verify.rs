@@ -218,6 +218,9 @@ fn describe_change(want: &ManifestDoc, have: &ManifestDoc) -> String {
     if want.chunks != have.chunks {
         d.push(format!("{} chunks", have.chunks));
     }
+    if want.metadata != have.metadata {
+        d.push(format!("metadata {{{}}}", have.metadata));
+    }
     if d.is_empty() {
         d.push("chunking differs".into());
     }
@@ -238,6 +241,7 @@ mod tests {
             chunks: 2,
             chunk_tokens: 10,
             kind: "text".into(),
+            metadata: crate::docmeta::Metadata::new(),
         }
     }
 
