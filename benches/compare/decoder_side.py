@@ -177,7 +177,10 @@ class LlamaCpp:
         self.llm.eval(ids)
 
     def next_token(self):
-        return int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+        # llama-cpp-python 0.3.x fills `scores` only with logits_all=True; without it
+        # the context still holds the last token's logits.
+        last = self.llm._ctx.get_logits_ith(-1)
+        return int(np.argmax(np.ctypeslib.as_array(last, shape=(self.llm.n_vocab(),))))
 
 
 class Torch:
