@@ -3,7 +3,9 @@
 
 use std::ops::Range;
 
-use crate::model::Qwen2;
+use crate::generate::token_loop::generate_ids_cached;
+use crate::generate::{check_room, GenOptions, StopReason};
+use crate::model::{KvCache, Qwen2};
 use crate::{Error, Result};
 use candle_core::Tensor;
 
@@ -113,6 +115,45 @@ impl Prompt {
             parts.push(llm.embed(&self.ids[at..to])?);
         }
         Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Generates after this prompt on `llm` (at most `limit` positions),
+    /// resumed from the first `cache.len()` positions already in `cache`:
+    /// refuses what the positions cannot hold, stops on the first id
+    /// `is_stop(id, step)` names or when `on_token` returns `false`, and
+    /// says why it stopped. Both families' decoders generate through here;
+    /// only their stop rules differ.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn generate_on(
+        &self,
+        llm: &Qwen2,
+        latents: &[Tensor],
+        cache: &mut KvCache,
+        opts: &GenOptions,
+        limit: usize,
+        is_stop: impl Fn(u32, usize) -> bool,
+        mut on_token: impl FnMut(u32) -> bool,
+    ) -> Result<(Vec<u32>, StopReason)> {
+        let n = self.ids.len();
+        if n >= limit {
+            return Err(Error::Input(format!(
+                "prompt of {n} positions does not fit the decoder's {limit}"
+            )));
+        }
+        let x = self.embeddings_range(llm, latents, cache.len(), n)?;
+        // More new ids than the positions leave is refused, not clamped.
+        let max_new = opts.max_new_tokens;
+        check_room(max_new, n, limit)?;
+        let (mut ended, mut cancelled) = (false, false);
+        let ids = generate_ids_cached(llm, &x, &self.ids, cache, max_new, opts, |tok, step| {
+            let go_on = on_token(tok);
+            let stop = is_stop(tok, step);
+            ended |= stop;
+            cancelled |= !go_on && !stop;
+            Ok(go_on && !stop)
+        })?;
+        let stop = StopReason::of(ended, cancelled, ids.len(), max_new, n, limit);
+        Ok((ids, stop))
     }
 }
 

@@ -7,8 +7,7 @@ use super::prompt::{build_prompt, latent_budget, latent_prompt, FRAME_VERSION, R
 use crate::cascade::interface::{Family, LatentReader};
 use crate::cascade::prompt::Prompt;
 use crate::cascade::text_frame::{text_prompt, C3_FRAME};
-use crate::generate::token_loop::generate_ids_cached;
-use crate::generate::{check_room, clean_text, GenOptions, Generation, StopReason};
+use crate::generate::{clean_text, GenOptions, Generation};
 use crate::model::config::Qwen2Config;
 use crate::model::weights::Weights;
 use crate::model::{KvCache, Quant, Qwen2};
@@ -140,42 +139,16 @@ impl C3Decoder {
         opts: &GenOptions,
         mut on_token: impl FnMut(u32) -> bool,
     ) -> Result<Generation> {
-        let limit = self.max_positions();
-        if prompt.ids.len() >= limit {
-            return Err(Error::Input(format!(
-                "prompt of {} positions does not fit the decoder's {limit}",
-                prompt.ids.len()
-            )));
-        }
-        let x = prompt.embeddings_range(&self.llm, latents, cache.len(), prompt.ids.len())?;
-        // More new ids than the positions leave is refused, not clamped.
-        let max_new = opts.max_new_tokens;
-        check_room(max_new, prompt.ids.len(), limit)?;
-        let (mut ended, mut cancelled) = (false, false);
-        let ids = generate_ids_cached(
+        let (ids, stop) = prompt.generate_on(
             &self.llm,
-            &x,
-            &prompt.ids,
+            latents,
             cache,
-            max_new,
             opts,
-            |tok, step| {
-                let go_on = on_token(tok);
-                // The release stops on <|im_end|> only from the second id on.
-                let stop = tok == special::ENDOFTEXT || (tok == special::IM_END && step >= 1);
-                ended |= stop;
-                cancelled |= !go_on && !stop;
-                Ok(go_on && !stop)
-            },
+            self.max_positions(),
+            // The release stops on <|im_end|> only from the second id on.
+            |tok, step| tok == special::ENDOFTEXT || (tok == special::IM_END && step >= 1),
+            &mut on_token,
         )?;
-        let stop = StopReason::of(
-            ended,
-            cancelled,
-            ids.len(),
-            max_new,
-            prompt.ids.len(),
-            limit,
-        );
         Ok(Generation {
             text: clean_output(&self.tokenizer, &ids)?,
             ids,

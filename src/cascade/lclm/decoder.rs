@@ -9,8 +9,7 @@ use super::checkpoint::{LclmCheckpoint, MemoryIds};
 use super::config::LclmConfig;
 use crate::cascade::interface::{Family, LatentReader};
 use crate::cascade::prompt::Prompt;
-use crate::generate::token_loop::generate_ids_cached;
-use crate::generate::{check_room, clean_text, GenOptions, Generation, StopReason};
+use crate::generate::{clean_text, GenOptions, Generation};
 use crate::model::{KvCache, Quant, Qwen2};
 use crate::retrieve::Budget;
 use crate::tokenize::HfTokenizer;
@@ -127,17 +126,6 @@ impl LclmDecoder {
         opts: &GenOptions,
         mut on_token: impl FnMut(u32) -> bool,
     ) -> Result<Generation> {
-        let limit = self.max_positions();
-        if prompt.ids.len() >= limit {
-            return Err(Error::Input(format!(
-                "prompt of {} positions does not fit the decoder's {limit}",
-                prompt.ids.len()
-            )));
-        }
-        let x = prompt.embeddings_range(&self.llm, latents, cache.len(), prompt.ids.len())?;
-        // More new ids than the positions leave is refused, not clamped.
-        let max_new = opts.max_new_tokens;
-        check_room(max_new, prompt.ids.len(), limit)?;
         let opts = GenOptions {
             no_repeat_ngram: 0,
             repetition_penalty: Some(
@@ -147,29 +135,15 @@ impl LclmDecoder {
             ..opts.clone()
         };
         let stop_id = self.ids.im_end;
-        let (mut ended, mut cancelled) = (false, false);
-        let ids = generate_ids_cached(
+        let (ids, stop) = prompt.generate_on(
             &self.llm,
-            &x,
-            &prompt.ids,
+            latents,
             cache,
-            max_new,
             &opts,
-            |tok, _| {
-                let go_on = on_token(tok);
-                ended |= tok == stop_id;
-                cancelled |= !go_on && tok != stop_id;
-                Ok(go_on && tok != stop_id)
-            },
+            self.max_positions(),
+            |tok, _| tok == stop_id,
+            &mut on_token,
         )?;
-        let stop = StopReason::of(
-            ended,
-            cancelled,
-            ids.len(),
-            max_new,
-            prompt.ids.len(),
-            limit,
-        );
         Ok(Generation {
             text: clean_text(&self.tokenizer.decode(&ids)?).to_string(),
             ids,
