@@ -19,21 +19,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn c3(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_c3"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("C3_MODEL")
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .unwrap()
-}
+use common::c3_pinned as c3;
 
 fn show(o: &Output) -> String {
     format!(

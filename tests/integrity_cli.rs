@@ -11,18 +11,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// `c3 --store STORE ARGS` with ingest times pinned (so exports of separate
-/// runs compare byte for byte) and no model from the environment.
-fn c3(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_c3"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("C3_MODEL")
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .unwrap()
-}
+use common::c3_pinned as c3;
 
 fn model() -> String {
     common::golden_model().to_string_lossy().into_owned()

@@ -129,6 +129,19 @@ pub fn c3(store: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// [`c3`] with ingest times pinned (`SOURCE_DATE_EPOCH`), so exports and
+/// listings of separate runs compare byte for byte.
+pub fn c3_pinned(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_c3"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("C3_MODEL")
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap()
+}
+
 /// The output of a command that must have succeeded.
 pub fn ok(o: Output) -> Output {
     assert!(
