@@ -9,6 +9,11 @@ use support::*;
 
 fn main() {
     let quick = quick();
+    // `C3_LIMITS=q8` runs only the prefill products (for a profile of them).
+    if std::env::var("C3_LIMITS").as_deref() == Ok("q8") {
+        q8_products(quick);
+        return;
+    }
     let reps = if quick { 1 } else { 5 };
     println!("threads: {}", threads());
     println!("dense f32 product: {}", c3::kernels::blas::backend());
@@ -16,6 +21,13 @@ fn main() {
         "fma ceiling (registers only): {:.1} GFLOP/s",
         fma_peak_gflops()
     );
+    for (what, gops) in dot_peaks_gops() {
+        if gops.is_nan() {
+            println!("{what} ceiling (registers only): SKIPPED, this CPU lacks the instruction");
+        } else {
+            println!("{what} ceiling (registers only): {gops:.1} GOP/s");
+        }
+    }
     let n = if quick { 256 } else { 2048 };
     println!(
         "f32 GEMM peak ({n}x{n}x{n}): {:.1} GFLOP/s",
@@ -35,6 +47,7 @@ fn main() {
         }
     }
     i16_products(quick);
+    q8_products(quick);
     one_row_products(quick);
     let bytes = if quick { 64 << 20 } else { 1 << 30 };
     println!(
@@ -109,6 +122,81 @@ fn i16_products(quick: bool) {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn i16_products(_: bool) {}
+
+/// The prefill's products on Q8_0 weights: the i16 product on the blocks'
+/// exact values (15-bit activations, the default) and the 8-bit-activation
+/// product (`src/kernels/q8_gemm.rs`, `C3_PREFILL_Q8=1`), in turns per
+/// repetition, on the decoders' shapes (the 3B decoder's 1,149-position
+/// prefill, the 4B one's 1,040); weights packed per call as the prefill
+/// does, so the packing is in the time.
+#[cfg(target_arch = "x86_64")]
+fn q8_products(quick: bool) {
+    use c3::kernels::i16_gemm::{int_kernel, PackedWeight};
+    use c3::kernels::q8_gemm::{self, Q8Packed};
+    if !q8_gemm::available() {
+        println!("q8 product: SKIPPED, this CPU lacks avx512f+avx512bw+avx512vnni");
+        return;
+    }
+    let Some(ik) = int_kernel() else { return };
+    let shapes: &[(&str, usize, usize, usize)] = if quick {
+        &[("smoke 70x96x320", 70, 96, 320)]
+    } else {
+        &[
+            ("c3 decoder q/o 1149x2048x2048", 1149, 2048, 2048),
+            ("c3 decoder gate_up 1149x22016x2048", 1149, 22016, 2048),
+            ("c3 decoder down 1149x2048x11008", 1149, 2048, 11008),
+            ("lclm decoder gate_up 1040x19456x2560", 1040, 19456, 2560),
+            ("lclm decoder down 1040x2560x9728", 1040, 2560, 9728),
+        ]
+    };
+    let reps = if quick { 1 } else { 5 };
+    let mut seed = 5u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    for &(what, m, n, k) in shapes {
+        let mut q = Vec::with_capacity(n * k / 32 * 34);
+        for _ in 0..n * k / 32 {
+            let d = half::f16::from_f32((1 + next() % 1000) as f32 * 1e-5);
+            q.extend_from_slice(&d.to_le_bytes());
+            q.extend((0..32).map(|_| next() as u8));
+        }
+        let x: Vec<f32> = (0..m * k)
+            .map(|_| (next() % 20001) as f32 / 10000.0 - 1.0)
+            .collect();
+        let (mut t16, mut t8) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t = std::time::Instant::now();
+            let p = PackedWeight::from_q8_0(&q, n, k);
+            std::hint::black_box(p.matmul_with(ik, &x, m));
+            t16.push(t.elapsed().as_secs_f64());
+            drop(p);
+            let t = std::time::Instant::now();
+            let p = Q8Packed::from_q8_0(&q, n, k).expect("shape");
+            std::hint::black_box(p.matmul(&x, m));
+            t8.push(t.elapsed().as_secs_f64());
+        }
+        let (a, b) = (median(t16), median(t8));
+        let rate = |s: f64| 2.0 * (m * n * k) as f64 / s / 1e9;
+        println!(
+            "q8_0 prefill product {what}: {} {:.1} GOP/s ({:.1} ms), {} {:.1} GOP/s ({:.1} ms), \
+             median of {reps} in turns: q8 / i16 time {:.2}",
+            ik.name(),
+            rate(a),
+            a * 1e3,
+            q8_gemm::NAME,
+            rate(b),
+            b * 1e3,
+            b / a
+        );
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn q8_products(_: bool) {}
 
 /// The one-row products of a decode step (`src/kernels/gemv/`) with each
 /// kernel this CPU runs, over a Q8_0 and a Q4_K matrix of 1 GiB (rows of

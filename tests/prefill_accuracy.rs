@@ -7,7 +7,7 @@ mod common;
 use c3::cascade::c3::C3Checkpoint;
 use c3::cascade::c3::C3Decoder;
 use c3::cascade::c3::C3Encoder;
-use c3::model::quant::{prefill_i16, set_prefill_i16};
+use c3::model::quant::{prefill_i16, set_prefill_i16, set_prefill_q8};
 use c3::model::synthetic::random_qwen2;
 use c3::model::weights::Weights;
 use c3::model::{Quant, Qwen2};
@@ -50,6 +50,9 @@ impl Tally {
 
 /// `f(llm)` with the f32 prefill and then with the i16 one.
 fn both<T>(f: impl Fn() -> T) -> (T, T) {
+    // The i16 product itself, not the 8-bit-activation one that takes its
+    // place on AVX-512 VNNI CPUs (`tests/prefill_q8.rs`).
+    set_prefill_q8(false);
     set_prefill_i16(false);
     let a = f();
     set_prefill_i16(true);

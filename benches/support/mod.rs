@@ -153,6 +153,83 @@ unsafe fn fma_loop(iters: u64) -> f32 {
     std::hint::black_box(out.iter().sum())
 }
 
+/// Register-only throughput of the AVX-512 dot-product instructions on
+/// every core, in GOP/s counting a multiply-add as 2 (as the products' rates
+/// do): `vpdpwssd` (i16 pairs, the VNNI i16 kernel), `vdpbf16ps` (bf16
+/// pairs, PyTorch's bf16 path and c3's bf16 kernel) and `vpdpbusd` (u8·s8
+/// quads), each where the CPU has it, else NaN. The ceiling a 16-bit or an
+/// 8-bit product can approach, whoever wrote it (docs/performance.md).
+pub fn dot_peaks_gops() -> [(&'static str, f64); 3] {
+    let mut out = [
+        ("vpdpwssd (i16 pairs)", f64::NAN),
+        ("vdpbf16ps (bf16 pairs)", f64::NAN),
+        ("vpdpbusd (u8*s8 quads)", f64::NAN),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
+        let vnni = avx512 && is_x86_feature_detected!("avx512vnni");
+        let bf16 = avx512 && is_x86_feature_detected!("avx512bf16");
+        // (kind, multiply-adds per instruction, available)
+        for (i, (macs, here)) in [(32u64, vnni), (32, bf16), (64, vnni)]
+            .into_iter()
+            .enumerate()
+        {
+            if !here {
+                continue;
+            }
+            const ITERS: u64 = 10_000_000;
+            let n = threads();
+            let mut secs = f64::MAX;
+            for _ in 0..5 {
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..n {
+                        // SAFETY: the features were detected above.
+                        s.spawn(move || unsafe { dot_loop(i, ITERS) });
+                    }
+                });
+                secs = secs.min(t.elapsed().as_secs_f64());
+            }
+            // 12 chains per iteration.
+            out[i].1 = (n as u64 * ITERS * 12 * macs * 2) as f64 / secs / 1e9;
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512bf16")]
+unsafe fn dot_loop(kind: usize, iters: u64) -> i32 {
+    use std::arch::x86_64::*;
+    // A product's tile: 12 sums, each from one of 3 activation registers and
+    // one of 4 weight registers. (Zen 4 ran `vpdpwssd` 1.7x as often when
+    // every instruction read the same one or two registers, which no
+    // product does; this pattern gives what its kernels can reach.)
+    let a: [__m512i; 3] = std::array::from_fn(|i| _mm512_set1_epi16(3 + i as i16));
+    let b: [__m512i; 4] = std::array::from_fn(|i| _mm512_set1_epi16(5 + i as i16));
+    let mut acc = [_mm512_setzero_si512(); 12];
+    for _ in 0..iters {
+        for (i, c) in acc.iter_mut().enumerate() {
+            let (x, y) = (a[i / 4], b[i % 4]);
+            *c = match kind {
+                0 => _mm512_dpwssd_epi32(*c, x, y),
+                1 => _mm512_castps_si512(_mm512_dpbf16_ps(
+                    _mm512_castsi512_ps(*c),
+                    std::mem::transmute::<__m512i, __m512bh>(x),
+                    std::mem::transmute::<__m512i, __m512bh>(y),
+                )),
+                _ => _mm512_dpbusd_epi32(*c, x, y),
+            };
+        }
+    }
+    let mut s = _mm512_setzero_si512();
+    for c in acc {
+        s = _mm512_xor_si512(s, c);
+    }
+    std::hint::black_box(_mm512_reduce_add_epi32(s))
+}
+
 /// Memory read bandwidth, GB/s (best pass: the machine is shared, and a
 /// limit is the most it gives): every core sums its share of a buffer far
 /// larger than the caches; best of `reps` passes.

@@ -12,6 +12,8 @@
 //! - `i16_gemm` (+ `i16_gemm/vnni.rs`, `i16_gemm/bf16.rs`): `x · wᵀ` in
 //!   16-bit integers (AVX2, AVX-512 VNNI) or bf16 (AVX-512 BF16), the
 //!   encoder's and prefill's many-row product.
+//! - `q8_gemm`: `x · wᵀ` for Q8_0 weights with 8-bit activations
+//!   (`vpdpbusd`, AVX-512 VNNI), the prefill's product where asked for.
 //! - `gemv/`: one-row products on GGML Q8_0 / Q4_K blocks (decode steps).
 //! - `blas`: the system OpenBLAS's f32 GEMM, opened at run time when present.
 //! - `causal_softmax`, `swiglu`, `decode_attention`: fused element-wise and
@@ -28,6 +30,8 @@ pub mod gemv;
 #[cfg(target_arch = "x86_64")]
 pub mod i16_gemm;
 pub mod inplace;
+#[cfg(target_arch = "x86_64")]
+pub mod q8_gemm;
 pub mod swiglu;
 pub mod vexp;
 

@@ -24,7 +24,8 @@ pub struct ModelKey {
     /// Digest of the decoder's weight and configuration files, as stored
     /// ([`super::digest::files_digest`]).
     pub decoder: String,
-    /// The decoder matrices' format: `dense`, `q8_0`, `q4k`.
+    /// The decoder matrices' format: `dense`, `q8_0`, `q4k`; `q8_0+q8-activations`
+    /// where the prefill rounds activations to 8 bits (`C3_PREFILL_Q8`).
     pub quant: String,
     /// The dtype the decoder computes in.
     pub dtype: String,
@@ -52,7 +53,15 @@ impl ModelKey {
         ModelKey {
             latents: latents.to_string(),
             decoder: decoder.to_string(),
-            quant: llm.quant().map_or("dense".into(), |q| q.to_string()),
+            quant: match llm.quant() {
+                None => "dense".into(),
+                // 8-bit activations in the prefill round more than a kernel's
+                // last bits: a prefix stored with them is another prefix.
+                Some(q @ crate::model::Quant::Q8_0) if crate::model::quant::prefill_q8() => {
+                    format!("{q}+q8-activations")
+                }
+                Some(q) => q.to_string(),
+            },
             dtype: format!("{:?}", llm.dtype()).to_lowercase(),
             kv_dtype: format!("{kv_dtype:?}").to_lowercase(),
             device: device_class(llm.device()),

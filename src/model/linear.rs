@@ -122,6 +122,32 @@ impl Linear {
                 gemv(&q.data()?, self.out_dim, inner, &x, &mut y);
                 Tensor::from_vec(y, (1, self.out_dim), x2.device())?.to_dtype(dtype)?
             }
+            // Many rows on the CPU, Q8_0, with AVX-512 VNNI (unless
+            // `C3_PREFILL_Q8=0` or `C3_PREFILL_I16=0`): 8-bit activations per block of 32 against
+            // the blocks' bytes (`kernels::q8_gemm`), about twice the i16
+            // product's rate.
+            #[cfg(target_arch = "x86_64")]
+            Weight::Quantized(QMatMul::QTensor(q))
+                if rows >= DEQUANT_ROWS
+                    && x2.device().is_cpu()
+                    && q.dtype() == GgmlDType::Q8_0
+                    && crate::model::quant::prefill_q8() =>
+            {
+                let p =
+                    crate::kernels::q8_gemm::Q8Packed::from_q8_0(&q.data()?, self.out_dim, inner)
+                        .map_err(candle_core::Error::Msg)?;
+                let dtype = x2.dtype();
+                let xf = x2.to_dtype(DType::F32)?.contiguous()?;
+                let y = crate::kernels::cpu_f32::with_slice(&xf, |x| p.matmul(x, rows))
+                    .ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "q8 product: f32 CPU activations expected, got {:?} on {:?}",
+                            xf.dtype(),
+                            xf.device()
+                        ))
+                    })?;
+                Tensor::from_vec(y, (rows, p.n()), x2.device())?.to_dtype(dtype)?
+            }
             // Many rows (a prompt's prefill) on the CPU, Q8_0: the i16
             // product on the blocks' exact values (`i16_gemm::prefill_i16`,
             // `PackedWeight::from_q8_0`), packed for the call: the same

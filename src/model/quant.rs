@@ -72,6 +72,30 @@ pub fn prefill_i16() -> bool {
     }
 }
 
+/// Whether a quantized decoder's Q8_0 prefill runs with 8-bit activations
+/// here (`kernels::q8_gemm`): where the CPU has AVX-512 VNNI, unless
+/// `C3_PREFILL_Q8=0` or [`set_prefill_q8`] turned it off, or the prefill
+/// is on the f32 GEMM ([`prefill_i16`] off: `C3_PREFILL_I16=0`).
+pub fn prefill_q8() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::kernels::q8_gemm::on() && prefill_i16()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Turns the 8-bit-activation prefill on or off for later products (on only
+/// where the CPU runs it): tests and benchmarks comparing kernels.
+pub fn set_prefill_q8(on: bool) {
+    #[cfg(target_arch = "x86_64")]
+    crate::kernels::q8_gemm::set_on(on);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = on;
+}
+
 /// Turns the i16 prefill on or off for later products (on only where the
 /// CPU runs it): tests and benchmarks comparing both in one process.
 pub fn set_prefill_i16(on: bool) {
@@ -81,9 +105,14 @@ pub fn set_prefill_i16(on: bool) {
     let _ = on;
 }
 
-/// The kernel a Q8_0 prefill's products run with here: the i16 kernel's
-/// name where [`prefill_i16`] is on, else `f32-dequantized`.
+/// The kernel a Q8_0 prefill's products run with here: `q8-avx512vnni`
+/// where [`prefill_q8`] is on, the i16 kernel's name where [`prefill_i16`]
+/// is, else `f32-dequantized`.
 pub fn prefill_kernel_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if prefill_q8() {
+        return crate::kernels::q8_gemm::NAME;
+    }
     #[cfg(target_arch = "x86_64")]
     if prefill_i16() {
         // Q8_0 blocks are integers: they run with an i16 kernel even
