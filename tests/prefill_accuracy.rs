@@ -4,49 +4,9 @@
 //! switch between the two is process-wide.
 mod common;
 
-use c3::cascade::c3::C3Checkpoint;
-use c3::cascade::c3::C3Decoder;
-use c3::cascade::c3::C3Encoder;
 use c3::model::quant::{prefill_i16, set_prefill_i16, set_prefill_q8};
-use c3::model::synthetic::random_qwen2;
-use c3::model::weights::Weights;
-use c3::model::{Quant, Qwen2};
-use candle_core::{DType, Tensor};
+use common::forcing::*;
 use common::*;
-
-/// Logits [T, V] of every row of `x` [1, T, H] in one forward (each
-/// product sees all T rows: the prefill path).
-fn all_logits(llm: &Qwen2, x: &Tensor) -> Vec<Vec<f32>> {
-    let h = llm.forward(x, None).unwrap().squeeze(0).unwrap();
-    llm.logits(&h).unwrap().to_vec2::<f32>().unwrap()
-}
-
-fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-#[derive(Default)]
-struct Tally {
-    agree: usize,
-    positions: usize,
-    max_err: f32,
-}
-
-impl Tally {
-    fn add(&mut self, reference: &[Vec<f32>], got: &[Vec<f32>]) {
-        for (a, b) in reference.iter().zip(got) {
-            self.agree += (argmax(a) == argmax(b)) as usize;
-            self.positions += 1;
-            self.max_err = self.max_err.max(max_abs_diff(a, b));
-        }
-    }
-}
 
 /// `f(llm)` with the f32 prefill and then with the i16 one.
 fn both<T>(f: impl Fn() -> T) -> (T, T) {
@@ -74,27 +34,12 @@ fn i16_prefill_stays_as_close_to_f32_as_the_f32_prefill() {
     }
     let dev = test_device();
     // The golden decoder over each case's prompt and reference answer.
-    let ckpt = C3Checkpoint::open(&golden_model()).unwrap();
-    let enc = C3Encoder::load(&ckpt, DType::F32, &dev).unwrap();
-    let f32_dec = C3Decoder::load(&ckpt, DType::F32, &dev).unwrap();
-    let q_dec = C3Decoder::load_quantized(&ckpt, DType::F32, &dev, Some(Quant::Q8_0)).unwrap();
+    let g = GoldenForcing::load(&dev);
     let (mut dense_vs_f32, mut dense_vs_i16, mut f32_vs_i16) =
         (Tally::default(), Tally::default(), Tally::default());
-    for case in golden_cases() {
-        let raw = enc.encode_ids(&case.text_ids).unwrap();
-        let lat = f32_dec.project(&raw).unwrap();
-        let prompt = f32_dec
-            .prompt_embeddings(&case.reference_prompt(), std::slice::from_ref(&lat))
-            .unwrap();
-        let answer = f32_dec.llm().embed(&case.repeat_ids).unwrap();
-        let x = Tensor::cat(&[&prompt, &answer], 0)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let tail = case.repeat_ids.len() + 1;
-        let keep = |v: Vec<Vec<f32>>| v[v.len() - tail..].to_vec();
-        let reference = keep(all_logits(f32_dec.llm(), &x));
-        let (a, b) = both(|| keep(all_logits(q_dec.llm(), &x)));
+    for (x, tail) in &g.cases {
+        let reference = last(all_logits(g.f32_dec.llm(), x), *tail);
+        let (a, b) = both(|| last(all_logits(g.q_dec.llm(), x), *tail));
         dense_vs_f32.add(&reference, &a);
         dense_vs_i16.add(&reference, &b);
         f32_vs_i16.add(&a, &b);
@@ -109,23 +54,7 @@ fn i16_prefill_stays_as_close_to_f32_as_the_f32_prefill() {
 
     // Rows of 256 and 512 (several k blocks per flush group), 400 rows of
     // random ids: more positions than the golden cases have.
-    let mut cfg = c3::model::synthetic::release_decoder_config().llm;
-    cfg.vocab_size = 2048;
-    cfg.hidden_size = 256;
-    cfg.intermediate_size = 512;
-    cfg.num_hidden_layers = 3;
-    cfg.num_attention_heads = 4;
-    cfg.num_key_value_heads = 2;
-    cfg.max_position_embeddings = 1024;
-    let w = Weights::from_tensors(
-        "random",
-        random_qwen2(&cfg, DType::F32, &dev).unwrap(),
-        DType::F32,
-    );
-    let dense = Qwen2::load(&w, &cfg, &dev, DType::F32).unwrap();
-    let q = Qwen2::load_quantized(&w, &cfg, &dev, DType::F32, Some(Quant::Q8_0)).unwrap();
-    let ids: Vec<u32> = (0..400u32).map(|i| (i * 7919 + 13) % 2048).collect();
-    let x = dense.embed(&ids).unwrap().unsqueeze(0).unwrap();
+    let (dense, q, x) = wide_random_q8_0(&dev);
     let reference = all_logits(&dense, &x);
     let (a, b) = both(|| all_logits(&q, &x));
     let (mut d_a, mut d_b, mut a_b) = (Tally::default(), Tally::default(), Tally::default());

@@ -155,14 +155,7 @@ fn quantized_golden_decoder_stays_close_to_f32() {
 /// fall back to Q8_0): a random 2-layer model, f32 vs each format.
 #[test]
 fn quantized_formats_stay_close_at_256_wide_rows() {
-    let mut cfg = c3::model::synthetic::release_decoder_config().llm;
-    cfg.vocab_size = 2048;
-    cfg.hidden_size = 256;
-    cfg.intermediate_size = 512;
-    cfg.num_hidden_layers = 2;
-    cfg.num_attention_heads = 4;
-    cfg.num_key_value_heads = 2;
-    cfg.max_position_embeddings = 1024;
+    let cfg = common::forcing::wide_random_config(2);
     let dev = test_device();
     let w = Weights::from_tensors(
         "random",
