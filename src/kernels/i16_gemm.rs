@@ -43,6 +43,7 @@
 //! bits (same i32 sums, same flush points, same f32 additions).
 
 use super::cpu_f32::OutPtr;
+use super::switch::Switch;
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -215,39 +216,18 @@ pub fn int_kernel() -> Option<Kernel> {
 /// matrix: `C3_PREFILL_I16` (`1` on, `0` off) or [`set_prefill_i16`], else
 /// [`PREFILL_I16_DEFAULT`]; never where the CPU lacks the kernel.
 pub fn prefill_i16() -> bool {
-    match PREFILL.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let on = match std::env::var("C3_PREFILL_I16").as_deref() {
-                Ok("1") => true,
-                Ok("0") => false,
-                Ok(v) => {
-                    crate::note!(
-                        "c3: C3_PREFILL_I16={v:?}: expected 1 or 0; using {}",
-                        PREFILL_I16_DEFAULT as u8
-                    );
-                    PREFILL_I16_DEFAULT
-                }
-                Err(_) => PREFILL_I16_DEFAULT,
-            };
-            set_prefill_i16(on);
-            prefill_i16()
-        }
-    }
+    PREFILL.on()
 }
 
 /// Whether [`prefill_i16`] is on when nothing asks otherwise.
 pub const PREFILL_I16_DEFAULT: bool = true;
 
-/// 0 while [`prefill_i16`] is not yet decided, then 1 (off) or 2 (on).
-static PREFILL: AtomicU8 = AtomicU8::new(0);
+static PREFILL: Switch = Switch::new("C3_PREFILL_I16", PREFILL_I16_DEFAULT, available, "avx2");
 
 /// Makes later prefills use the i16 product (`on`, where the CPU runs it)
 /// or the f32 GEMM (tests and benchmarks comparing the two in one process).
 pub fn set_prefill_i16(on: bool) {
-    let on = on && kernel().is_some();
-    PREFILL.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    PREFILL.set(on)
 }
 
 /// Makes every later product use `k` (benchmarks comparing kernels in one

@@ -21,6 +21,7 @@
 //! - `inplace`: element-wise updates written into existing f32 tensors
 //!   (gradient sums, AdamW) for the trainer.
 //! - `vexp`: `exp` 16 lanes at a time (AVX-512F) for the softmaxes and SwiGLU.
+//! - `switch`: an on/off kernel choice from the environment, made once.
 //! - `cpu_f32`: the f32 slice of a CPU tensor, for the ops above.
 pub mod blas;
 pub mod causal_softmax;
@@ -33,6 +34,8 @@ pub mod inplace;
 #[cfg(target_arch = "x86_64")]
 pub mod q8_gemm;
 pub mod swiglu;
+#[cfg(target_arch = "x86_64")]
+mod switch;
 pub mod vexp;
 
 /// Largest |a - b| over two f32 tensors of one shape, for unit tests.

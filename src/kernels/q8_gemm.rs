@@ -28,8 +28,8 @@
 //! block's 32 products stay under 2²⁰.
 
 use super::cpu_f32::OutPtr;
+use super::switch::Switch;
 use std::arch::x86_64::*;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Values per Q8_0 block, and its bytes (f16 scale + 32 quants).
 const QK: usize = 32;
@@ -60,52 +60,29 @@ pub fn available() -> bool {
 /// The name reported where this kernel runs a prefill's products.
 pub const NAME: &str = "q8-avx512vnni";
 
-/// 0 while not yet decided, then 1 (off) or 2 (on).
-static ON: AtomicU8 = AtomicU8::new(0);
-
 /// Whether this kernel is on where nothing asks otherwise: the prefill's
 /// teacher-forced agreement is unchanged with it on the quantization tests,
 /// at about twice the i16 product's rate (docs/performance.md).
 pub const DEFAULT: bool = true;
 
+static ON: Switch = Switch::new(
+    "C3_PREFILL_Q8",
+    DEFAULT,
+    available,
+    "avx512f+avx512bw+avx512vnni",
+);
+
 /// Whether a Q8_0 prefill's many-row products use this kernel:
 /// `C3_PREFILL_Q8` (`1` on, `0` off) or [`set_on`], else [`DEFAULT`]; never
 /// where the CPU lacks it (an explicit request there is named in a note).
 pub fn on() -> bool {
-    match ON.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let var = std::env::var("C3_PREFILL_Q8");
-            let want = match var.as_deref() {
-                Ok("1") => true,
-                Ok("0") => false,
-                Err(_) => DEFAULT,
-                Ok(v) => {
-                    crate::note!(
-                        "c3: C3_PREFILL_Q8={v:?}: expected 1 or 0; using {}",
-                        DEFAULT as u8
-                    );
-                    DEFAULT
-                }
-            };
-            if var.is_ok() && want && !available() {
-                crate::note!(
-                    "c3: C3_PREFILL_Q8=1: this CPU lacks avx512f+avx512bw+avx512vnni; \
-                     the prefill keeps the i16 product"
-                );
-            }
-            set_on(want);
-            on()
-        }
-    }
+    ON.on()
 }
 
 /// Turns the kernel on or off for later prefills (on only where the CPU
 /// runs it): tests and benchmarks comparing kernels in one process.
 pub fn set_on(want: bool) {
-    let on = want && available();
-    ON.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    ON.set(want)
 }
 
 /// A Q8_0 weight `[n, k]` in panels of [`NR`] outputs: `[panel][quad][NR]`,

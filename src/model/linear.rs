@@ -136,17 +136,7 @@ impl Linear {
                 let p =
                     crate::kernels::q8_gemm::Q8Packed::from_q8_0(&q.data()?, self.out_dim, inner)
                         .map_err(candle_core::Error::Msg)?;
-                let dtype = x2.dtype();
-                let xf = x2.to_dtype(DType::F32)?.contiguous()?;
-                let y = crate::kernels::cpu_f32::with_slice(&xf, |x| p.matmul(x, rows))
-                    .ok_or_else(|| {
-                        candle_core::Error::Msg(format!(
-                            "q8 product: f32 CPU activations expected, got {:?} on {:?}",
-                            xf.dtype(),
-                            xf.device()
-                        ))
-                    })?;
-                Tensor::from_vec(y, (rows, p.n()), x2.device())?.to_dtype(dtype)?
+                slice_product("q8 product", &x2, rows, p.n(), |x| p.matmul(x, rows))?
             }
             // Many rows (a prompt's prefill) on the CPU, Q8_0: the i16
             // product on the blocks' exact values (`i16_gemm::prefill_i16`,
@@ -164,7 +154,7 @@ impl Linear {
                     self.out_dim,
                     inner,
                 );
-                i16_product(&p, &x2, rows)?
+                slice_product("i16 product", &x2, rows, p.n(), |x| p.matmul(x, rows))?
             }
             // Other formats (and without the i16 kernel): this matrix
             // dequantized for the moment, then the f32 GEMM. Same weights,
@@ -183,7 +173,9 @@ impl Linear {
                     .to_dtype(dtype)?
             }
             #[cfg(target_arch = "x86_64")]
-            Weight::I16(p) => i16_product(p, &x2, rows)?,
+            Weight::I16(p) => {
+                slice_product("i16 product", &x2, rows, p.n(), |x| p.matmul(x, rows))?
+            }
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
@@ -196,23 +188,27 @@ impl Linear {
     }
 }
 
-/// `x2 [rows, in] · wᵀ` with the i16 product, in `x2`'s dtype.
+/// `x2 [rows, in] · wᵀ` → `[rows, n]` in `x2`'s dtype, by `product` on the
+/// activations as one f32 slice (c3's own CPU products); `what` names it in
+/// the error for activations that are not on the CPU.
 #[cfg(target_arch = "x86_64")]
-fn i16_product(
-    p: &crate::kernels::i16_gemm::PackedWeight,
+fn slice_product(
+    what: &str,
     x2: &Tensor,
     rows: usize,
+    n: usize,
+    product: impl Fn(&[f32]) -> Vec<f32>,
 ) -> Result<Tensor> {
     let dtype = x2.dtype();
     let xf = x2.to_dtype(DType::F32)?.contiguous()?;
-    let y = crate::kernels::cpu_f32::with_slice(&xf, |x| p.matmul(x, rows)).ok_or_else(|| {
+    let y = crate::kernels::cpu_f32::with_slice(&xf, product).ok_or_else(|| {
         candle_core::Error::Msg(format!(
-            "i16 product: f32 CPU activations expected, got {:?} on {:?}",
+            "{what}: f32 CPU activations expected, got {:?} on {:?}",
             xf.dtype(),
             xf.device()
         ))
     })?;
-    Tensor::from_vec(y, (rows, p.n()), x2.device())?.to_dtype(dtype)
+    Tensor::from_vec(y, (rows, n), x2.device())?.to_dtype(dtype)
 }
 
 /// `x · wᵀ` for a dense weight: through OpenBLAS when the machine has it
