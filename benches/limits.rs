@@ -85,13 +85,8 @@ fn i16_products(quick: bool) {
         ]
     };
     let reps = if quick { 1 } else { 5 };
-    let mut seed = 1u64;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-    };
+    let mut rng = Lcg(1);
+    let mut next = move || rng.next_u31() as f32 / (1u64 << 31) as f32 - 0.5;
     for &(what, m, n, k) in shapes {
         let w: Vec<f32> = (0..n * k).map(|_| next() * 0.1).collect();
         let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
@@ -150,13 +145,8 @@ fn q8_products(quick: bool) {
         ]
     };
     let reps = if quick { 1 } else { 5 };
-    let mut seed = 5u64;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) as u32
-    };
+    let mut rng = Lcg(5);
+    let mut next = move || rng.next_u31();
     for &(what, m, n, k) in shapes {
         let mut q = Vec::with_capacity(n * k / 32 * 34);
         for _ in 0..n * k / 32 {

@@ -106,6 +106,38 @@ pub fn gemm_gflops_nt(m: usize, n: usize, k: usize, reps: usize) -> f64 {
     2.0 * (m * n * k) as f64 / best / 1e9
 }
 
+/// A 64-bit linear congruential generator (Knuth's MMIX constants): inputs
+/// for the benchmarks, the same on every run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next 31 high bits.
+    pub fn next_u31(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+}
+
+/// Runs `f` once on each of [`threads`] threads at once, five times:
+/// (threads, the shortest wall time).
+fn best_on_every_thread(f: impl Fn() + Sync) -> (usize, f64) {
+    let n = threads();
+    let mut secs = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..n {
+                s.spawn(&f);
+            }
+        });
+        secs = secs.min(t.elapsed().as_secs_f64());
+    }
+    (n, secs)
+}
+
 /// Register-only FMA throughput on every core, GFLOP/s: the hardware's f32
 /// arithmetic ceiling (no kernel reaches it; the GEMM peak is the practical one).
 pub fn fma_peak_gflops() -> f64 {
@@ -113,18 +145,10 @@ pub fn fma_peak_gflops() -> f64 {
     {
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             const ITERS: u64 = 20_000_000;
-            let n = threads();
-            let mut secs = f64::MAX;
-            for _ in 0..5 {
-                let t = Instant::now();
-                std::thread::scope(|s| {
-                    for _ in 0..n {
-                        // SAFETY: the features were detected above.
-                        s.spawn(|| unsafe { fma_loop(ITERS) });
-                    }
-                });
-                secs = secs.min(t.elapsed().as_secs_f64());
-            }
+            // SAFETY: the features were detected above.
+            let (n, secs) = best_on_every_thread(|| unsafe {
+                fma_loop(ITERS);
+            });
             // 10 chains x 8 lanes x 2 flops per iteration.
             return (n as u64 * ITERS * 10 * 8 * 2) as f64 / secs / 1e9;
         }
@@ -179,18 +203,14 @@ pub fn dot_peaks_gops() -> [(&'static str, f64); 3] {
                 continue;
             }
             const ITERS: u64 = 10_000_000;
-            let n = threads();
-            let mut secs = f64::MAX;
-            for _ in 0..5 {
-                let t = Instant::now();
-                std::thread::scope(|s| {
-                    for _ in 0..n {
-                        // SAFETY: the features were detected above.
-                        s.spawn(move || unsafe { dot_loop(i, ITERS) });
-                    }
-                });
-                secs = secs.min(t.elapsed().as_secs_f64());
-            }
+            // SAFETY: each loop needs only the features checked for it above.
+            let (n, secs) = best_on_every_thread(|| unsafe {
+                if i == 1 {
+                    dot_loop_bf16(ITERS);
+                } else {
+                    dot_loop_vnni(i == 2, ITERS);
+                }
+            });
             // 12 chains per iteration.
             out[i].1 = (n as u64 * ITERS * 12 * macs * 2) as f64 / secs / 1e9;
         }
@@ -198,36 +218,58 @@ pub fn dot_peaks_gops() -> [(&'static str, f64); 3] {
     out
 }
 
+// A product's tile: 12 sums, each from one of 3 activation registers and
+// one of 4 weight registers. (Zen 4 ran `vpdpwssd` 1.7x as often when every
+// instruction read the same one or two registers, which no product does;
+// this pattern gives what its kernels can reach.)
+
+/// `vpdpwssd` (`bytes` false) or `vpdpbusd` (true) in the 12-sum pattern.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512bf16")]
-unsafe fn dot_loop(kind: usize, iters: u64) -> i32 {
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_loop_vnni(bytes: bool, iters: u64) -> i32 {
     use std::arch::x86_64::*;
-    // A product's tile: 12 sums, each from one of 3 activation registers and
-    // one of 4 weight registers. (Zen 4 ran `vpdpwssd` 1.7x as often when
-    // every instruction read the same one or two registers, which no
-    // product does; this pattern gives what its kernels can reach.)
-    let a: [__m512i; 3] = std::array::from_fn(|i| _mm512_set1_epi16(3 + i as i16));
-    let b: [__m512i; 4] = std::array::from_fn(|i| _mm512_set1_epi16(5 + i as i16));
+    // Seven distinct values the compiler cannot see (equal ones would share
+    // a register, which runs faster than any product can).
+    let v = |x: i16| _mm512_set1_epi16(std::hint::black_box(x));
+    let a: [__m512i; 3] = std::array::from_fn(|i| v(3 + i as i16));
+    let b: [__m512i; 4] = std::array::from_fn(|i| v(11 + i as i16));
     let mut acc = [_mm512_setzero_si512(); 12];
     for _ in 0..iters {
         for (i, c) in acc.iter_mut().enumerate() {
             let (x, y) = (a[i / 4], b[i % 4]);
-            *c = match kind {
-                0 => _mm512_dpwssd_epi32(*c, x, y),
-                1 => _mm512_castps_si512(_mm512_dpbf16_ps(
-                    _mm512_castsi512_ps(*c),
-                    std::mem::transmute::<__m512i, __m512bh>(x),
-                    std::mem::transmute::<__m512i, __m512bh>(y),
-                )),
-                _ => _mm512_dpbusd_epi32(*c, x, y),
+            *c = match bytes {
+                false => _mm512_dpwssd_epi32(*c, x, y),
+                true => _mm512_dpbusd_epi32(*c, x, y),
             };
         }
     }
-    let mut s = _mm512_setzero_si512();
-    for c in acc {
-        s = _mm512_xor_si512(s, c);
-    }
+    let s = acc
+        .iter()
+        .fold(_mm512_setzero_si512(), |s, &c| _mm512_xor_si512(s, c));
     std::hint::black_box(_mm512_reduce_add_epi32(s))
+}
+
+/// `vdpbf16ps` in the same pattern.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn dot_loop_bf16(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let bf = |v: f32| {
+        let v = _mm512_set1_ps(std::hint::black_box(v));
+        _mm512_cvtne2ps_pbh(v, v)
+    };
+    let a: [__m512bh; 3] = std::array::from_fn(|i| bf(0.5 + i as f32));
+    let b: [__m512bh; 4] = std::array::from_fn(|i| bf(8.25 + i as f32));
+    let mut acc = [_mm512_setzero_ps(); 12];
+    for _ in 0..iters {
+        for (i, c) in acc.iter_mut().enumerate() {
+            *c = _mm512_dpbf16_ps(*c, a[i / 4], b[i % 4]);
+        }
+    }
+    let s = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, &c| _mm512_add_ps(s, c));
+    std::hint::black_box(_mm512_reduce_add_ps(s))
 }
 
 /// Memory read bandwidth, GB/s (best pass: the machine is shared, and a
